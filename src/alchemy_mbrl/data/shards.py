@@ -1,0 +1,332 @@
+"""HDF5 shards of uniform-random episodes, and the manifest that lists them.
+
+One shard = one HDF5 file of N whole episodes, generated from ``(seed, shard index)`` alone,
+so that any shard can be regenerated independently and byte-identically. Layout
+(``FORMAT_VERSION`` 1; see ``docs/formats.md``)::
+
+    obs_codes        uint8  [N, 201, 39]   codec codes of obs_0 .. obs_200
+    actions          uint8  [N, 200]       a_1 .. a_200 (the action taken after obs_{t-1})
+    rewards          int8   [N, 200]       r_1 .. r_200 in {-3, -1, 0, 1, 15}
+    potion_perm      int8   [N, 3]         the chemistry (SPEC §2) ...
+    potion_sign      int8   [N, 3]
+    stone_sign       int8   [N, 3]
+    graph_id         int16  [N]
+    chemistry_index  int32  [N]            (m * 8 + i) * 109 + g
+    trial_start      bool   [201]          True where obs_t is a trial's first observation (t = 0, 20, ..., 180)
+
+Datasets are chunked by episodes and gzip-compressed. File attributes record the seed,
+shard index, number of shards, level, policy, codec tables and package version.
+A shard is written to ``PATH.tmp-<pid>`` and renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import h5py
+import numpy as np
+from tqdm import tqdm
+
+from alchemy_mbrl import __version__
+from alchemy_mbrl.data import codec
+from alchemy_mbrl.env.alchemy import EPISODE_STEPS, OBS_DIM, STEPS_PER_TRIAL, AlchemyEnv
+
+FORMAT_VERSION = 1
+LEVEL = "alchemy/perceptual_mapping_randomized_with_random_bottleneck"
+GENERATION_BATCH = 4096  # episodes stepped together; part of the format's determinism contract
+CHUNK_EPISODES = 256
+
+TRIAL_START: np.ndarray = np.zeros(EPISODE_STEPS + 1, dtype=bool)
+TRIAL_START[0:EPISODE_STEPS:STEPS_PER_TRIAL] = True
+
+_SPECS: dict[str, tuple[tuple[int, ...], np.dtype]] = {
+    "obs_codes": ((EPISODE_STEPS + 1, OBS_DIM), np.dtype(np.uint8)),
+    "actions": ((EPISODE_STEPS,), np.dtype(np.uint8)),
+    "rewards": ((EPISODE_STEPS,), np.dtype(np.int8)),
+    "potion_perm": ((3,), np.dtype(np.int8)),
+    "potion_sign": ((3,), np.dtype(np.int8)),
+    "stone_sign": ((3,), np.dtype(np.int8)),
+    "graph_id": ((), np.dtype(np.int16)),
+    "chemistry_index": ((), np.dtype(np.int32)),
+}
+
+
+class ShardError(ValueError):
+    """A shard or manifest is missing, truncated, corrupt or of the wrong format."""
+
+
+def shard_seed_sequence(seed: int, shard: int) -> np.random.SeedSequence:
+    """The seed sequence of shard ``shard`` of a dataset with global seed ``seed``."""
+    return np.random.SeedSequence([int(seed), int(shard)])
+
+
+def generate_episodes(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """Roll out ``n`` episodes of the uniform-random policy; return the shard arrays."""
+    env = AlchemyEnv(n, seed=rng)
+    obs = np.empty((n, EPISODE_STEPS + 1, OBS_DIM), dtype=np.uint8)
+    actions = rng.integers(0, 40, size=(n, EPISODE_STEPS), dtype=np.uint8)
+    rewards = np.empty((n, EPISODE_STEPS), dtype=np.int8)
+    ts = env.reset()
+    obs[:, 0] = ts.observation_codes
+    for t in range(EPISODE_STEPS):
+        ts = env.step(actions[:, t])
+        obs[:, t + 1] = ts.observation_codes
+        rewards[:, t] = ts.reward
+    chem = env.chemistry
+    assert chem is not None
+    return {
+        "obs_codes": obs,
+        "actions": actions,
+        "rewards": rewards,
+        "potion_perm": chem.potion_perm,
+        "potion_sign": chem.potion_sign,
+        "stone_sign": chem.stone_sign,
+        "graph_id": chem.graph_id,
+        "chemistry_index": chem.index.astype(np.int32),
+    }
+
+
+def write_shard(
+    path: str | Path,
+    *,
+    shard: int,
+    num_shards: int,
+    episodes: int,
+    seed: int,
+    compression_level: int = 4,
+    progress: bool = True,
+) -> Path:
+    """Generate shard ``shard`` (of ``num_shards``) with ``episodes`` episodes and write it atomically."""
+    if episodes < 1:
+        raise ValueError(f"--episodes must be >= 1, got {episodes}")
+    if not 0 <= shard < num_shards:
+        raise ValueError(f"--shard must be in 0..{num_shards - 1}, got {shard}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    ss = shard_seed_sequence(seed, shard)
+    n_batches = -(-episodes // GENERATION_BATCH)
+    batch_seeds = ss.spawn(n_batches)
+    chunk = min(CHUNK_EPISODES, episodes)
+    try:
+        with h5py.File(tmp, "w", track_order=True) as f:
+            dsets = {
+                name: f.create_dataset(
+                    name,
+                    shape=(episodes, *shape),
+                    dtype=dtype,
+                    chunks=(chunk, *shape),
+                    compression="gzip",
+                    compression_opts=compression_level,
+                    shuffle=False,
+                    track_times=False,
+                )
+                for name, (shape, dtype) in _SPECS.items()
+            }
+            f.create_dataset("trial_start", data=TRIAL_START, track_times=False)
+            attrs = {
+                "format_version": FORMAT_VERSION,
+                "level": LEVEL,
+                "policy": "uniform",
+                "seed": int(seed),
+                "shard": int(shard),
+                "num_shards": int(num_shards),
+                "episodes": int(episodes),
+                "generation_batch": GENERATION_BATCH,
+                "package_version": __version__,
+                **codec.codec_attributes(),
+            }
+            for k, v in attrs.items():
+                f.attrs[k] = v
+            bar = tqdm(total=episodes, unit="episode", desc=f"shard {shard}", disable=not progress)
+            for b in range(n_batches):
+                lo, hi = b * GENERATION_BATCH, min(episodes, (b + 1) * GENERATION_BATCH)
+                arrays = generate_episodes(np.random.default_rng(batch_seeds[b]), hi - lo)
+                for name, arr in arrays.items():
+                    dsets[name][lo:hi] = arr
+                bar.update(hi - lo)
+            bar.close()
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+@dataclass
+class Shard:
+    """An open, validated shard. Use as a context manager or call :meth:`close`."""
+
+    path: Path
+    file: h5py.File
+
+    @property
+    def episodes(self) -> int:
+        return int(self.file["obs_codes"].shape[0])
+
+    @property
+    def attrs(self) -> dict[str, object]:
+        return dict(self.file.attrs)
+
+    def read(self, start: int = 0, stop: int | None = None, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        """Episodes ``start:stop`` as in-memory arrays (all datasets, or ``keys``)."""
+        names = keys or tuple(_SPECS)
+        try:
+            return {k: self.file[k][start:stop] for k in names}
+        except (OSError, KeyError, RuntimeError) as exc:
+            raise ShardError(f"{self.path}: cannot read episodes {start}:{stop}: {exc}") from exc
+
+    def iter_batches(self, batch_episodes: int, keys: tuple[str, ...] | None = None) -> Iterator[dict[str, np.ndarray]]:
+        for lo in range(0, self.episodes, batch_episodes):
+            yield self.read(lo, min(self.episodes, lo + batch_episodes), keys)
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> "Shard":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_shard(path: str | Path) -> Shard:
+    """Open a shard, checking that it exists, is HDF5, and has the expected datasets and format.
+
+    Raises :class:`ShardError` (a ``ValueError``) naming the file and the problem.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ShardError(f"{path}: shard file does not exist")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise ShardError(f"{path}: not a readable HDF5 shard (truncated or corrupt?): {exc}") from exc
+    try:
+        version = f.attrs.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ShardError(f"{path}: format_version is {version!r}, expected {FORMAT_VERSION}")
+        n = None
+        for name, (shape, dtype) in _SPECS.items():
+            if name not in f:
+                raise ShardError(f"{path}: dataset '{name}' is missing")
+            d = f[name]
+            if d.shape[1:] != shape or d.dtype != dtype:
+                raise ShardError(f"{path}: dataset '{name}' has shape {d.shape} dtype {d.dtype}, expected [N, *{shape}] {dtype}")
+            if n is None:
+                n = d.shape[0]
+            elif d.shape[0] != n:
+                raise ShardError(f"{path}: dataset '{name}' has {d.shape[0]} episodes, 'obs_codes' has {n}")
+        if n != f.attrs.get("episodes"):
+            raise ShardError(f"{path}: holds {n} episodes but its 'episodes' attribute says {f.attrs.get('episodes')}")
+    except ShardError:
+        f.close()
+        raise
+    except (OSError, RuntimeError, KeyError) as exc:
+        f.close()
+        raise ShardError(f"{path}: corrupt shard: {exc}") from exc
+    return Shard(path, f)
+
+
+def load_shard(path: str | Path, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """All episodes of a shard as in-memory arrays (validated)."""
+    with open_shard(path) as s:
+        return s.read(keys=keys)
+
+
+def sha256_of(path: str | Path, block: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --- manifest ---------------------------------------------------------------------------
+
+MANIFEST_VERSION = 1
+
+
+def write_manifest(out: str | Path, shards: list[str | Path], validation: int) -> dict:
+    """Write a JSON manifest listing ``shards``; the last ``validation`` of them are held out.
+
+    Paths are stored relative to the manifest's directory. Each entry records the episode
+    count and SHA-256 of the file, checked again by :func:`read_manifest` when asked.
+    """
+    out = Path(out)
+    if not shards:
+        raise ValueError("no shards given to the manifest")
+    if not 0 <= validation < len(shards):
+        raise ValueError(f"--validation must be in 0..{len(shards) - 1} (some shards must remain for training), got {validation}")
+    entries = []
+    seeds = set()
+    for i, p in enumerate(shards):
+        with open_shard(p) as s:
+            n = s.episodes
+            seeds.add((int(s.attrs["seed"]), int(s.attrs["shard"])))
+        entries.append(
+            {
+                "path": os.path.relpath(Path(p).resolve(), out.parent.resolve()),
+                "episodes": n,
+                "sha256": sha256_of(p),
+                "split": "validation" if i >= len(shards) - validation else "train",
+            }
+        )
+    if len(seeds) != len(shards):
+        raise ValueError("two shards were generated from the same (seed, shard index): they hold the same episodes")
+    manifest = {
+        "manifest_version": MANIFEST_VERSION,
+        "level": LEVEL,
+        "package_version": __version__,
+        "episodes": {
+            "train": sum(e["episodes"] for e in entries if e["split"] == "train"),
+            "validation": sum(e["episodes"] for e in entries if e["split"] == "validation"),
+        },
+        "shards": entries,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(tmp, out)
+    return manifest
+
+
+@dataclass
+class ManifestEntry:
+    path: Path
+    episodes: int
+    sha256: str
+    split: str
+
+
+def read_manifest(path: str | Path, verify: bool = False) -> list[ManifestEntry]:
+    """Shards listed by a manifest (absolute paths). ``verify`` re-checks their SHA-256."""
+    path = Path(path)
+    if not path.exists():
+        raise ShardError(f"{path}: manifest does not exist")
+    try:
+        m = json.loads(path.read_text())
+        entries = [
+            ManifestEntry((path.parent / e["path"]).resolve(), int(e["episodes"]), str(e["sha256"]), str(e["split"]))
+            for e in m["shards"]
+        ]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ShardError(f"{path}: not a valid manifest: {exc}") from exc
+    for e in entries:
+        if e.split not in ("train", "validation"):
+            raise ShardError(f"{path}: shard {e.path} has unknown split {e.split!r}")
+        if not e.path.exists():
+            raise ShardError(f"{path}: lists shard {e.path}, which does not exist")
+        if verify and sha256_of(e.path) != e.sha256:
+            raise ShardError(f"{e.path}: SHA-256 differs from the manifest {path} (modified or corrupt shard)")
+    return entries
+
+
+def manifest_shards(path: str | Path, split: str, verify: bool = False) -> list[Path]:
+    """Paths of the ``split`` ('train' or 'validation') shards of a manifest."""
+    return [e.path for e in read_manifest(path, verify) if e.split == split]
