@@ -72,7 +72,7 @@ class Simulator(Protocol):
         parents: np.ndarray,
         actions: np.ndarray,
         children: np.ndarray,
-        rng: np.random.Generator,
+        keys: np.ndarray,
         mask: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Sample K outcomes of ``actions`` from decision nodes ``parents``.
@@ -81,7 +81,9 @@ class Simulator(Protocol):
             parents: ``[B]`` decision-node ids (one per search).
             actions: ``[B]`` actions in 0..39.
             children: ``[B, K]`` ids under which to store the K sampled next states.
-            rng: the source of randomness (simulators using torch derive their seed from it).
+            keys: ``[B]`` uint64 per-search random keys (:mod:`alchemy_mbrl.rng`); every random
+                choice of search b must be a function of ``keys[b]`` alone (e.g. ``rng.uniform(keys, (K, ...))``),
+                so that a search samples the same outcomes whatever else is in its batch.
             mask: ``[B]`` bool, searches that really expand (others: outputs are ignored).
 
         Returns:
