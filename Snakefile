@@ -1,0 +1,47 @@
+# alchemy-mbrl: from data to the paper's Tables 1-2 and plots (Pinon et al., 2022).
+#
+#   snakemake --cores 2                                          # quick scale (config/config.yaml)
+#   snakemake --cores 32 --configfile config/paper.yaml          # paper scale
+#   snakemake --profile workflow/profiles/slurm --configfile config/paper.yaml
+#   snakemake --report report.html                               # HTML report of the results
+#
+# Every rule calls one `alchemy-mbrl` sub-command; docs/workflow.md describes the config keys,
+# the outputs and how to resume.
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+report: "workflow/report/workflow.rst"
+
+
+wildcard_constraints:
+    shard=r"\d{4}",
+    arch=r"[a-z_]+",
+    round=r"\d+",
+    point=r"\d+",
+    budget=r"\d+",
+    chunk=r"\d+",
+    simulator=r"learned|bayes|oracle",
+    policy=r"random-heuristic|uniform",
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/hpo.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True

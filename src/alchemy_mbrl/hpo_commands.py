@@ -1,0 +1,116 @@
+"""``alchemy-mbrl hpo ask|tell|best``: the planner's hyperparameter optimisation, one round at a time.
+
+    alchemy-mbrl hpo ask --round 0 --state-in none --points 4 --seed 7 --initial-points 8 \\
+        --temperature 0.05 2 --c1 0.05 5 --c2 0.5 50 --k 1 5 --gamma 0.99 --out-dir results/hpo/round-0
+    # ... evaluate round-0/point-{p}.json with `evaluate --params`, merge to summaries ...
+    alchemy-mbrl hpo tell --state-in results/hpo/round-0/asked.pkl \\
+        --results s0.json s1.json s2.json s3.json --state-out results/hpo/round-0/state.pkl
+    alchemy-mbrl hpo ask --round 1 --state-in results/hpo/round-0/state.pkl --points 4 --out-dir results/hpo/round-1
+    alchemy-mbrl hpo best --state results/hpo/round-1/state.pkl --out best.json --history history.csv
+
+``ask`` writes ``OUT_DIR/asked.pkl`` (the state after asking), ``OUT_DIR/points.json`` (all
+points) and ``OUT_DIR/point-<p>.json`` (one planner parameter file per point).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+from alchemy_mbrl import hpo
+
+
+def _write_json(path: Path, obj: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    """Load or create the optimizer, ask a batch of points, write them and the state."""
+    if args.state_in == "none":
+        bounds = {n: getattr(args, n) for n in hpo.PARAM_NAMES}
+        missing = [f"--{n}" for n, b in bounds.items() if b is None]
+        if missing:
+            raise ValueError(f"a fresh optimisation (--state-in none) needs {' '.join(missing)}")
+        if args.round != 0:
+            raise ValueError(f"--state-in none starts round 0, but --round is {args.round}")
+        space = hpo.SearchSpace.from_dict({**bounds, "gamma": args.gamma, "log_scale": args.log_scale})
+        state = hpo.new_state(space, seed=args.seed, initial_points=args.initial_points, acq_func=args.acq_func)
+    else:
+        state = hpo.load_state(args.state_in)
+        if state.rounds_told != args.round:
+            raise ValueError(
+                f"{args.state_in} holds {state.rounds_told} finished rounds, so it cannot start round {args.round}"
+            )
+    points = hpo.ask(state, args.points)
+    out = Path(args.out_dir)
+    for p, params in enumerate(points):
+        _write_json(out / f"point-{p}.json", params)
+    _write_json(out / "points.json", {"round": args.round, "points": points})
+    hpo.save_state(state, out / "asked.pkl")
+    return 0
+
+
+def cmd_tell(args: argparse.Namespace) -> int:
+    """Tell the asked points their summaries (in point order) and save the round's state."""
+    state = hpo.load_state(args.state_in)
+    summaries = [hpo.read_summary(p) for p in args.results]
+    hpo.tell(state, summaries)
+    hpo.save_state(state, args.state_out)
+    return 0
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    """Write the best evaluated point (params; optionally with its score) and the history as CSV."""
+    state = hpo.load_state(args.state)
+    top = hpo.best(state)
+    _write_json(Path(args.out), {name: top[name] for name in (*hpo.PARAM_NAMES, "gamma")})
+    if args.summary:
+        _write_json(Path(args.summary), top)
+    if args.history:
+        path = Path(args.history)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(hpo.HISTORY_COLUMNS))
+            writer.writeheader()
+            for row in hpo.history_rows(state):
+                writer.writerow({k: row[k] for k in hpo.HISTORY_COLUMNS})
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``hpo ask``, ``hpo tell`` and ``hpo best``."""
+    p = subparsers.add_parser("hpo", help="Bayesian optimisation of the planner's T, C1, C2, K (ask/tell rounds)")
+    sub = p.add_subparsers(dest="hpo_command", metavar="HPO_COMMAND")
+    sub.required = True
+
+    a = sub.add_parser("ask", help="ask a batch of points (constant liar) and write one params JSON per point")
+    a.add_argument("--round", type=int, required=True, help="round index r (0-based)")
+    a.add_argument("--state-in", required=True, help="state.pkl of round r-1, or 'none' for round 0")
+    a.add_argument("--points", type=int, required=True, help="points asked in this round (parallel jobs)")
+    a.add_argument("--out-dir", required=True, help="writes asked.pkl, points.json, point-<p>.json")
+    a.add_argument("--seed", type=int, default=0, help="optimizer seed (round 0 only)")
+    a.add_argument("--initial-points", type=int, default=10, help="random points before the GP is used (round 0)")
+    a.add_argument("--acq-func", default="gp_hedge", help="skopt acquisition function (round 0)")
+    for name, typ in (("temperature", float), ("c1", float), ("c2", float), ("k", int)):
+        a.add_argument(f"--{name}", type=typ, nargs=2, metavar=("LOW", "HIGH"), help=f"bounds of {name} (round 0)")
+    a.add_argument("--gamma", type=float, default=0.99, help="discount, fixed, copied to every point (round 0)")
+    a.add_argument("--log-scale", nargs="*", default=[], help="real parameters searched on a log scale (round 0)")
+    a.set_defaults(func=cmd_ask)
+
+    t = sub.add_parser("tell", help="tell the asked points their merge-returns summaries")
+    t.add_argument("--state-in", required=True, help="asked.pkl written by `hpo ask` for this round")
+    t.add_argument("--results", nargs="+", required=True, help="summary JSONs, one per point, in point order")
+    t.add_argument("--state-out", required=True, help="state.pkl of this round")
+    t.set_defaults(func=cmd_tell)
+
+    b = sub.add_parser("best", help="best evaluated point and the history CSV")
+    b.add_argument("--state", required=True, help="state.pkl of the last round")
+    b.add_argument("--out", required=True, help="best.json: planner params only (the --params format)")
+    b.add_argument("--summary", help="JSON with the params, their score (mean, sem, n) and where they were found")
+    b.add_argument("--history", help="history CSV (trial, params, mean, sem, n, running best)")
+    b.set_defaults(func=cmd_best)

@@ -1,0 +1,87 @@
+"""``alchemy-mbrl report table1|table2|plots``: the paper's tables and figures from workflow outputs.
+
+    alchemy-mbrl report table1 --planner learned:100=S100.json learned:1250=S1250.json bayes:1250=B.json \\
+        --baseline random-heuristic=RH.json uniform=U.json --out results/tables/table1
+    alchemy-mbrl report table2 --model-eval original=O.json gru_backbone=G.json --bayes BAYES.json \\
+        --out results/tables/table2
+    alchemy-mbrl report plots score --table1 results/tables/table1.csv --out results/plots/score_vs_expansions
+    alchemy-mbrl report plots training --log original=results/models/original/train_log.csv ... --out ...
+    alchemy-mbrl report plots hpo --history results/hpo/history.csv --out results/plots/hpo_convergence
+
+``--out`` is a path prefix without extension: tables get ``.md``, ``.csv`` and ``.tex``; plots
+``.png`` and ``.pdf``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from alchemy_mbrl.report import tables
+
+
+def cmd_table1(args: argparse.Namespace) -> int:
+    """Build and write Table 1."""
+    planner = [tables.parse_planner_spec(s) for s in args.planner]
+    baselines = dict(tables.parse_named(s, "baseline", tables.BASELINE_LABELS) for s in args.baseline)
+    df = tables.build_table1(planner, baselines)
+    tables.write_table(df, tables.table1_display(df), args.out, tables.TABLE1_CAPTION, "tab:score")
+    return 0
+
+
+def cmd_table2(args: argparse.Namespace) -> int:
+    """Build and write Table 2."""
+    evals = dict(tables.parse_named(s, "model evaluation") for s in args.model_eval)
+    df = tables.build_table2(evals, args.bayes)
+    tables.write_table(df, tables.table2_display(df), args.out, tables.TABLE2_CAPTION, "tab:entropy")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    """Draw one figure."""
+    from alchemy_mbrl.report import plots
+
+    if args.plot == "score":
+        plots.plot_score_vs_expansions(args.table1, args.out)
+    elif args.plot == "training":
+        logs = dict(tables.parse_named(s, "training log") for s in args.log)
+        plots.plot_training_curves(logs, args.out)
+    else:
+        plots.plot_hpo_convergence(args.history, args.out)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``report table1``, ``report table2`` and ``report plots {score,training,hpo}``."""
+    p = subparsers.add_parser("report", help="Tables 1-2 (Markdown, CSV, LaTeX) and plots (PNG, PDF)")
+    sub = p.add_subparsers(dest="report_command", metavar="REPORT_COMMAND")
+    sub.required = True
+
+    t1 = sub.add_parser("table1", help="score per planning budget and baselines beside the paper")
+    t1.add_argument("--planner", nargs="*", default=[], metavar="SIM:BUDGET=SUMMARY",
+                    help="merge-returns summary of a planner evaluation (SIM: learned, bayes, oracle)")
+    t1.add_argument("--baseline", nargs="*", default=[], metavar="POLICY=SUMMARY",
+                    help="merge-returns summary of a baseline (random-heuristic, uniform)")
+    t1.add_argument("--out", required=True, help="path prefix: writes PREFIX.md, PREFIX.csv, PREFIX.tex")
+    t1.set_defaults(func=cmd_table1)
+
+    t2 = sub.add_parser("table2", help="validation entropy per architecture beside the paper")
+    t2.add_argument("--model-eval", nargs="+", required=True, metavar="ARCH=JSON", help="model-eval outputs")
+    t2.add_argument("--bayes", help="bayes-entropy output (the floor row)")
+    t2.add_argument("--out", required=True, help="path prefix: writes PREFIX.md, PREFIX.csv, PREFIX.tex")
+    t2.set_defaults(func=cmd_table2)
+
+    pl = sub.add_parser("plots", help="figures (PNG and PDF)")
+    psub = pl.add_subparsers(dest="plot", metavar="PLOT")
+    psub.required = True
+    s = psub.add_parser("score", help="score vs expansions (log x), paper's points, baselines")
+    s.add_argument("--table1", required=True, help="table1.csv written by `report table1`")
+    s.add_argument("--out", required=True, help="path prefix: writes PREFIX.png, PREFIX.pdf")
+    s.set_defaults(func=cmd_plot)
+    tr = psub.add_parser("training", help="training and validation curves per architecture")
+    tr.add_argument("--log", nargs="+", required=True, metavar="ARCH=TRAIN_LOG_CSV")
+    tr.add_argument("--out", required=True, help="path prefix: writes PREFIX.png, PREFIX.pdf")
+    tr.set_defaults(func=cmd_plot)
+    h = psub.add_parser("hpo", help="HPO convergence: trial scores and best so far")
+    h.add_argument("--history", required=True, help="history CSV written by `hpo best`")
+    h.add_argument("--out", required=True, help="path prefix: writes PREFIX.png, PREFIX.pdf")
+    h.set_defaults(func=cmd_plot)

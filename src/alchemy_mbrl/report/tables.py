@@ -1,0 +1,305 @@
+"""Tables 1 and 2: our measurements beside the paper's published numbers.
+
+Every measured number is shown as ``mean ± s.e. (n=...)`` with its unit in the column header:
+returns are *return per episode* (sum of the 200 rewards), entropies are *nats per step*
+(per predicted transition). Published numbers are copied from Pinon et al. (2022), Tables 1
+and 2; V-MPO and the Ideal Observer are quoted from Wang et al. (2021) and marked as quoted.
+
+A table is written three ways from one DataFrame: ``PREFIX.csv`` (machine-readable, one column
+per quantity), ``PREFIX.md`` (Markdown for humans) and ``PREFIX.tex`` (a LaTeX ``tabular``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+RETURN_UNIT = "return per episode"
+ENTROPY_UNIT = "nats per step"
+
+#: Paper's Table 1, learned model + tree search: expansions -> (mean, s.e.) of the score.
+PAPER_TABLE1: dict[int, tuple[float, float]] = {
+    100: (79.3, 1.6),
+    500: (161.8, 3.9),
+    1250: (207.1, 3.5),
+    2500: (220.5, 3.2),
+    5000: (229.5, 3.9),
+    10000: (251.5, 4.5),
+}
+#: Baselines of Table 1 (Wang et al. 2021 as reported in the paper): name -> (mean, s.e.).
+PAPER_RANDOM_HEURISTIC: tuple[float, float] = (145.7, 1.5)
+QUOTED_BASELINES: dict[str, tuple[float, float]] = {"V-MPO": (155.4, 1.6), "Ideal Observer": (284.4, 1.6)}
+QUOTED_SOURCE = "quoted from Wang et al. (2021), not measured here"
+
+#: Paper's Table 2: architecture -> (validation entropy, chemistry part or None), nats per step.
+PAPER_TABLE2: dict[str, tuple[float, float | None]] = {
+    "original": (1.31, 0.066),
+    "gru_backbone": (1.37, 0.11),
+    "no_gru_head": (1.61, None),
+    "no_final_linear": (2.25, None),
+}
+ARCH_LABELS: dict[str, str] = {
+    "original": "original architecture",
+    "gru_backbone": "replace Transformer with GRU",
+    "no_gru_head": "without the GRU head",
+    "no_final_linear": "without the final linear layer",
+}
+SIMULATOR_LABELS: dict[str, str] = {
+    "learned": "Ours: learned model + tree search",
+    "bayes": "Tree search with the exact Bayesian model",
+    "oracle": "Tree search with the true chemistry (oracle)",
+}
+BASELINE_LABELS: dict[str, str] = {"random-heuristic": "Random heuristic", "uniform": "Uniform random policy"}
+
+TABLE1_COLUMNS: tuple[str, ...] = (
+    "agent", "kind", "simulator", "budget", "mean", "sem", "n", "paper_mean", "paper_sem", "source",
+)
+TABLE2_COLUMNS: tuple[str, ...] = (
+    "model", "architecture", "entropy", "entropy_sem", "chemistry", "trial_start", "n_episodes",
+    "paper_entropy", "paper_chemistry",
+)
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    """A JSON object from ``path``; ``ValueError`` naming the file if it is not one."""
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: invalid JSON ({exc})") from exc
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return obj
+
+
+def _summary(path: str | Path) -> tuple[float, float, int]:
+    s = read_json(path)
+    for key in ("mean", "sem", "n"):
+        if key not in s:
+            raise ValueError(f"{path}: returns summary lacks '{key}' (see docs/formats.md)")
+    return float(s["mean"]), float(s["sem"]), int(s["n"])
+
+
+@dataclass(frozen=True)
+class PlannerResult:
+    """One evaluated planner configuration: simulator, expansions per step, summary file."""
+
+    simulator: str
+    budget: int
+    summary: Path
+
+
+def parse_planner_spec(spec: str) -> PlannerResult:
+    """``SIM:BUDGET=PATH`` (e.g. ``learned:1250=results/eval/.../summary.json``)."""
+    try:
+        key, path = spec.split("=", 1)
+        sim, budget = key.split(":", 1)
+        result = PlannerResult(sim, int(budget), Path(path))
+    except ValueError:
+        raise ValueError(f"planner result '{spec}': expected SIMULATOR:BUDGET=PATH") from None
+    if result.simulator not in SIMULATOR_LABELS:
+        raise ValueError(f"planner result '{spec}': simulator must be one of {sorted(SIMULATOR_LABELS)}")
+    return result
+
+
+def parse_named(spec: str, what: str, allowed: dict[str, str] | None = None) -> tuple[str, Path]:
+    """``NAME=PATH``; ``NAME`` checked against ``allowed`` when given."""
+    if "=" not in spec:
+        raise ValueError(f"{what} '{spec}': expected NAME=PATH")
+    name, path = spec.split("=", 1)
+    if allowed is not None and name not in allowed:
+        raise ValueError(f"{what} '{spec}': name must be one of {sorted(allowed)}")
+    return name, Path(path)
+
+
+def build_table1(planner: list[PlannerResult], baselines: dict[str, Path]) -> pd.DataFrame:
+    """Table 1: planner rows by simulator then budget, measured baselines, quoted baselines."""
+    rows: list[dict[str, Any]] = []
+    order = {name: i for i, name in enumerate(SIMULATOR_LABELS)}
+    for r in sorted(planner, key=lambda r: (order[r.simulator], r.budget)):
+        mean, sem, n = _summary(r.summary)
+        paper = PAPER_TABLE1.get(r.budget) if r.simulator == "learned" else None
+        rows.append(
+            {
+                "agent": f"{SIMULATOR_LABELS[r.simulator]} ({r.budget:,} expansions)",
+                "kind": "planner",
+                "simulator": r.simulator,
+                "budget": r.budget,
+                "mean": mean, "sem": sem, "n": n,
+                "paper_mean": paper[0] if paper else math.nan,
+                "paper_sem": paper[1] if paper else math.nan,
+                "source": "measured",
+            }
+        )
+    for name in BASELINE_LABELS:
+        if name not in baselines:
+            continue
+        mean, sem, n = _summary(baselines[name])
+        paper = PAPER_RANDOM_HEURISTIC if name == "random-heuristic" else None
+        rows.append(
+            {
+                "agent": BASELINE_LABELS[name], "kind": "baseline", "simulator": "", "budget": math.nan,
+                "mean": mean, "sem": sem, "n": n,
+                "paper_mean": paper[0] if paper else math.nan,
+                "paper_sem": paper[1] if paper else math.nan,
+                "source": "measured",
+            }
+        )
+    for name, (pm, ps) in QUOTED_BASELINES.items():
+        rows.append(
+            {
+                "agent": name, "kind": "quoted", "simulator": "", "budget": math.nan,
+                "mean": math.nan, "sem": math.nan, "n": math.nan,
+                "paper_mean": pm, "paper_sem": ps, "source": QUOTED_SOURCE,
+            }
+        )
+    df = pd.DataFrame(rows, columns=list(TABLE1_COLUMNS))
+    df["budget"] = df["budget"].astype("Int64")
+    df["n"] = df["n"].astype("Int64")
+    return df
+
+
+def build_table2(model_evals: dict[str, Path], bayes: Path | None) -> pd.DataFrame:
+    """Table 2: validation entropy of each architecture and the Bayes-optimal floor."""
+    rows: list[dict[str, Any]] = []
+    names = [a for a in PAPER_TABLE2 if a in model_evals] + [a for a in model_evals if a not in PAPER_TABLE2]
+    for arch in names:
+        rows.append(_table2_row(arch, ARCH_LABELS.get(arch, arch), model_evals[arch], PAPER_TABLE2.get(arch)))
+    if bayes is not None:
+        rows.append(_table2_row("bayes", "Bayes-optimal predictor (exact posterior; floor)", bayes, None))
+    df = pd.DataFrame(rows, columns=list(TABLE2_COLUMNS))
+    df["n_episodes"] = df["n_episodes"].astype("Int64")
+    return df
+
+
+def _table2_row(model: str, label: str, path: Path, paper: tuple[float, float | None] | None) -> dict[str, Any]:
+    e = read_json(path)
+    for key in ("entropy_nats_per_step", "chemistry_nats_per_step"):
+        if key not in e:
+            raise ValueError(f"{path}: model evaluation lacks '{key}' (see docs/formats.md)")
+    return {
+        "model": model,
+        "architecture": label,
+        "entropy": float(e["entropy_nats_per_step"]),
+        "entropy_sem": float(e.get("entropy_sem", math.nan)),
+        "chemistry": float(e["chemistry_nats_per_step"]),
+        "trial_start": float(e.get("trial_start_nats_per_step", math.nan)),
+        "n_episodes": int(e["n_episodes"]) if "n_episodes" in e else pd.NA,
+        "paper_entropy": paper[0] if paper else math.nan,
+        "paper_chemistry": paper[1] if paper and paper[1] is not None else math.nan,
+    }
+
+
+def _isnum(x: Any) -> bool:
+    return x is not None and x is not pd.NA and not (isinstance(x, float) and math.isnan(x))
+
+
+def fmt_score(mean: Any, sem: Any, n: Any = None, digits: int = 1) -> str:
+    """``mean ± s.e. (n=...)``; an em dash when there is no number."""
+    if not _isnum(mean):
+        return "—"
+    text = f"{float(mean):.{digits}f}"
+    if _isnum(sem):
+        text += f" ± {float(sem):.{digits}f}"
+    if _isnum(n):
+        text += f" (n={int(n):,})"
+    return text
+
+
+def table1_display(df: pd.DataFrame) -> pd.DataFrame:
+    """Human-readable Table 1 (strings)."""
+    return pd.DataFrame(
+        {
+            "Agent": df["agent"],
+            f"Ours: score, {RETURN_UNIT} (mean ± s.e., n episodes)": [
+                fmt_score(m, s, n) for m, s, n in zip(df["mean"], df["sem"], df["n"])
+            ],
+            f"Paper: score, {RETURN_UNIT} (mean ± s.e.)": [
+                fmt_score(m, s) for m, s in zip(df["paper_mean"], df["paper_sem"])
+            ],
+            "Source": df["source"],
+        }
+    )
+
+
+def table2_display(df: pd.DataFrame) -> pd.DataFrame:
+    """Human-readable Table 2 (strings)."""
+    return pd.DataFrame(
+        {
+            "Model": df["architecture"],
+            f"Ours: validation entropy, {ENTROPY_UNIT} (mean ± s.e.)": [
+                fmt_score(m, s, None, 3) for m, s in zip(df["entropy"], df["entropy_sem"])
+            ],
+            f"Ours: chemistry part, {ENTROPY_UNIT}": [fmt_score(c, None, None, 3) for c in df["chemistry"]],
+            "Validation episodes": [f"{int(n):,}" if _isnum(n) else "—" for n in df["n_episodes"]],
+            f"Paper: entropy, {ENTROPY_UNIT}": [fmt_score(p, None, None, 2) for p in df["paper_entropy"]],
+            f"Paper: chemistry part, {ENTROPY_UNIT}": [fmt_score(p, None, None, 3) for p in df["paper_chemistry"]],
+        }
+    )
+
+
+def to_markdown(display: pd.DataFrame, caption: str) -> str:
+    """A GitHub Markdown table (no extra dependency) preceded by its caption."""
+    def esc(x: Any) -> str:
+        return str(x).replace("|", "\\|")
+
+    header = "| " + " | ".join(esc(c) for c in display.columns) + " |"
+    sep = "| " + " | ".join("---" for _ in display.columns) + " |"
+    body = ["| " + " | ".join(esc(v) for v in row) + " |" for row in display.itertuples(index=False)]
+    return "\n".join([caption, "", header, sep, *body]) + "\n"
+
+
+_LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+                  "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
+
+
+def latex_escape(text: str) -> str:
+    """Escape LaTeX special characters; ``±`` and ``—`` become math/text commands."""
+    out = "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+    return out.replace("±", r"$\pm$").replace("—", "---")
+
+
+def to_latex(display: pd.DataFrame, caption: str, label: str) -> str:
+    """A ``table`` environment with a ``tabular`` (booktabs rules)."""
+    cols = "l" * len(display.columns)
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        rf"\caption{{{latex_escape(caption)}}}",
+        rf"\label{{{label}}}",
+        rf"\begin{{tabular}}{{{cols}}}",
+        r"\toprule",
+        " & ".join(latex_escape(c) for c in display.columns) + r" \\",
+        r"\midrule",
+    ]
+    lines += [" & ".join(latex_escape(v) for v in row) + r" \\" for row in display.itertuples(index=False)]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+TABLE1_CAPTION = (
+    "Table 1: score on symbolic Alchemy (return per episode: the sum of the 200 rewards), "
+    "mean ± standard error over n evaluation episodes, beside Pinon et al. (2022). "
+    "Expansions = tree-search expansions per environment step."
+)
+TABLE2_CAPTION = (
+    "Table 2: entropy loss (nats per predicted step) on the held-out validation shards, "
+    "and its part due to the uncertainty on the chemistry, beside Pinon et al. (2022). "
+    "The Bayes-optimal row is the exact posterior predictive: no model can do better."
+)
+
+
+def write_table(df: pd.DataFrame, display: pd.DataFrame, prefix: str | Path, caption: str, label: str) -> list[Path]:
+    """Write ``PREFIX.csv`` (raw numbers), ``PREFIX.md`` and ``PREFIX.tex``; return the paths."""
+    prefix = Path(prefix)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    paths = [prefix.with_suffix(".csv"), prefix.with_suffix(".md"), prefix.with_suffix(".tex")]
+    df.to_csv(paths[0], index=False)
+    paths[1].write_text(to_markdown(display, caption))
+    paths[2].write_text(to_latex(display, caption, label))
+    return paths

@@ -1,0 +1,46 @@
+# Dataset: one job per HDF5 shard of uniform-random episodes, then the manifest
+# (checksums; the last data.validation_shards shards are the validation split).
+
+
+rule generate_shard:
+    output:
+        "results/data/shard-{shard}.h5",
+    log:
+        "logs/generate_shard/{shard}.log",
+    benchmark:
+        "benchmarks/generate_shard/{shard}.tsv"
+    params:
+        cli=CLI,
+        shard=lambda wc: int(wc.shard),
+        num_shards=NUM_SHARDS,
+        episodes=config["data"]["episodes_per_shard"],
+        seed=config["seed"],
+    threads: 1
+    resources:
+        mem_mb=mem_mb(2000),
+    conda:
+        ENV
+    shell:
+        "{params.cli} generate --shard {params.shard} --num-shards {params.num_shards}"
+        " --episodes {params.episodes} --seed {params.seed} --out {output} > {log} 2>&1"
+
+
+rule manifest:
+    input:
+        expand("results/data/shard-{shard}.h5", shard=SHARDS),
+    output:
+        MANIFEST,
+    log:
+        "logs/manifest.log",
+    benchmark:
+        "benchmarks/manifest.tsv"
+    params:
+        cli=CLI,
+        validation=config["data"]["validation_shards"],
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000),
+    conda:
+        ENV
+    shell:
+        "{params.cli} data manifest {input} --validation {params.validation} --out {output} > {log} 2>&1"

@@ -1,0 +1,134 @@
+# Hyperparameter optimisation of the tree search (T, C1, C2, K) at hpo.budget expansions:
+# hpo.rounds rounds; round r asks hpo.points_per_round points from round r-1's state
+# (constant liar), evaluates each point as its own job on its own episodes, and tells the
+# scores back. Each round leaves results/hpo/round-<r>/state.pkl, so an interrupted
+# optimisation resumes at the last finished round.
+
+HPO_ARCH = config["hpo"]["architecture"]
+HPO_SIM = config["hpo"]["simulator"]
+
+
+rule hpo_ask:
+    input:
+        state=hpo_state_in,
+    output:
+        asked="results/hpo/round-{round}/asked.pkl",
+        points="results/hpo/round-{round}/points.json",
+        point_files=expand("results/hpo/round-{{round}}/point-{point}.json", point=range(HPO_POINTS)),
+    log:
+        "logs/hpo_ask/round-{round}.log",
+    benchmark:
+        "benchmarks/hpo_ask/round-{round}.tsv"
+    params:
+        cli=CLI,
+        state_in=lambda wc, input: input.state[0] if input.state else "none",
+        out_dir=lambda wc, output: os.path.dirname(output.asked),
+        points=HPO_POINTS,
+        seed=config["hpo"]["seed"],
+        initial=config["hpo"]["initial_points"],
+        acq=config["hpo"]["acq_func"],
+        space=hpo_space_args(),
+        gamma=config["hpo"]["gamma"],
+    threads: 1
+    resources:
+        mem_mb=mem_mb(2000),
+    conda:
+        ENV
+    shell:
+        "{params.cli} hpo ask --round {wildcards.round} --state-in {params.state_in} --points {params.points}"
+        " --seed {params.seed} --initial-points {params.initial} --acq-func {params.acq}"
+        " {params.space} --gamma {params.gamma} --out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule hpo_evaluate:
+    input:
+        params="results/hpo/round-{round}/point-{point}.json",
+        model=planner_model_inputs(HPO_SIM, HPO_ARCH),
+    output:
+        "results/hpo/round-{round}/eval/point-{point}/returns.csv",
+    log:
+        "logs/hpo_evaluate/round-{round}/point-{point}.log",
+    benchmark:
+        "benchmarks/hpo_evaluate/round-{round}/point-{point}.tsv"
+    params:
+        cli=CLI,
+        model=planner_model_arg(HPO_SIM, HPO_ARCH),
+        simulator=HPO_SIM,
+        budget=config["hpo"]["budget"],
+        episodes=config["hpo"]["episodes"],
+        seed=lambda wc: hpo_eval_seed(wc.round, wc.point),
+    threads: config["evaluate"]["threads"]
+    resources:
+        mem_mb=mem_mb(config["evaluate"]["mem_mb"]),
+        gpu=GPU if HPO_SIM == "learned" else 0,
+    conda:
+        ENV
+    shell:
+        "{params.cli} evaluate --policy planner --simulator {params.simulator} {params.model}"
+        " --budget {params.budget} --episodes {params.episodes} --chunk 0/1 --seed {params.seed}"
+        " --params {input.params} --out {output} > {log} 2>&1"
+
+
+rule hpo_summary:
+    input:
+        "results/hpo/round-{round}/eval/point-{point}/returns.csv",
+    output:
+        returns="results/hpo/round-{round}/eval/point-{point}/merged.csv",
+        summary="results/hpo/round-{round}/eval/point-{point}/summary.json",
+    log:
+        "logs/hpo_summary/round-{round}/point-{point}.log",
+    benchmark:
+        "benchmarks/hpo_summary/round-{round}/point-{point}.tsv"
+    params:
+        cli=CLI,
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000),
+    conda:
+        ENV
+    shell:
+        "{params.cli} merge-returns {input} --out {output.returns} --summary {output.summary} > {log} 2>&1"
+
+
+rule hpo_tell:
+    input:
+        asked="results/hpo/round-{round}/asked.pkl",
+        results=expand("results/hpo/round-{{round}}/eval/point-{point}/summary.json", point=range(HPO_POINTS)),
+    output:
+        "results/hpo/round-{round}/state.pkl",
+    log:
+        "logs/hpo_tell/round-{round}.log",
+    benchmark:
+        "benchmarks/hpo_tell/round-{round}.tsv"
+    params:
+        cli=CLI,
+    threads: 1
+    resources:
+        mem_mb=mem_mb(2000),
+    conda:
+        ENV
+    shell:
+        "{params.cli} hpo tell --state-in {input.asked} --results {input.results} --state-out {output} > {log} 2>&1"
+
+
+rule hpo_best:
+    input:
+        f"results/hpo/round-{HPO_ROUNDS - 1}/state.pkl",
+    output:
+        best="results/hpo/best.json",
+        summary="results/hpo/best_summary.json",
+        history="results/hpo/history.csv",
+    log:
+        "logs/hpo_best.log",
+    benchmark:
+        "benchmarks/hpo_best.tsv"
+    params:
+        cli=CLI,
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000),
+    conda:
+        ENV
+    shell:
+        "{params.cli} hpo best --state {input} --out {output.best} --summary {output.summary}"
+        " --history {output.history} > {log} 2>&1"

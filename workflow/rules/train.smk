@@ -1,0 +1,92 @@
+# World models: one training job per architecture (Table 2), its validation entropy,
+# and the exact Bayesian predictor's entropy (the floor of Table 2).
+
+
+rule train_config:
+    # Writes the training overrides of `alchemy-mbrl train --config` (JSON, a subset of
+    # YAML) from the workflow config, so that editing train.* re-runs training (Snakemake
+    # tracks params).
+    output:
+        "results/train_configs/{arch}.yaml",
+    log:
+        "logs/train_config/{arch}.log",
+    benchmark:
+        "benchmarks/train_config/{arch}.tsv"
+    params:
+        cfg=lambda wc: json.dumps(train_config(wc.arch), sort_keys=True),
+    threads: 1
+    resources:
+        mem_mb=mem_mb(100),
+    localrule: True
+    conda:
+        ENV
+    shell:
+        "printf '%s\\n' {params.cfg:q} > {output} 2> {log}"
+
+
+rule train:
+    input:
+        config="results/train_configs/{arch}.yaml",
+        data=MANIFEST,
+    output:
+        model="results/models/{arch}/model.pt",
+        log_csv="results/models/{arch}/train_log.csv",
+    log:
+        "logs/train/{arch}.log",
+    benchmark:
+        "benchmarks/train/{arch}.tsv"
+    params:
+        cli=CLI,
+        out=lambda wc: model_dir(wc.arch),
+    threads: config["train"]["threads"]
+    resources:
+        mem_mb=mem_mb(config["train"]["mem_mb"]),
+        gpu=GPU,
+    conda:
+        ENV
+    shell:
+        "{params.cli} train --config {input.config} --data {input.data} --arch {wildcards.arch}"
+        " --out {params.out} > {log} 2>&1"
+
+
+rule model_eval:
+    input:
+        model="results/models/{arch}/model.pt",
+        data=MANIFEST,
+    output:
+        "results/model_eval/{arch}.json",
+    log:
+        "logs/model_eval/{arch}.log",
+    benchmark:
+        "benchmarks/model_eval/{arch}.tsv"
+    params:
+        cli=CLI,
+        model=lambda wc: model_dir(wc.arch),
+    threads: config["train"]["threads"]
+    resources:
+        mem_mb=mem_mb(config["train"]["mem_mb"]),
+        gpu=GPU,
+    conda:
+        ENV
+    shell:
+        "{params.cli} model-eval --model {params.model} --data {input.data} --out {output} > {log} 2>&1"
+
+
+rule bayes_entropy:
+    input:
+        data=MANIFEST,
+    output:
+        "results/model_eval/bayes.json",
+    log:
+        "logs/bayes_entropy.log",
+    benchmark:
+        "benchmarks/bayes_entropy.tsv"
+    params:
+        cli=CLI,
+    threads: 1
+    resources:
+        mem_mb=mem_mb(4000),
+    conda:
+        ENV
+    shell:
+        "{params.cli} bayes-entropy --data {input.data} --out {output} > {log} 2>&1"
