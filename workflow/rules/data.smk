@@ -22,7 +22,7 @@ rule generate_shard:
         ENV
     shell:
         "{params.cli} generate --shard {params.shard} --num-shards {params.num_shards}"
-        " --episodes {params.episodes} --seed {params.seed} --out {output} > {log} 2>&1"
+        " --episodes {params.episodes} --seed {params.seed} --out {output} --no-progress > {log} 2>&1"
 
 
 rule manifest:

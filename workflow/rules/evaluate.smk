@@ -74,7 +74,7 @@ rule baseline:
         ENV
     shell:
         "{params.cli} baseline --policy {wildcards.policy} --episodes {params.episodes} --seed {params.seed}"
-        " --out {output} > {log} 2>&1"
+        " --out {output} --no-progress > {log} 2>&1"
 
 
 rule baseline_summary:
