@@ -1,0 +1,142 @@
+"""Tables 1-2 and the plots from synthetic step outputs (the formats of docs/formats.md)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from alchemy_mbrl.cli import main
+from alchemy_mbrl.report import tables
+
+
+def write_summary(path: Path, mean: float, sem: float, n: int) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"mean": mean, "sem": sem, "n": n, "std": sem * math.sqrt(n), "unit": "return per episode"}))
+    return str(path)
+
+
+@pytest.fixture()
+def table1_inputs(tmp_path: Path) -> list[str]:
+    planner = [
+        f"learned:{b}=" + write_summary(tmp_path / f"learned-{b}.json", 50.0 + b / 10, 2.5, 8) for b in (100, 1250, 77)
+    ]
+    planner.append("oracle:1250=" + write_summary(tmp_path / "oracle.json", 270.0, 3.0, 8))
+    planner.append("bayes:1250=" + write_summary(tmp_path / "bayes.json", 260.0, 3.1, 8))
+    baselines = [
+        "random-heuristic=" + write_summary(tmp_path / "rh.json", 144.9, 0.8, 1000),
+        "uniform=" + write_summary(tmp_path / "u.json", -60.2, 0.5, 1000),
+    ]
+    return ["--planner", *planner, "--baseline", *baselines]
+
+
+def test_table1(tmp_path: Path, table1_inputs: list[str]) -> None:
+    prefix = tmp_path / "tables" / "table1"
+    assert main(["report", "table1", *table1_inputs, "--out", str(prefix)]) == 0
+    df = pd.read_csv(prefix.with_suffix(".csv"))
+    assert list(df.columns) == list(tables.TABLE1_COLUMNS)
+    learned = df[df["simulator"] == "learned"]
+    assert list(learned["budget"]) == [77, 100, 1250]  # sorted by budget
+    row = learned[learned["budget"] == 1250].iloc[0]
+    assert (row["mean"], row["sem"], row["n"]) == (175.0, 2.5, 8)
+    assert (row["paper_mean"], row["paper_sem"]) == (207.1, 3.5)
+    assert math.isnan(learned[learned["budget"] == 77].iloc[0]["paper_mean"])  # not in the paper
+    assert list(df[df["kind"] == "planner"]["simulator"]) == ["learned"] * 3 + ["bayes", "oracle"]
+    rh = df[df["agent"] == "Random heuristic"].iloc[0]
+    assert (rh["mean"], rh["paper_mean"], rh["paper_sem"], rh["n"]) == (144.9, 145.7, 1.5, 1000)
+    quoted = df[df["kind"] == "quoted"].set_index("agent")
+    assert quoted.loc["V-MPO", "paper_mean"] == 155.4 and quoted.loc["Ideal Observer", "paper_mean"] == 284.4
+    assert quoted["mean"].isna().all() and (quoted["source"].str.contains("quoted")).all()
+
+    md = prefix.with_suffix(".md").read_text()
+    assert "175.0 ± 2.5 (n=8)" in md and "207.1 ± 3.5" in md
+    assert "return per episode" in md and "mean ± s.e." in md
+    assert "144.9 ± 0.8 (n=1,000)" in md and "145.7 ± 1.5" in md
+    assert "quoted from Wang et al. (2021)" in md
+    lines = [l for l in md.splitlines() if l.startswith("|")]
+    assert len(lines) == 2 + len(df) and len({l.count("|") for l in lines}) == 1
+    tex = prefix.with_suffix(".tex").read_text()
+    assert r"\begin{tabular}" in tex and r"$\pm$" in tex and "±" not in tex
+    assert tex.count(r"\\") == 1 + len(df)
+
+
+def test_table2(tmp_path: Path) -> None:
+    evals = []
+    for i, arch in enumerate(["original", "gru_backbone", "no_gru_head", "no_final_linear"]):
+        p = tmp_path / f"{arch}.json"
+        p.write_text(json.dumps({"model": arch, "entropy_nats_per_step": 1.3 + 0.1 * i, "entropy_sem": 0.002,
+                                 "trial_start_nats_per_step": 1.2, "chemistry_nats_per_step": 0.07 + 0.01 * i,
+                                 "n_transitions": 20000, "n_episodes": 100}))
+        evals.append(f"{arch}={p}")
+    bayes = tmp_path / "bayes.json"
+    bayes.write_text(json.dumps({"model": "bayes", "entropy_nats_per_step": 1.25, "entropy_sem": 0.001,
+                                 "trial_start_nats_per_step": 1.2, "chemistry_nats_per_step": 0.05,
+                                 "n_transitions": 20000, "n_episodes": 100}))
+    prefix = tmp_path / "table2"
+    assert main(["report", "table2", "--model-eval", *evals, "--bayes", str(bayes), "--out", str(prefix)]) == 0
+    df = pd.read_csv(prefix.with_suffix(".csv"))
+    assert list(df["model"]) == ["original", "gru_backbone", "no_gru_head", "no_final_linear", "bayes"]
+    assert list(df["paper_entropy"][:4]) == [1.31, 1.37, 1.61, 2.25]
+    assert list(df["paper_chemistry"][:2]) == [0.066, 0.11]
+    assert df["paper_chemistry"][2:].isna().all()
+    md = prefix.with_suffix(".md").read_text()
+    assert "1.300 ± 0.002" in md and "nats per step" in md and "Bayes-optimal" in md
+    assert prefix.with_suffix(".tex").exists()
+
+
+def test_missing_field_names_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"mean": 1.0}))
+    assert main(["report", "table1", "--planner", f"learned:100={bad}", "--out", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.json" in err and "sem" in err
+    assert main(["report", "table1", "--planner", f"mcts:100={bad}", "--out", str(tmp_path / "t")]) == 2
+    assert "simulator must be one of" in capsys.readouterr().err
+
+
+def test_plots(tmp_path: Path, table1_inputs: list[str]) -> None:
+    prefix = tmp_path / "table1"
+    assert main(["report", "table1", *table1_inputs, "--out", str(prefix)]) == 0
+    assert main(["report", "plots", "score", "--table1", str(prefix.with_suffix(".csv")),
+                 "--out", str(tmp_path / "plots" / "score")]) == 0
+
+    logs = []
+    for arch in ("original", "gru_backbone"):
+        path = tmp_path / arch / "train_log.csv"
+        path.parent.mkdir()
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["step", "epoch", "train_loss", "val_loss", "learning_rate", "seconds", "tokens_per_s"])
+            for step in range(0, 100, 10):
+                w.writerow([step, 0, 3.0 - step / 100, "" if step % 50 else 3.1 - step / 100, 1e-4, step, 1000])
+        logs.append(f"{arch}={path}")
+    assert main(["report", "plots", "training", "--log", *logs, "--out", str(tmp_path / "plots" / "training")]) == 0
+
+    hist = tmp_path / "history.csv"
+    pd.DataFrame({"trial": range(4), "round": [0, 0, 1, 1], "point": [0, 1, 0, 1], "mean": [10.0, 30.0, 20.0, 40.0],
+                  "sem": [2.0] * 4, "n": [4] * 4, "best_mean": [10.0, 30.0, 30.0, 40.0]}).to_csv(hist, index=False)
+    assert main(["report", "plots", "hpo", "--history", str(hist), "--out", str(tmp_path / "plots" / "hpo")]) == 0
+
+    for name in ("score", "training", "hpo"):
+        png = tmp_path / "plots" / f"{name}.png"
+        pdf = tmp_path / "plots" / f"{name}.pdf"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert pdf.read_bytes()[:5] == b"%PDF-"
+
+
+def test_training_plot_rejects_wrong_log(tmp_path: Path) -> None:
+    bad = tmp_path / "train_log.csv"
+    bad.write_text("step,loss\n0,1.0\n")
+    with pytest.raises(ValueError, match="train_loss"):
+        from alchemy_mbrl.report import plots
+
+        plots.plot_training_curves({"original": bad}, tmp_path / "x")
+
+
+@pytest.mark.parametrize(("text", "expected"), [("a_b & 50%", r"a\_b \& 50\%"), ("1 ± 2", r"1 $\pm$ 2"), ("—", "---")])
+def test_latex_escape(text: str, expected: str) -> None:
+    assert tables.latex_escape(text) == expected

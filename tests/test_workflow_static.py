@@ -1,0 +1,221 @@
+"""The workflow without running jobs: lint, DAG shape at paper scale, config schema, environments, profiles."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.workflow_support import (
+    PAPER_CONFIG,
+    QUICK_CONFIG,
+    REPO,
+    SLURM_PROFILE,
+    TEST_CONFIG,
+    snakemake,
+    snakemake_exe,
+)
+
+pytestmark = pytest.mark.skipif(snakemake_exe() is None, reason="snakemake is not installed (pip install -e '.[dev]')")
+
+
+def job_counts(stdout: str) -> dict[str, int]:
+    """``rule -> jobs`` from the job-stats table of ``snakemake -n --quiet rules``."""
+    counts: dict[str, int] = {}
+    for line in stdout.splitlines():
+        m = re.fullmatch(r"\s*([A-Za-z_][\w]*)\s+(\d+)\s*", line)
+        if m and m.group(1) not in ("job", "count"):
+            counts[m.group(1)] = int(m.group(2))
+    return counts
+
+
+def test_lint_is_clean(tmp_path: Path) -> None:
+    r = snakemake(["--lint"], tmp_path, config=QUICK_CONFIG)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Lints for" not in r.stdout + r.stderr
+
+
+def test_paper_config_builds_full_dag(tmp_path: Path) -> None:
+    """The paper's numbers: 100 shards, 4 architectures, 8x8 HPO trials, 6 budgets + 2 reference rows x 10 chunks."""
+    r = snakemake(["-n", "--quiet", "rules"], tmp_path, config=PAPER_CONFIG)
+    assert r.returncode == 0, r.stdout + r.stderr
+    counts = job_counts(r.stdout)
+    cfg = yaml.safe_load(PAPER_CONFIG.read_text())
+    rounds, points = cfg["hpo"]["rounds"], cfg["hpo"]["points_per_round"]
+    planner_rows = len(cfg["evaluate"]["budgets"]) + len(cfg["evaluate"]["reference_simulators"]) * len(
+        cfg["evaluate"]["reference_budgets"]
+    )
+    expected = {
+        "generate_shard": 100,
+        "manifest": 1,
+        "train_config": 4,
+        "train": 4,
+        "model_eval": 4,
+        "bayes_entropy": 1,
+        "hpo_ask": rounds,
+        "hpo_evaluate": rounds * points,
+        "hpo_summary": rounds * points,
+        "hpo_tell": rounds,
+        "hpo_best": 1,
+        "evaluate_chunk": planner_rows * cfg["evaluate"]["chunks"],
+        "merge_evaluation": planner_rows,
+        "baseline": 2,
+        "baseline_summary": 2,
+        "table1": 1,
+        "table2": 1,
+        "plot_score": 1,
+        "plot_training": 1,
+        "plot_hpo": 1,
+        "all": 1,
+    }
+    assert counts.pop("total") == sum(expected.values())
+    assert counts == expected
+    assert planner_rows == 8 and cfg["evaluate"]["chunks"] == 10
+
+
+def test_paper_config_matches_paper() -> None:
+    """The numbers the paper gives (Tables 1, 3 and Appendix A) are those of config/paper.yaml."""
+    cfg = yaml.safe_load(PAPER_CONFIG.read_text())
+    assert cfg["data"]["shards"] * cfg["data"]["episodes_per_shard"] == 1_000_000
+    assert cfg["train"]["steps"] == 750_000 and cfg["train"]["batch_size"] == 250
+    assert cfg["hpo"]["budget"] == 1250
+    assert cfg["evaluate"]["budgets"] == [100, 500, 1250, 2500, 5000, 10000]
+    assert cfg["evaluate"]["episodes"] == 250
+
+
+@pytest.mark.parametrize("config", [QUICK_CONFIG, TEST_CONFIG])
+def test_small_configs_build_every_rule(tmp_path: Path, config: Path) -> None:
+    r = snakemake(["-n", "--quiet", "rules"], tmp_path, config=config)
+    assert r.returncode == 0, r.stdout + r.stderr
+    counts = job_counts(r.stdout)
+    rules = {m.group(1) for m in re.finditer(r"^rule (\w+):", _all_rules_text(), re.M)}
+    assert rules <= set(counts), f"rules without a job: {rules - set(counts)}"
+
+
+def _all_rules_text() -> str:
+    return "\n".join(p.read_text() for p in sorted((REPO / "workflow" / "rules").glob("*.smk"))) + (
+        REPO / "Snakefile"
+    ).read_text()
+
+
+def _bad_config(tmp_path: Path, edit) -> Path:
+    cfg = yaml.safe_load(QUICK_CONFIG.read_text())
+    edit(cfg)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("edit", "key"),
+    [
+        (lambda c: c["evaluate"].update(budgetz=[1]), "budgetz"),            # typo: unknown key
+        (lambda c: c["hpo"].pop("rounds"), "rounds"),                         # missing key
+        (lambda c: c["data"].update(shards="four"), "shards"),                # wrong type
+        (lambda c: c["train"].update(architectures=["transformer"]), "architectures"),  # bad value
+        (lambda c: c.update(sed=1), "sed"),                                   # top-level typo
+    ],
+)
+def test_schema_rejects_bad_config_naming_the_key(tmp_path: Path, edit, key: str) -> None:
+    bad = _bad_config(tmp_path, edit)
+    r = snakemake(["-n"], tmp_path, config=bad)
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert "validat" in out.lower(), out
+    assert key in out, out
+    assert not (tmp_path / "results").exists()
+
+
+def test_every_rule_is_thin_and_complete() -> None:
+    """Each rule has log, benchmark, threads, resources and conda, and calls the CLI once."""
+    text = _all_rules_text()
+    blocks = re.split(r"(?m)^rule ", text)[1:]
+    assert len(blocks) >= 20
+    for block in blocks:
+        name = block.split(":", 1)[0]
+        if name == "all":
+            continue
+        for directive in ("log:", "benchmark:", "threads:", "resources:", "conda:", "shell:"):
+            assert f"    {directive}" in block, f"rule {name} lacks {directive}"
+        if name != "train_config":
+            assert block.count("{params.cli}") == 1, f"rule {name} must call the CLI exactly once"
+
+
+# --- environments ----------------------------------------------------------------------------
+
+def _pyproject_pins() -> dict[str, str]:
+    import tomllib
+
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    pins = {}
+    for dep in deps:
+        m = re.fullmatch(r"([A-Za-z0-9_.\-]+)\s*(.*)", dep)
+        assert m, dep
+        pins[m.group(1).lower()] = m.group(2).replace(" ", "")
+    return pins
+
+
+def _conda_specs(path: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """(conda deps, pip deps) of an environment file as name -> version spec (normalised to pip syntax)."""
+    env = yaml.safe_load(path.read_text())
+    conda, pip = {}, {}
+    for dep in env["dependencies"]:
+        if isinstance(dep, dict):
+            for p in dep.get("pip", []):
+                if p.startswith("-"):
+                    continue
+                m = re.fullmatch(r"([A-Za-z0-9_.\-]+)\s*(.*)", p)
+                pip[m.group(1).lower()] = m.group(2).replace(" ", "")
+            continue
+        m = re.fullmatch(r"([A-Za-z0-9_.\-]+)\s*(.*)", dep)
+        spec = m.group(2).replace(" ", "")
+        if re.fullmatch(r"=[^=].*", spec):  # conda's single '=' is an exact pin
+            spec = "=" + spec
+        conda[m.group(1).lower()] = spec
+    return conda, pip
+
+
+@pytest.mark.parametrize("env_file", [REPO / "environment.yml", REPO / "workflow" / "envs" / "alchemy.yaml"])
+def test_conda_envs_agree_with_pyproject(env_file: Path) -> None:
+    conda, pip = _conda_specs(env_file)
+    assert conda.get("python") == "==3.11"
+    requires = __import__("tomllib").loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert requires == ">=3.11"
+    for name, spec in _pyproject_pins().items():
+        got = pip.get(name, conda.get(name))
+        assert got is not None, f"{env_file.name} lacks {name} (pyproject: {name}{spec})"
+        assert got == spec, f"{env_file.name}: {name}{got} but pyproject.toml says {name}{spec}"
+    assert pip.get("torch") == "==2.13.0", "torch comes from PyPI, pinned as in pyproject.toml"
+
+
+def test_rules_use_the_conda_env() -> None:
+    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
+        if "rule " in smk.read_text():
+            assert "conda:\n        ENV" in smk.read_text(), smk
+    assert 'ENV = "../envs/alchemy.yaml"' in (REPO / "workflow" / "rules" / "common.smk").read_text()
+    assert (REPO / "workflow" / "envs" / "alchemy.yaml").exists()
+
+
+# --- profiles -------------------------------------------------------------------------------
+
+def test_slurm_profile() -> None:
+    prof = yaml.safe_load((SLURM_PROFILE / "config.yaml").read_text())
+    assert prof["executor"] == "slurm"
+    assert {"slurm_partition", "runtime", "mem_mb"} <= set(prof["default-resources"])
+    assert "attempt" in str(prof["default-resources"]["mem_mb"])
+    assert prof["retries"] >= 1 and prof["latency-wait"] >= 1 and prof["jobs"] >= 1
+    gpu_rules = {"train", "model_eval", "hpo_evaluate", "evaluate_chunk"}
+    for rule in gpu_rules:
+        assert prof["set-resources"][rule]["gpu"] == 1, rule
+        assert "attempt" in str(prof["set-resources"][rule]["mem_mb"]), rule
+    rules = {m.group(1) for m in re.finditer(r"^rule (\w+):", _all_rules_text(), re.M)}
+    assert set(prof["set-resources"]) <= rules, "set-resources names a rule that does not exist"
+
+
+def test_local_profile_limits_gpu_jobs(tmp_path: Path) -> None:
+    prof = yaml.safe_load((REPO / "workflow" / "profiles" / "local" / "config.yaml").read_text())
+    assert any(str(r).startswith("gpu=") for r in prof["resources"])
+    r = snakemake(["-n", "--profile", str(REPO / "workflow" / "profiles" / "local")], tmp_path, config=PAPER_CONFIG)
+    assert r.returncode == 0, r.stdout + r.stderr
