@@ -39,7 +39,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
         if args.round != 0:
             raise ValueError(f"--state-in none starts round 0, but --round is {args.round}")
         space = hpo.SearchSpace.from_dict({**bounds, "gamma": args.gamma, "log_scale": args.log_scale})
-        state = hpo.new_state(space, seed=args.seed, initial_points=args.initial_points, acq_func=args.acq_func)
+        state = hpo.new_state(space, seed=args.seed, initial_points=args.initial_points, acq_func=args.acq_func,
+                              acq_optimizer=args.acq_optimizer)
     else:
         state = hpo.load_state(args.state_in)
         if state.rounds_told != args.round:
@@ -96,6 +97,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a.add_argument("--seed", type=int, default=0, help="optimizer seed (round 0 only)")
     a.add_argument("--initial-points", type=int, default=10, help="random points before the GP is used (round 0)")
     a.add_argument("--acq-func", default="gp_hedge", help="skopt acquisition function (round 0)")
+    a.add_argument("--acq-optimizer", default="sampling", choices=["sampling", "lbfgs"],
+                   help="how the acquisition function is maximised (round 0)")
     for name, typ in (("temperature", float), ("c1", float), ("c2", float), ("k", int)):
         a.add_argument(f"--{name}", type=typ, nargs=2, metavar=("LOW", "HIGH"), help=f"bounds of {name} (round 0)")
     a.add_argument("--gamma", type=float, default=0.99, help="discount, fixed, copied to every point (round 0)")

@@ -27,6 +27,7 @@ rule hpo_ask:
         seed=config["hpo"]["seed"],
         initial=config["hpo"]["initial_points"],
         acq=config["hpo"]["acq_func"],
+        acq_optimizer=config["hpo"]["acq_optimizer"],
         space=hpo_space_args(),
         gamma=config["hpo"]["gamma"],
     threads: 1
@@ -37,6 +38,7 @@ rule hpo_ask:
     shell:
         "{params.cli} hpo ask --round {wildcards.round} --state-in {params.state_in} --points {params.points}"
         " --seed {params.seed} --initial-points {params.initial} --acq-func {params.acq}"
+        " --acq-optimizer {params.acq_optimizer}"
         " {params.space} --gamma {params.gamma} --out-dir {params.out_dir} > {log} 2>&1"
 
 
