@@ -1,0 +1,121 @@
+"""Running the workflow: the whole CI configuration end to end, and resumption after an interrupt."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.workflow_support import (
+    REPO,
+    SNAKEFILE,
+    TEST_CONFIG,
+    env,
+    missing_commands,
+    snakemake,
+    snakemake_exe,
+)
+
+pytestmark = pytest.mark.skipif(snakemake_exe() is None, reason="snakemake is not installed (pip install -e '.[dev]')")
+
+
+@pytest.mark.slow
+def test_end_to_end_ci_config(tmp_path: Path) -> None:
+    """`.test/config.yaml` through every rule: tables and plots exist and parse; a rerun does nothing."""
+    missing = missing_commands()
+    if missing:
+        pytest.skip(f"alchemy-mbrl lacks sub-commands the workflow needs: {', '.join(missing)}")
+    r = snakemake(["--cores", "2"], tmp_path)
+    assert r.returncode == 0, r.stdout[-5000:] + r.stderr[-5000:]
+    cfg = yaml.safe_load(TEST_CONFIG.read_text())
+    results = tmp_path / "results"
+
+    t1 = pd.read_csv(results / "tables" / "table1.csv")
+    learned = t1[t1["simulator"] == "learned"]
+    assert sorted(learned["budget"]) == sorted(cfg["evaluate"]["budgets"])
+    assert (learned["n"] == cfg["evaluate"]["episodes"]).all()
+    assert set(t1[t1["kind"] == "planner"]["simulator"]) == {"learned", *cfg["evaluate"]["reference_simulators"]}
+    measured = t1[t1["kind"] != "quoted"]
+    assert measured["mean"].between(-1000, 1000).all() and (measured["sem"] >= 0).all()
+    assert set(t1["agent"]) >= {"Random heuristic", "Uniform random policy", "V-MPO", "Ideal Observer"}
+
+    t2 = pd.read_csv(results / "tables" / "table2.csv")
+    assert list(t2["model"]) == [*cfg["train"]["architectures"], "bayes"]
+    assert (t2["entropy"] > 0).all()
+    for table in ("table1", "table2"):
+        assert "±" in (results / "tables" / f"{table}.md").read_text()
+        assert r"\begin{tabular}" in (results / "tables" / f"{table}.tex").read_text()
+
+    for plot in ("score_vs_expansions", "training_curves", "hpo_convergence"):
+        assert (results / "plots" / f"{plot}.png").read_bytes()[:4] == b"\x89PNG"
+        assert (results / "plots" / f"{plot}.pdf").read_bytes()[:5] == b"%PDF-"
+
+    best = json.loads((results / "hpo" / "best.json").read_text())
+    assert set(best) == {"temperature", "c1", "c2", "k", "gamma"}
+    history = pd.read_csv(results / "hpo" / "history.csv")
+    assert len(history) == cfg["hpo"]["rounds"] * cfg["hpo"]["points_per_round"]
+
+    again = snakemake(["--cores", "2", "-n"], tmp_path)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+    report = snakemake(["--report", str(tmp_path / "report.html")], tmp_path)
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert (tmp_path / "report.html").stat().st_size > 10_000
+
+
+def _shard_config(tmp_path: Path) -> Path:
+    """The CI config with enough shards (each a few seconds of work) to interrupt the data stage."""
+    cfg = yaml.safe_load(TEST_CONFIG.read_text())
+    cfg["data"].update(shards=6, episodes_per_shard=4000)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.slow
+def test_interrupt_and_resume(tmp_path: Path) -> None:
+    """SIGINT in the middle of the data stage; a rerun finishes without redoing finished shards."""
+    if "generate" in missing_commands():
+        pytest.skip("alchemy-mbrl lacks the `generate` sub-command")
+    config = _shard_config(tmp_path)
+    data = tmp_path / "results" / "data"
+    cmd = [snakemake_exe(), "--snakefile", str(SNAKEFILE), "--directory", str(tmp_path), "--configfile", str(config),
+           "--cores", "1", "results/data/manifest.json"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
+    # interrupt as soon as Snakemake has registered the first finished job
+    while proc.poll() is None and not any(re.search(r"\d+ of \d+ steps", line) for line in list(lines)):
+        time.sleep(0.05)
+    assert proc.poll() is None, "the data stage finished before it could be interrupted: make the shards bigger"
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=300)
+    reader.join(timeout=60)
+    out = "".join(lines)
+    assert proc.returncode != 0, out
+    assert not (data / "manifest.json").exists()
+    # the shards Snakemake saw finish: jobid -> output from the job headers, then "Finished jobid: N"
+    outputs = dict(re.findall(r"output: results/data/(shard-\d+\.h5)\n(?:.*\n)*?\s+jobid: (\d+)", out))
+    outputs = {jobid: name for name, jobid in outputs.items()}
+    done = [outputs[j] for j in re.findall(r"Finished jobid: (\d+) \(Rule: generate_shard\)", out)]
+    assert 1 <= len(done) < 6, out
+    finished = {name: (data / name).stat().st_mtime_ns for name in done}
+
+    rerun = snakemake(["--cores", "1", "--rerun-incomplete", "results/data/manifest.json"], tmp_path, config=config)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert (data / "manifest.json").exists()
+    assert len(list(data.glob("shard-*.h5"))) == 6
+    for name, mtime in finished.items():
+        assert (data / name).stat().st_mtime_ns == mtime, f"{name} was regenerated"
+    nothing = snakemake(["-n", "--cores", "1", "results/data/manifest.json"], tmp_path, config=config)
+    assert "Nothing to be done" in nothing.stdout + nothing.stderr
+    assert not list(tmp_path.glob("results/data/*.tmp*")), "a temporary shard was left behind"
