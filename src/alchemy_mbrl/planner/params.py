@@ -1,0 +1,64 @@
+"""Hyperparameters of the tree search (paper, Table 4), loadable from JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class PlannerParams:
+    """Hyperparameters of Algorithm 1; defaults are the paper's Table 4.
+
+    Attributes:
+        temperature: T in ``N_root(a)^(1/T)``; ``0`` means argmax of the visit counts.
+        c1: C1, the constant part of the exploration weight.
+        c2: C2, the scale of the slowly growing (logarithmic) part of the exploration weight.
+        k: K, the number of outcomes sampled at every expansion (the stochastic branching factor).
+        gamma: discount factor used in the backup.
+    """
+
+    temperature: float = 0.55
+    c1: float = 0.57
+    c2: float = 16.15
+    k: int = 3
+    gamma: float = 0.99
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            raise ValueError(f"temperature must be a finite number >= 0, got {self.temperature}")
+        if not math.isfinite(self.c1):
+            raise ValueError(f"c1 must be finite, got {self.c1}")
+        if not (math.isfinite(self.c2) and self.c2 > 0):
+            raise ValueError(f"c2 must be > 0, got {self.c2}")
+        if int(self.k) != self.k or self.k < 1:
+            raise ValueError(f"k must be an integer >= 1, got {self.k}")
+        if not (0.0 <= self.gamma <= 1.0):
+            raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
+        object.__setattr__(self, "k", int(self.k))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PlannerParams":
+        """Build from a dict with (a subset of) the keys ``temperature, c1, c2, k, gamma``."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown planner parameter(s) {unknown}; expected a subset of {sorted(known)}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> "PlannerParams":
+        """Read ``{"temperature", "c1", "c2", "k", "gamma"}`` (missing keys take Table 4's values)."""
+        p = Path(path)
+        try:
+            data = json.loads(p.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{p}: not valid JSON ({exc})") from exc
+        if not isinstance(data, dict):
+            raise ValueError(f"{p}: expected a JSON object of planner parameters")
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

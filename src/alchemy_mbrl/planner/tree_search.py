@@ -1,0 +1,384 @@
+"""Algorithm 1 of Pinon et al. (2022): tree search with chance nodes, batched over B searches.
+
+B independent searches (one per real episode) advance in lockstep. Each of the
+``budget`` iterations ("expansions") of a search does
+
+* **Select**: from the root decision node, take ``a* = argmax_a Q(a) + U(a)`` with
+  ``U(a) = (1/|A|) * sqrt(sum_b N(b)) / (1 + N(a)) * (C1 + log((C2 + 1 + sum_b N(b)) / C2))``
+  (:func:`selection_scores`); follow the chance node of ``a*`` if it exists and sample one of
+  its children with probability proportional to its weight; stop at a decision node that has
+  no chance node for ``a*``, or at a decision node at the end of the episode (t = 200, terminal).
+* **Expand**: ONE batched simulator call samples K outcomes (observation, reward) for every
+  search; identical outcomes are merged, their counts become the children's weights
+  (duplicates keep weight 0 and are never selected); the chance node's reward is the
+  weighted mean of the children's rewards.
+* **Backup**: ``G <- r_chance + gamma * G`` along the path from the leaf to the root
+  (``G = 0`` below the leaf: the value function is zero everywhere), with running means
+  ``Q(a) <- (Q(a) N(a) + G) / (N(a) + 1)``, ``N(a) <- N(a) + 1``.
+
+After the last expansion the action probabilities are ``N_root(a)^(1/T) / sum_b N_root(b)^(1/T)``
+and the action is sampled from them (:func:`action_probabilities`).
+
+The tree lives in preallocated NumPy arrays, batch first (like DeepMind's mctx). Decision
+node ids are ``0..max_nodes-1`` with ``max_nodes = 1 + budget * K``: the K children of the
+i-th expansion are preassigned the ids ``1 + i*K .. i*K + K`` and chance node i is the
+i-th expansion. Per-action statistics (N, Q, chance child) are stored only for decision
+nodes that have been expanded from, in "stat slots" (at most ``budget`` of them; slot 0
+is a permanently empty row standing for "never expanded"), which divides the memory by K.
+
+Conventions:
+
+* **Ties** in the selection argmax go to the **lowest action index** (``np.argmax``). At a
+  fresh node every score is 0, so action 0 (the no-op) is tried first.
+* **Temperature** ``T = 0`` (or the limit T -> 0) gives the argmax of the root visit counts,
+  ties to the lowest index; ``T -> inf`` gives uniform over visited actions. Actions never
+  visited at the root get probability 0.
+* **Randomness**: every random choice of search b is a function of ``keys[b]`` alone
+  (:mod:`alchemy_mbrl.rng`), so batched and one-at-a-time searches agree exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from alchemy_mbrl import rng
+from alchemy_mbrl.env.alchemy import EPISODE_STEPS, NUM_ACTIONS
+from alchemy_mbrl.planner.params import PlannerParams
+from alchemy_mbrl.simulators.base import RootContext, Simulator
+
+# Stream tags folded into a search's key for its different random choices.
+_TAG_EXPAND = 0
+_TAG_SELECT = 1
+_TAG_ACT = 2
+
+
+def selection_scores(
+    q: np.ndarray, n: np.ndarray, n_sum: np.ndarray, c1: float, c2: float
+) -> np.ndarray:
+    """Algorithm 1's selection scores ``Q(a) + U(a)`` for a batch of decision nodes.
+
+    Args:
+        q: ``[..., A]`` Q-value estimates.
+        n: ``[..., A]`` visit counts N(a).
+        n_sum: ``[...]`` sum over actions of N (passed in because the tree keeps it).
+        c1, c2: exploration constants C1, C2.
+
+    Returns:
+        ``[..., A]`` float64 scores; the selected action is their argmax (ties: lowest index).
+    """
+    num_actions = q.shape[-1]
+    total = np.asarray(n_sum, dtype=np.float64)[..., None]
+    weight = (c1 + np.log((c2 + 1.0 + total) / c2)) * np.sqrt(total) / num_actions
+    return q + weight / (1.0 + n)
+
+
+def action_probabilities(n_root: np.ndarray, temperature: float) -> np.ndarray:
+    """``N_root(a)^(1/T) / sum_b N_root(b)^(1/T)`` for ``n_root [..., A]``; T = 0 is the argmax.
+
+    Computed in log space so that small temperatures do not overflow. Rows with no visits
+    at all (cannot happen after a search) get a uniform distribution.
+    """
+    n = np.asarray(n_root, dtype=np.float64)
+    if temperature == 0.0:
+        probs = np.zeros_like(n)
+        np.put_along_axis(probs, np.argmax(n, axis=-1)[..., None], 1.0, axis=-1)
+    else:
+        with np.errstate(divide="ignore"):
+            logits = np.log(n) / temperature
+        top = logits.max(axis=-1, keepdims=True)
+        top = np.where(np.isfinite(top), top, 0.0)
+        probs = np.exp(logits - top)
+    total = probs.sum(axis=-1, keepdims=True)
+    uniform = np.full_like(probs, 1.0 / n.shape[-1])
+    return np.where(total > 0, probs / np.where(total > 0, total, 1.0), uniform)
+
+
+@dataclass
+class Tree:
+    """B search trees in preallocated arrays (batch first).
+
+    Decision nodes (``M = 1 + budget*K`` ids, node 0 = root):
+        node_t ``[B, M]`` int32: environment step count of the node (root: ``RootContext.t``).
+        slot ``[B, M]`` int32: row of the node's per-action statistics, 0 = never expanded.
+    Per-action statistics (``S = budget + 1`` slots; slot 0 stays all zero / -1):
+        visits ``[B, S, A]`` int32 (N), value ``[B, S, A]`` float64 (Q),
+        visits_sum ``[B, S]`` int64 (sum over actions of N),
+        child_chance ``[B, S, A]`` int32: chance-node id of (node, action), -1 if none.
+    Chance nodes (``C = budget`` ids; chance node i is created by expansion i):
+        chance_children ``[B, C, K]`` int32 decision-node ids,
+        chance_weight ``[B, C, K]`` int32 merged-sample counts (0 for merged duplicates),
+        chance_reward ``[B, C]`` float64 weighted mean reward of the branches.
+    Bookkeeping: ``next_slot [B]`` int32, ``num_expansions`` (int, lockstep).
+    """
+
+    node_t: np.ndarray
+    slot: np.ndarray
+    visits: np.ndarray
+    value: np.ndarray
+    visits_sum: np.ndarray
+    child_chance: np.ndarray
+    chance_children: np.ndarray
+    chance_weight: np.ndarray
+    chance_reward: np.ndarray
+    next_slot: np.ndarray
+    num_expansions: int = 0
+
+    @classmethod
+    def allocate(cls, batch_size: int, budget: int, k: int, num_actions: int = NUM_ACTIONS) -> "Tree":
+        """Empty trees for ``batch_size`` searches of ``budget`` expansions with K samples each."""
+        b, m, s = batch_size, 1 + budget * k, budget + 1
+        return cls(
+            node_t=np.zeros((b, m), dtype=np.int32),
+            slot=np.zeros((b, m), dtype=np.int32),
+            visits=np.zeros((b, s, num_actions), dtype=np.int32),
+            value=np.zeros((b, s, num_actions), dtype=np.float64),
+            visits_sum=np.zeros((b, s), dtype=np.int64),
+            child_chance=np.full((b, s, num_actions), -1, dtype=np.int32),
+            chance_children=np.zeros((b, budget, k), dtype=np.int32),
+            chance_weight=np.zeros((b, budget, k), dtype=np.int32),
+            chance_reward=np.zeros((b, budget), dtype=np.float64),
+            next_slot=np.ones(b, dtype=np.int32),
+        )
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.node_t.shape[0])
+
+    @property
+    def max_nodes(self) -> int:
+        return int(self.node_t.shape[1])
+
+    @property
+    def budget(self) -> int:
+        return int(self.chance_reward.shape[1])
+
+    @property
+    def k(self) -> int:
+        return int(self.chance_children.shape[2])
+
+    def reset(self, root_t: np.ndarray | int) -> None:
+        """Drop every node but the roots, whose step count becomes ``root_t``."""
+        self.node_t[:, 0] = root_t
+        self.slot.fill(0)
+        self.visits.fill(0)
+        self.value.fill(0.0)
+        self.visits_sum.fill(0)
+        self.child_chance.fill(-1)
+        self.chance_weight.fill(0)
+        self.chance_reward.fill(0.0)
+        self.next_slot.fill(1)
+        self.num_expansions = 0
+
+    def root_visits(self) -> np.ndarray:
+        """``[B, A]`` N_root(a)."""
+        b = np.arange(self.batch_size)
+        return self.visits[b, self.slot[:, 0]]
+
+    def root_values(self) -> np.ndarray:
+        """``[B, A]`` Q_root(a) (0 for unvisited actions)."""
+        b = np.arange(self.batch_size)
+        return self.value[b, self.slot[:, 0]]
+
+
+@dataclass
+class Path:
+    """The decision nodes and actions a selection went through, ``[B, D]`` (D = deepest path + 1).
+
+    Level d of search b is valid when ``valid[b, d]``: decision node ``nodes[b, d]`` took
+    ``actions[b, d]`` into chance node ``chances[b, d]`` (at the leaf level: the chance node
+    the expansion creates, filled in by :func:`expand`). A path ending at a terminal node has
+    no valid level for it. ``leaf_node/leaf_action/leaf_depth [B]`` describe where selection stopped,
+    ``terminal [B]`` whether it stopped at the end of the episode (nothing to expand).
+    """
+
+    nodes: np.ndarray
+    actions: np.ndarray
+    chances: np.ndarray
+    valid: np.ndarray
+    leaf_node: np.ndarray
+    leaf_action: np.ndarray
+    leaf_depth: np.ndarray
+    terminal: np.ndarray
+
+
+def select(tree: Tree, params: PlannerParams, keys: np.ndarray, horizon: int = EPISODE_STEPS) -> Path:
+    """Selection for all B searches (vectorised over B, a Python loop over depth).
+
+    ``keys [B]`` are this iteration's selection keys; the chance branch at depth d of search b
+    is drawn with ``rng.fold_in(keys[b], d)``. Decision nodes with ``node_t >= horizon`` are terminal.
+    """
+    bsz = tree.batch_size
+    bi = np.arange(bsz)
+    node = np.zeros(bsz, dtype=np.int64)
+    active = np.ones(bsz, dtype=bool)
+    leaf_node = np.zeros(bsz, dtype=np.int64)
+    leaf_action = np.zeros(bsz, dtype=np.int64)
+    leaf_depth = np.zeros(bsz, dtype=np.int64)
+    terminal = np.zeros(bsz, dtype=bool)
+    levels: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    depth = 0
+    while True:
+        s = tree.slot[bi, node]
+        scores = selection_scores(tree.value[bi, s], tree.visits[bi, s], tree.visits_sum[bi, s], params.c1, params.c2)
+        action = np.argmax(scores, axis=1)
+        is_terminal = tree.node_t[bi, node] >= horizon
+        chance = tree.child_chance[bi, s, action].astype(np.int64)
+        stop = active & (is_terminal | (chance < 0))
+        leaf_node[stop] = node[stop]
+        leaf_action[stop] = action[stop]
+        leaf_depth[stop] = depth
+        terminal[stop] = is_terminal[stop]
+        go_on = active & ~is_terminal & (chance >= 0)
+        levels.append((node, action, np.where(go_on, chance, -1), active & ~is_terminal))
+        if not go_on.any():
+            break
+        c = np.maximum(chance, 0)
+        branch = rng.categorical(rng.fold_in(keys, depth), tree.chance_weight[bi, c])
+        node = np.where(go_on, tree.chance_children[bi, c, branch].astype(np.int64), node)
+        active = go_on
+        depth += 1
+    return Path(
+        nodes=np.stack([lv[0] for lv in levels], axis=1),
+        actions=np.stack([lv[1] for lv in levels], axis=1),
+        chances=np.stack([lv[2] for lv in levels], axis=1),
+        valid=np.stack([lv[3] for lv in levels], axis=1),
+        leaf_node=leaf_node,
+        leaf_action=leaf_action,
+        leaf_depth=leaf_depth,
+        terminal=terminal,
+    )
+
+
+def merge_samples(obs_codes: np.ndarray, rewards: np.ndarray) -> np.ndarray:
+    """Weights ``[B, K]`` int32 of K samples after merging identical (observation, reward) pairs.
+
+    The first occurrence of each distinct outcome gets the number of samples equal to it;
+    later duplicates get 0. Weights sum to K in every row, so the weighted empirical
+    distribution is exactly the empirical distribution of the K samples (no bias).
+    """
+    o = np.asarray(obs_codes)
+    r = np.asarray(rewards)
+    k = o.shape[1]
+    same = (o[:, :, None, :] == o[:, None, :, :]).all(axis=-1) & (r[:, :, None] == r[:, None, :])  # [B, K, K]
+    first = np.argmax(same, axis=2)  # index of the first sample equal to sample k (<= k)
+    return (first[:, :, None] == np.arange(k)).sum(axis=1).astype(np.int32)
+
+
+def expand(tree: Tree, simulator: Simulator, path: Path, keys: np.ndarray) -> None:
+    """Create chance node ``tree.num_expansions`` under every non-terminal leaf: one simulator call.
+
+    ``keys [B]`` are this iteration's expansion keys (passed to the simulator).
+    """
+    bsz, k = tree.batch_size, tree.k
+    i = tree.num_expansions
+    if i >= tree.budget:
+        raise RuntimeError(f"the tree holds {tree.budget} expansions; reset it before searching again")
+    bi = np.arange(bsz)
+    grow = ~path.terminal
+    children = np.broadcast_to(1 + i * k + np.arange(k, dtype=np.int64), (bsz, k))
+    obs, rewards = simulator.expand(path.leaf_node, path.leaf_action, children, keys, grow)
+    rewards = np.asarray(rewards, dtype=np.float64)
+    weight = merge_samples(obs, rewards)
+    weight[~grow] = 0
+    tree.chance_children[:, i] = children
+    tree.chance_weight[:, i] = weight
+    tree.chance_reward[:, i] = (weight * rewards).sum(axis=1) / np.maximum(weight.sum(axis=1), 1)
+    tree.node_t[:, children[0]] = (tree.node_t[bi, path.leaf_node] + 1)[:, None]
+    # give the leaf a stat slot if it has none yet, then hang the chance node under (leaf, a*)
+    g = bi[grow]
+    leaf = path.leaf_node[grow]
+    fresh = tree.slot[g, leaf] == 0
+    tree.slot[g[fresh], leaf[fresh]] = tree.next_slot[g[fresh]]
+    tree.next_slot[g[fresh]] += 1
+    tree.child_chance[g, tree.slot[g, leaf], path.leaf_action[grow]] = i
+    path.chances[g, path.leaf_depth[grow]] = i
+    tree.num_expansions = i + 1
+
+
+def backup(tree: Tree, path: Path, gamma: float) -> None:
+    """Backup along every path: ``G <- r_chance + gamma*G`` from the leaf up, running-mean Q, N += 1.
+
+    ``G`` starts at 0 below the leaf (zero value function; a terminal leaf contributes nothing
+    of its own). Vectorised over B, a Python loop over depth.
+    """
+    bi = np.arange(tree.batch_size)
+    g_return = np.zeros(tree.batch_size, dtype=np.float64)
+    for d in range(path.nodes.shape[1] - 1, -1, -1):
+        v = path.valid[:, d]
+        if not v.any():
+            continue
+        r = tree.chance_reward[bi, np.maximum(path.chances[:, d], 0)]
+        g_return = np.where(v, r + gamma * g_return, g_return)
+        b = bi[v]
+        s = tree.slot[b, path.nodes[v, d]]
+        a = path.actions[v, d]
+        n = tree.visits[b, s, a]
+        tree.value[b, s, a] = (tree.value[b, s, a] * n + g_return[v]) / (n + 1)
+        tree.visits[b, s, a] = n + 1
+        tree.visits_sum[b, s] += 1
+
+
+@dataclass
+class SearchResult:
+    """Outcome of B searches: the sampled actions ``[B]``, the action probabilities ``[B, A]``,
+    and the root statistics N ``[B, A]``, Q ``[B, A]``."""
+
+    actions: np.ndarray
+    probabilities: np.ndarray
+    root_visits: np.ndarray
+    root_values: np.ndarray
+
+
+class TreeSearch:
+    """Algorithm 1 over any :class:`~alchemy_mbrl.simulators.base.Simulator`, B searches in lockstep.
+
+    Example::
+
+        search = TreeSearch(OracleSimulator(), budget=100)
+        result = search.run(context, keys)     # one real step of B episodes
+        env.step(result.actions)
+    """
+
+    def __init__(
+        self,
+        simulator: Simulator,
+        budget: int,
+        params: PlannerParams | None = None,
+        horizon: int = EPISODE_STEPS,
+        num_actions: int = NUM_ACTIONS,
+    ) -> None:
+        if int(budget) != budget or budget < 1:
+            raise ValueError(f"budget (expansions per step) must be an integer >= 1, got {budget}")
+        self.simulator = simulator
+        self.budget = int(budget)
+        self.params = params or PlannerParams()
+        self.horizon = int(horizon)
+        self.num_actions = int(num_actions)
+        self.tree: Tree | None = None
+
+    def run(self, context: RootContext, keys: np.ndarray) -> SearchResult:
+        """Search from the B roots of ``context`` with per-search keys ``keys [B]`` (uint64)."""
+        bsz = context.batch_size
+        keys = np.asarray(keys, dtype=np.uint64)
+        if keys.shape != (bsz,):
+            raise ValueError(f"keys must have shape ({bsz},), got {keys.shape}")
+        if not 0 <= context.t < self.horizon:
+            raise ValueError(f"cannot plan at t={context.t}: the episode ends at t={self.horizon}")
+        k = self.params.k
+        if self.tree is None or self.tree.batch_size != bsz or self.tree.budget != self.budget or self.tree.k != k:
+            self.tree = Tree.allocate(bsz, self.budget, k, self.num_actions)
+        tree = self.tree
+        tree.reset(context.t)
+        self.simulator.set_roots(context, tree.max_nodes)
+        for i in range(self.budget):
+            it_keys = rng.fold_in(keys, i)
+            path = select(tree, self.params, rng.fold_in(it_keys, _TAG_SELECT), self.horizon)
+            expand(tree, self.simulator, path, rng.fold_in(it_keys, _TAG_EXPAND))
+            backup(tree, path, self.params.gamma)
+        n_root = tree.root_visits()
+        probs = action_probabilities(n_root, self.params.temperature)
+        act_keys = rng.fold_in(keys, -1 - _TAG_ACT)
+        actions = rng.categorical(act_keys, probs)
+        return SearchResult(actions.astype(np.int64), probs, n_root.copy(), tree.root_values().copy())
