@@ -64,6 +64,12 @@ def planner_model_arg(simulator, arch):
     return f"--model {model_dir(arch)}" if simulator == "learned" else ""
 
 
+def max_episodes_arg():
+    """`--max-episodes N` of model-eval and bayes-entropy (all validation episodes when null)."""
+    n = config["train"]["eval_max_episodes"]
+    return "" if n is None else f"--max-episodes {n}"
+
+
 def hpo_eval_seed(round, point):
     """Seed of the episodes of HPO point ``point`` of round ``round`` (disjoint per point)."""
     return config["hpo"]["eval_seed"] + 1000 * int(round) + int(point)

@@ -32,7 +32,7 @@ rule evaluate_chunk:
     shell:
         "{params.cli} evaluate --policy planner --simulator {wildcards.simulator} {params.model}"
         " --budget {wildcards.budget} --episodes {params.episodes} --chunk {wildcards.chunk}/{params.chunks}"
-        " --seed {params.seed} --params {input.params} --out {output} > {log} 2>&1"
+        " --seed {params.seed} --params {input.params} --out {output} --no-progress > {log} 2>&1"
 
 
 rule merge_evaluation:

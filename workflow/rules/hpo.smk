@@ -68,7 +68,7 @@ rule hpo_evaluate:
     shell:
         "{params.cli} evaluate --policy planner --simulator {params.simulator} {params.model}"
         " --budget {params.budget} --episodes {params.episodes} --chunk 0/1 --seed {params.seed}"
-        " --params {input.params} --out {output} > {log} 2>&1"
+        " --params {input.params} --out {output} --no-progress > {log} 2>&1"
 
 
 rule hpo_summary:

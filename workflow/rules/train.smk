@@ -46,7 +46,7 @@ rule train:
         ENV
     shell:
         "{params.cli} train --config {input.config} --data {input.data} --arch {wildcards.arch}"
-        " --out {params.out} > {log} 2>&1"
+        " --out {params.out} --no-progress > {log} 2>&1"
 
 
 rule model_eval:
@@ -62,6 +62,7 @@ rule model_eval:
     params:
         cli=CLI,
         model=lambda wc: model_dir(wc.arch),
+        max_episodes=max_episodes_arg(),
     threads: config["train"]["threads"]
     resources:
         mem_mb=mem_mb(config["train"]["mem_mb"]),
@@ -69,7 +70,8 @@ rule model_eval:
     conda:
         ENV
     shell:
-        "{params.cli} model-eval --model {params.model} --data {input.data} --out {output} > {log} 2>&1"
+        "{params.cli} model-eval --model {params.model} --data {input.data} {params.max_episodes}"
+        " --out {output} > {log} 2>&1"
 
 
 rule bayes_entropy:
@@ -83,10 +85,12 @@ rule bayes_entropy:
         "benchmarks/bayes_entropy.tsv"
     params:
         cli=CLI,
+        max_episodes=max_episodes_arg(),
     threads: 1
     resources:
         mem_mb=mem_mb(4000),
     conda:
         ENV
     shell:
-        "{params.cli} bayes-entropy --data {input.data} --out {output} > {log} 2>&1"
+        "{params.cli} bayes-entropy --data {input.data} {params.max_episodes} --out {output}"
+        " --no-progress > {log} 2>&1"
