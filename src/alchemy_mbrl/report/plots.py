@@ -15,6 +15,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from alchemy_mbrl.report.tables import PAPER_TABLE1, RETURN_UNIT, ENTROPY_UNIT  # noqa: E402
@@ -104,6 +105,7 @@ def plot_hpo_convergence(history_csv: str | Path, prefix: str | Path) -> list[Pa
     ax.step(h["trial"], h["best_mean"], where="post", color="C3", label="best so far")
     for r in sorted(h["round"].unique())[1:]:
         ax.axvline(h.loc[h["round"] == r, "trial"].min() - 0.5, color="0.7", linewidth=0.8)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trial (grey lines separate optimisation rounds)")
     ax.set_ylabel(f"score ({RETURN_UNIT})")
     ax.set_title("Hyperparameter optimisation of the tree search (GP surrogate)")
