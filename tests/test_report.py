@@ -140,3 +140,12 @@ def test_training_plot_rejects_wrong_log(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("text", "expected"), [("a_b & 50%", r"a\_b \& 50\%"), ("1 ± 2", r"1 $\pm$ 2"), ("—", "---")])
 def test_latex_escape(text: str, expected: str) -> None:
     assert tables.latex_escape(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [((175.0, 2.5, 8), "175.0 ± 2.5 (n=8)"), ((1.2882, 0.00036, None, 3), "1.2882 ± 0.0004"),
+     ((146.2, 0.8, 1000), "146.2 ± 0.8 (n=1,000)"), ((float("nan"), 1.0), "—"), ((1.31, None, None, 2), "1.31")],
+)
+def test_fmt_score_shows_the_uncertainty(args: tuple, expected: str) -> None:
+    assert tables.fmt_score(*args) == expected

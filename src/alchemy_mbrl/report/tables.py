@@ -200,9 +200,15 @@ def _isnum(x: Any) -> bool:
 
 
 def fmt_score(mean: Any, sem: Any, n: Any = None, digits: int = 1) -> str:
-    """``mean ± s.e. (n=...)``; an em dash when there is no number."""
+    """``mean ± s.e. (n=...)``; an em dash when there is no number.
+
+    At least ``digits`` decimals, more when needed to show two significant figures of the
+    standard error (so that ``1.2882 ± 0.0004`` does not print as ``1.288 ± 0.000``).
+    """
     if not _isnum(mean):
         return "—"
+    if _isnum(sem) and 0 < float(sem) < 1:
+        digits = min(max(digits, -math.floor(math.log10(float(sem)))), 6)
     text = f"{float(mean):.{digits}f}"
     if _isnum(sem):
         text += f" ± {float(sem):.{digits}f}"
