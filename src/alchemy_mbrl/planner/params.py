@@ -8,6 +8,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 
+Q_NORMALISATIONS = ("none", "minmax")
+
+
 @dataclass(frozen=True)
 class PlannerParams:
     """Hyperparameters of Algorithm 1; defaults are the paper's Table 4.
@@ -25,6 +28,7 @@ class PlannerParams:
     c2: float = 16.15
     k: int = 3
     gamma: float = 0.99
+    q_normalisation: str = "none"
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.temperature) and self.temperature >= 0):
@@ -37,6 +41,8 @@ class PlannerParams:
             raise ValueError(f"k must be an integer >= 1, got {self.k}")
         if not (0.0 <= self.gamma <= 1.0):
             raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
+        if self.q_normalisation not in Q_NORMALISATIONS:
+            raise ValueError(f"q_normalisation must be one of {Q_NORMALISATIONS}, got {self.q_normalisation!r}")
         object.__setattr__(self, "k", int(self.k))
 
     @classmethod
