@@ -22,6 +22,15 @@ from alchemy_mbrl.model.world_model import WorldModel
 from model_helpers import ARCHS, TINY, make_dataset
 
 
+@pytest.fixture(autouse=True)
+def one_thread() -> object:
+    """The suite runs on small shared machines: one intra-op thread avoids oversubscription."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_dataset(tmp_path_factory.mktemp("data"), train_episodes=64, val_episodes=48)
@@ -154,20 +163,24 @@ def test_overfitting_drives_loss_and_chemistry_part_down() -> None:
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     tot0, _ = per_episode_losses(model, data)
     model.train()
-    for _ in range(100):
+    chem, total = [], []
+    for step in range(1, 151):
         loss = model.loss(o, a, r)
         opt.zero_grad()
         loss.backward()
         opt.step()
-    tot, start = per_episode_losses(model, data)
-    chem = (tot - start).sum() / (2 * 200)
-    assert tot.sum() / 400 < 0.02 * tot0.sum() / 400
-    assert chem < 0.3  # from ~45 nats/step at initialisation
+        if step >= 110 and step % 20 == 10:  # Adam at this lr has occasional spikes: look at the last few
+            tot, start = per_episode_losses(model, data)
+            model.train()
+            chem.append((tot - start).sum() / 400)
+            total.append(tot.sum() / 400)
+    assert min(total) < 0.01 * tot0.sum() / 400
+    assert min(chem) < 0.2  # from ~45 nats/step at initialisation
 
 
 def test_model_eval_cli_and_floor_on_held_out(manifest: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A briefly trained model, on held-out episodes, never beats the trial-start floor."""
-    cfg = write_config(tmp_path / "c.yaml", steps=40, batch_size=8, lr=3e-3, dropout=0.0, val_every=0)
+    cfg = write_config(tmp_path / "c.yaml", steps=25, batch_size=8, lr=3e-3, dropout=0.0, val_every=0)
     out = tmp_path / "m"
     assert cli("train", "--config", str(cfg), "--data", str(manifest), "--no-progress", "--out", str(out)) == 0
     res_path = tmp_path / "eval" / "res.json"
