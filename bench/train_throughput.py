@@ -60,7 +60,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3, help="timed steps per architecture")
     ap.add_argument("--device", default="all", help="cpu, cuda, or all (cpu + cuda when available)")
     ap.add_argument("--arch", nargs="*", default=list(ARCHITECTURES))
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     devices = [d for d in devices if d != "cuda" or torch.cuda.is_available()]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
