@@ -242,7 +242,7 @@ class GRUBackbone(nn.Module):
         self.out_dim = cfg.gru_backbone_hidden
 
     def forward(self, x: Tensor, past: GRUState | None) -> tuple[Tensor, GRUState]:
-        out, h = self.gru(self.dropout(x), None if past is None else past.h.to(x.dtype).contiguous())
+        out, h = self.gru(self.dropout(x).float(), None if past is None else past.h.float().contiguous())
         return out, GRUState(h)
 
 
@@ -319,7 +319,8 @@ class ObservationHead(nn.Module):
                  next_obs_codes[:, :-1].long() + self.offsets[:-1]],
                 dim=1,
             )
-            g, _ = self.gru(self.gru_input(prev).to(u.dtype), self.init_hidden(u).contiguous())  # [N, 39, h]
+            # float32 in; under CUDA autocast the cuDNN GRU casts to bf16 itself
+            g, _ = self.gru(self.gru_input(prev).float(), self.init_hidden(u).float().contiguous())  # [N, 39, h]
             logits = logits + torch.einsum("nih,ich->nic", g, self.w_gru.to(g.dtype))
         return self._mask(logits, slice(None))
 
@@ -472,13 +473,13 @@ class WorldModel(nn.Module):
         total = logp_r.gather(1, r[:, None]).squeeze(1)
         head = self.observation_head
         ctx = head.context(f)
-        h = head.init_hidden(ctx).contiguous() if head.uses_gru else None
+        h = head.init_hidden(ctx).float().contiguous() if head.uses_gru else None
         prev = torch.full((b * k,), GRU_START_INDEX, dtype=torch.long, device=f.device)
         codes = torch.empty(b * k, OBS_DIM, dtype=torch.long, device=f.device)
         for i in range(OBS_DIM):
             g = None
             if head.uses_gru:
-                out, h = head.gru(head.gru_input(prev).to(ctx.dtype).unsqueeze(1), h)
+                out, h = head.gru(head.gru_input(prev).float().unsqueeze(1), h.float())
                 g = out[:, 0]
             logp_i = torch.log_softmax(head.dim_logits(i, ctx, g), dim=-1).double()
             c = inverse_cdf(logp_i.exp(), u_all[:, 1 + i], int(codec.NUM_CATEGORIES[i]))
