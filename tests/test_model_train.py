@@ -128,6 +128,9 @@ def test_resume_gives_identical_weights(manifest: Path, tmp_path: Path) -> None:
     import pandas as pd
 
     assert pd.read_csv(tmp_path / "resumed" / "train_log.csv")["step"].tolist() == list(range(1, 7))
+    before = (tmp_path / "resumed" / "model.pt").read_bytes()
+    assert cli("train", *base, "--out", str(tmp_path / "resumed")) == 0  # finished: re-running is a no-op
+    assert (tmp_path / "resumed" / "model.pt").read_bytes() == before
     # a different seed gives different weights (the comparison above can fail)
     cfg2 = write_config(tmp_path / "c2.yaml", steps=6, batch_size=4, micro_batch=2, val_every=4, checkpoint_every=2, seed=1)
     assert cli("train", "--config", str(cfg2), "--data", str(manifest), "--no-progress", "--out", str(tmp_path / "seed1")) == 0

@@ -196,6 +196,11 @@ def train(
     def time_left() -> bool:
         return train_cfg.max_seconds is None or seconds < train_cfg.max_seconds
 
+    final_path = out / "model.pt"
+    if (step >= train_cfg.steps or not time_left()) and final_path.exists():
+        # already finished: re-running the command is a no-op
+        done = torch.load(final_path, map_location="cpu", weights_only=False)
+        return {"step": step, "finished": True, "val_loss": float(done.get("val_loss", float("nan"))), "seconds": seconds}
     bar = tqdm(total=train_cfg.steps, initial=step, unit="step", disable=not progress, desc=f"train {model_cfg.arch}")
     loss_acc, loss_n, tokens_since, t_log = 0.0, 0, 0, time.perf_counter()
     val_loss = float("nan")
