@@ -142,6 +142,21 @@ def test_resume_gives_identical_weights(manifest: Path, tmp_path: Path) -> None:
         cli("train", "--config", str(cfg3), "--data", str(manifest), "--no-progress", "--out", str(tmp_path / "resumed"))
 
 
+def test_gradient_accumulation_matches_full_batch(manifest: Path, tmp_path: Path) -> None:
+    """micro_batch only splits the work: without dropout, the weights match the full-batch run."""
+    out = {}
+    for name, micro in (("full", None), ("micro", 2)):
+        cfg = write_config(tmp_path / f"{name}.yaml", steps=2, batch_size=6, micro_batch=micro, dropout=0.0, lr=1e-3)
+        assert cli("train", "--config", str(cfg), "--data", str(manifest), "--no-progress", "--out", str(tmp_path / name)) == 0
+        out[name] = torch.load(tmp_path / name / "model.pt", weights_only=False)["state_dict"]
+    for key in out["full"]:
+        torch.testing.assert_close(out["micro"][key], out["full"][key], atol=2e-5, rtol=1e-4)
+    import pandas as pd
+
+    la, lb = (pd.read_csv(tmp_path / n / "train_log.csv")["train_loss"].to_numpy() for n in ("full", "micro"))
+    np.testing.assert_allclose(la, lb, rtol=1e-5)
+
+
 def test_wall_clock_budget_stops_and_writes_model(manifest: Path, tmp_path: Path) -> None:
     cfg = write_config(tmp_path / "c.yaml", steps=10_000, batch_size=2, max_seconds=0.5)
     out = tmp_path / "m"

@@ -29,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--max-episodes", type=int, default=None, help="use at most N validation episodes")
     e.add_argument("--batch-episodes", type=int, default=50, help="episodes per forward pass")
     e.add_argument("--device", default=None)
+    e.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA (faster, less exact; default float32)")
     e.set_defaults(func=run_model_eval)
 
 
@@ -62,7 +63,7 @@ def run_model_eval(args: argparse.Namespace) -> int:
     if args.max_episodes is not None and args.max_episodes < 2:
         raise ValueError("--max-episodes must be >= 2 (the standard error needs two episodes)")
     model = load_model(args.model, args.device)
-    res = evaluate_model(model, args.data, args.max_episodes, args.batch_episodes)
+    res = evaluate_model(model, args.data, args.max_episodes, args.batch_episodes, amp=args.amp)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")

@@ -36,8 +36,11 @@ TRIAL_START_FLOOR_NATS: float = 9 * (3 * math.log(8) + 12 * math.log(6)) / EPISO
 
 @torch.no_grad()
 def per_episode_losses(model: WorldModel, data: EpisodeArrays, batch_episodes: int = 50,
-                       device: torch.device | None = None, amp: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Per-episode sums of the transition cross-entropy: ``(total [N], trial_start [N])`` in nats (float64)."""
+                       device: torch.device | None = None, amp: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Per-episode sums of the transition cross-entropy: ``(total [N], trial_start [N])`` in nats (float64).
+
+    Float32 by default: bf16 logits would bias a 0.07-nat chemistry part; ``amp=True`` trades that for speed.
+    """
     device = device or next(model.parameters()).device
     amp_dtype = autocast_dtype(device, amp)
     model.eval()
@@ -54,10 +57,10 @@ def per_episode_losses(model: WorldModel, data: EpisodeArrays, batch_episodes: i
 
 
 def evaluate_model(model: WorldModel, manifest: str | Path, max_episodes: int | None = None,
-                   batch_episodes: int = 50, name: str | None = None) -> dict[str, Any]:
+                   batch_episodes: int = 50, name: str | None = None, amp: bool = False) -> dict[str, Any]:
     """The ``model-eval`` JSON record (see ``docs/formats.md``) on the manifest's validation shards."""
     data = load_split(manifest, "validation", max_episodes)
-    total, start = per_episode_losses(model, data, batch_episodes)
+    total, start = per_episode_losses(model, data, batch_episodes, amp=amp)
     n_ep = len(total)
     per_step = total / EPISODE_STEPS
     return {
