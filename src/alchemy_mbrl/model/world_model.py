@@ -324,16 +324,6 @@ class ObservationHead(nn.Module):
             logits = logits + torch.einsum("nih,ich->nic", g, self.w_gru.to(g.dtype))
         return self._mask(logits, slice(None))
 
-    def dim_logits(self, i: int, u: Tensor, g: Tensor | None) -> Tensor:
-        """Logits ``[N, MAX_CATEGORIES]`` of dimension ``i`` from the context ``u`` and GRU output ``g``."""
-        out = self.bias[i].expand(u.shape[0], -1)
-        if self.uses_context:
-            out = out + u @ self.w_context[i].t()
-        if self.uses_gru:
-            assert g is not None
-            out = out + g @ self.w_gru[i].t().to(g.dtype)
-        return self._mask(out, i)
-
 
 # --------------------------------------------------------------------------------------------
 # The world model
@@ -472,16 +462,35 @@ class WorldModel(nn.Module):
         r = inverse_cdf(logp_r.exp(), u_all[:, 0], NUM_REWARD_CODES)
         total = logp_r.gather(1, r[:, None]).squeeze(1)
         head = self.observation_head
-        ctx = head.context(f)
-        h = head.init_hidden(ctx).float().contiguous() if head.uses_gru else None
-        prev = torch.full((b * k,), GRU_START_INDEX, dtype=torch.long, device=f.device)
-        codes = torch.empty(b * k, OBS_DIM, dtype=torch.long, device=f.device)
+        ctx = head.context(f).float()
+        n = b * k
+        # the context part of every dimension's logits at once: [N, 39, MAX_CATEGORIES]
+        base = head.bias.expand(n, -1, -1)
+        if head.uses_context:
+            base = base + (ctx @ head.w_context.reshape(-1, ctx.shape[-1]).t()).view(n, OBS_DIM, -1)
+        if head.uses_gru:
+            # GRU cell unrolled by hand (same equations as torch.nn.GRU), with the input gates of every
+            # possible one-hot input precomputed: one small matmul per dimension.
+            w_ih, w_hh = head.gru.weight_ih_l0, head.gru.weight_hh_l0
+            b_ih, b_hh = head.gru.bias_ih_l0, head.gru.bias_hh_l0
+            gates_in = head.gru_input.weight @ w_ih.t() + b_ih  # [157, 3h]
+            h = head.init_hidden(ctx)[0].float()
+        valid = head.valid
+        prev = torch.full((n,), GRU_START_INDEX, dtype=torch.long, device=f.device)
+        codes = torch.empty(n, OBS_DIM, dtype=torch.long, device=f.device)
         for i in range(OBS_DIM):
-            g = None
+            logits = base[:, i]
             if head.uses_gru:
-                out, h = head.gru(head.gru_input(prev).float().unsqueeze(1), h.float())
-                g = out[:, 0]
-            logp_i = torch.log_softmax(head.dim_logits(i, ctx, g), dim=-1).double()
+                gi = gates_in[prev]
+                gh = h @ w_hh.t() + b_hh
+                i_r, i_z, i_n = gi.chunk(3, dim=1)
+                h_r, h_z, h_n = gh.chunk(3, dim=1)
+                rg = torch.sigmoid(i_r + h_r)
+                zg = torch.sigmoid(i_z + h_z)
+                ng = torch.tanh(i_n + rg * h_n)
+                h = (1 - zg) * ng + zg * h
+                logits = logits + h @ head.w_gru[i].t()
+            logp_i = torch.log_softmax(logits.masked_fill(~valid[i], float("-inf")).double(), dim=-1)
             c = inverse_cdf(logp_i.exp(), u_all[:, 1 + i], int(codec.NUM_CATEGORIES[i]))
             codes[:, i] = c
             total = total + logp_i.gather(1, c[:, None]).squeeze(1)
