@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from alchemy_mbrl.data import codec
-from alchemy_mbrl.data.shards import load_shard, manifest_shards
+from alchemy_mbrl.data.shards import manifest_shards, open_shard
 
 _KEYS = ("obs_codes", "actions", "rewards")
+_SHAPES = {"obs_codes": (201, codec.OBS_DIM), "actions": (200,)}
 
 
 @dataclass
@@ -44,22 +45,29 @@ def load_split(manifest: str | Path, split: str, max_episodes: int | None = None
     paths = manifest_shards(manifest, split)
     if not paths:
         raise ValueError(f"{manifest}: the manifest lists no '{split}' shard")
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in _KEYS}
-    n = 0
+    counts = []
     for p in paths:
-        if max_episodes is not None and n >= max_episodes:
-            break
-        d = load_shard(p, keys=_KEYS)
-        take = d["actions"].shape[0] if max_episodes is None else min(d["actions"].shape[0], max_episodes - n)
-        for k in _KEYS:
-            parts[k].append(d[k][:take])
-        n += take
-    rewards = np.concatenate(parts["rewards"])
-    return EpisodeArrays(
-        np.ascontiguousarray(np.concatenate(parts["obs_codes"])),
-        np.ascontiguousarray(np.concatenate(parts["actions"])),
-        codec.encode_reward(rewards),
+        with open_shard(p) as sh:
+            counts.append(sh.episodes)
+    total = sum(counts) if max_episodes is None else min(sum(counts), int(max_episodes))
+    # preallocated, filled shard by shard: peak memory = the arrays plus one shard
+    out = EpisodeArrays(
+        np.empty((total, *_SHAPES["obs_codes"]), dtype=np.uint8),
+        np.empty((total, *_SHAPES["actions"]), dtype=np.uint8),
+        np.empty((total, *_SHAPES["actions"]), dtype=np.uint8),
     )
+    n = 0
+    for p, c in zip(paths, counts):
+        if n >= total:
+            break
+        take = min(c, total - n)
+        with open_shard(p) as sh:
+            d = sh.read(0, take, keys=_KEYS)
+        out.obs_codes[n : n + take] = d["obs_codes"]
+        out.actions[n : n + take] = d["actions"]
+        out.reward_codes[n : n + take] = codec.encode_reward(d["rewards"])
+        n += take
+    return out
 
 
 class EpisodeSampler:

@@ -198,8 +198,10 @@ class TransformerBackbone(nn.Module):
             start = 0 if past is None else past.length
             if past is not None and past.mask is not None:
                 raise ValueError("positions are required when the cache has a mask (rows of different lengths)")
+            if start + n > self.pe.shape[0]:
+                raise ValueError(f"position {start + n - 1} exceeds max_len {self.pe.shape[0]}")
             positions = torch.arange(start, start + n, device=x.device).expand(b, n)
-        if int(positions.max()) >= self.pe.shape[0]:
+        elif int(positions.max()) >= self.pe.shape[0]:  # (one device sync; explicit positions only)
             raise ValueError(f"position {int(positions.max())} exceeds max_len {self.pe.shape[0]}")
         x = self.dropout(x * math.sqrt(self.d_model) + self.pe[positions])
         attn_mask = None
