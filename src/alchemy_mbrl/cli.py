@@ -18,6 +18,7 @@ COMMAND_MODULES: list[str] = [
     "alchemy_mbrl.env.commands",
     "alchemy_mbrl.data.commands",
     "alchemy_mbrl.planner.commands",
+    "alchemy_mbrl.model.commands",
 ]
 
 
