@@ -17,6 +17,7 @@ from alchemy_mbrl import __version__
 COMMAND_MODULES: list[str] = [
     "alchemy_mbrl.env.commands",
     "alchemy_mbrl.data.commands",
+    "alchemy_mbrl.bayes_commands",
 ]
 
 
