@@ -207,6 +207,12 @@ def test_predictive_is_normalised_and_factorised(episodes: dict, t: int) -> None
         pred = filt.predictive(actions)
         nb = ~pred.analysis.boundary
         np.testing.assert_array_equal(pred.class_mass[nb].sum(1), pred.total[nb])
+        # only 7 candidate classes are computed: the other 9 really have zero mass
+        pot = np.nonzero(pred.analysis.potion)[0]
+        if len(pot):
+            all16 = (pred.analysis.pv[pot] * 6 + pred.analysis.q[pot])[:, None] * 16 + np.arange(16)
+            full = bayes.popcount_words(bayes.constraint_words(all16) & filt.post[pot, None, :])
+            np.testing.assert_array_equal(full, pred.class_mass[pot])
         # factorised conditionals are distributions over each feature's codes
         rew, obs, _ = pred.sample(crng.episode_keys(t, rows), 1)
         probs = pred.factorised_probs(rew[:, 0], obs[:, 0])
@@ -378,6 +384,24 @@ def test_trial_start_part_is_at_least_the_item_entropy(episodes: dict) -> None:
     # within-trial steps are never surprising beyond the chemistry: 0 <= -log p
     chem_part = -lp[:, ~starts].sum(1).mean() / 200
     assert 0.0 < chem_part < 0.2
+
+
+def test_a_misspecified_prior_predicts_worse(episodes: dict) -> None:
+    """Gibbs' inequality: the Bayes predictor with a uniform graph prior has a higher entropy than the floor."""
+    first = np.zeros(bayes.NUM_BITS, dtype=bool)
+    first[bayes.CHEM_FIRST_BIT] = True
+    one_bit = np.packbits(first, bitorder="little").view("<u8").astype(np.uint64)  # one bit per chemistry
+    obs, act, rew = episodes["obs_codes"], episodes["actions"], episodes["reward_codes"]
+    filt = bayes.BayesFilter(obs[:, 0])
+    floor = np.zeros(len(obs))
+    uniform = np.zeros(len(obs))
+    for t in range(200):
+        before = bayes.popcount_words(filt.post & one_bit)
+        floor -= filt.update(act[:, t], rew[:, t], obs[:, t + 1])
+        after = bayes.popcount_words(filt.post & one_bit)
+        uniform -= np.log(after / before) - (bayes.TRIAL_ITEMS_NATS if (t + 1) % 20 == 0 and t < 199 else 0.0)
+    diff = (uniform - floor) / 200
+    assert diff.mean() > 3 * diff.std(ddof=1) / math.sqrt(len(diff))
 
 
 def test_bayes_entropy_command(tmp_path: Path) -> None:

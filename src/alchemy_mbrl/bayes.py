@@ -102,6 +102,25 @@ NUM_CLASSES = 16  # potion-step outcome classes (j, f') -> 4 * j + f'
 NUM_POTION_CIDS = 8 * 6 * NUM_CLASSES  # 768: cid = (pv * 6 + q) * 16 + class
 NUM_CIDS = NUM_POTION_CIDS + 256  # + one per subset of stone maps
 NO_CONSTRAINT = -1
+ZERO_CID = NUM_CIDS  # an all-zero row (padding of candidate classes)
+
+
+def _candidate_classes() -> np.ndarray:
+    """``[4, 7]``: the outcome classes a stone with reward-feature code f can reach (16 = none).
+
+    A potion either leaves the stone (class ``(0, f)``) or moves it along one axis, changing its
+    feature by one (``(j, f +- 1)``, j = 1..3). Every other class has zero posterior mass because
+    a posterior always agrees with the observed feature of each present stone.
+    """
+    out = np.full((4, 7), NUM_CLASSES, dtype=np.int64)
+    for f in range(4):
+        cls = [4 * 0 + f] + [4 * j + f2 for j in (1, 2, 3) for f2 in (f - 1, f + 1) if 0 <= f2 <= 3]
+        out[f, : len(cls)] = cls
+    return out
+
+
+#: ``CANDIDATE_CLASSES[f]``: classes with possibly non-zero mass for a stone of feature code f.
+CANDIDATE_CLASSES: np.ndarray = _candidate_classes()
 #: Reward code of a cauldroned stone by its reward-feature code (-3, -1, +1, +15).
 REWARD_CODE_OF_FEATURE = np.array([0, 1, 3, 4], dtype=np.int64)
 ZERO_REWARD_CODE = 2
@@ -156,8 +175,9 @@ class Tables:
     """Precomputed constraint sets (built once, ~19 MB).
 
     Attributes:
-        words: ``[NUM_CIDS, 1153]`` uint64; row cid is a consistency set, column 1152 is zero padding.
-        words_full: ``[NUM_CIDS, 1152]`` the same without padding (contiguous rows, for full width).
+        words: ``[NUM_CIDS + 1, 1153]`` uint64; row cid is a consistency set, row ``ZERO_CID`` and
+            column ``PAD_WORD`` are zero padding.
+        words_full: ``[NUM_CIDS + 1, 1152]`` the same without padding (contiguous rows, for full width).
         potion_class: ``[8, 6, 41856]`` uint8 outcome class ``4*j + f'`` of a stone at perceived
             vertex pv put into colour q, for every chemistry.
     """
@@ -180,13 +200,13 @@ def tables() -> Tables:
             j = _J_OF_FLIP[v2 ^ v]  # latent and perceived flips coincide (perceived = latent XOR const)
             assert (j >= 0).all()
             potion_class[pv, q] = 4 * j + _POPCOUNT3[v2]
-    rows = np.zeros((NUM_CIDS, NUM_WORDS + 1), dtype=np.uint64)
+    rows = np.zeros((NUM_CIDS + 1, NUM_WORDS + 1), dtype=np.uint64)
     for pv in range(8):
         member = potion_class[pv][:, None, :] == np.arange(NUM_CLASSES)[None, :, None]  # [6, 16, C]
         rows[pv * 96 : (pv + 1) * 96, :NUM_WORDS] = pack_chemistry_sets(member).reshape(96, NUM_WORDS)
     sets = np.arange(256)
     allowed = (sets[:, None] >> STONE_MAP_OF_WORD[None, :NUM_WORDS]) & 1
-    rows[NUM_POTION_CIDS:, :NUM_WORDS] = np.where(allowed == 1, np.uint64(0xFFFFFFFFFFFFFFFF), np.uint64(0))
+    rows[NUM_POTION_CIDS:NUM_CIDS, :NUM_WORDS] = np.where(allowed == 1, np.uint64(0xFFFFFFFFFFFFFFFF), np.uint64(0))
     rows.setflags(write=False)
     full = np.ascontiguousarray(rows[:, :NUM_WORDS])
     full.setflags(write=False)
@@ -202,7 +222,7 @@ def constraint_words(cid: np.ndarray, cols: np.ndarray | None = None) -> np.ndar
         return t.words_full[cid]
     extra = cid.ndim - 1
     c = cols.reshape(cols.shape[0], *([1] * extra), cols.shape[1])
-    return t.words[cid[..., None], c]
+    return np.take(t.words.reshape(-1), cid[..., None] * (NUM_WORDS + 1) + c)
 
 
 def stone_map_masses(post: np.ndarray, cols: np.ndarray | None = None) -> np.ndarray:
@@ -439,29 +459,29 @@ class Predictive:
         u = crng.uniform(np.asarray(keys, dtype=np.uint64), (k, 1 + NUM_STONES + NUM_POTIONS))  # [B, K, 16]
         # within a trial: inverse CDF over the 16 classes, in exact integers
         cdf = np.cumsum(self.class_mass, axis=-1)  # [B, 16]
-        x = u[..., 0] * self.total[:, None]  # [B, K]
+        x = u[..., 0] * cdf[:, -1:]  # [B, K]
         cls = np.minimum((cdf[:, None, :] <= x[..., None]).sum(-1), NUM_CLASSES - 1)
         rows = np.arange(b)[:, None]
         obs = self.class_obs[rows, cls]  # [B, K, 39]
         cid = self.class_cid[rows, cls]
         # trial start: stone map from the posterior, then items uniform
-        cdf_i = np.cumsum(self.stone_map_mass, axis=-1)
-        i = np.minimum((cdf_i[:, None, :] <= (u[..., 0] * cdf_i[:, -1:])[..., None]).sum(-1), 7)  # [B, K]
-        v = np.minimum((u[..., 1 : 1 + NUM_STONES] * 8).astype(np.int64), 7)  # [B, K, 3] latent vertices
-        pv = v ^ 7 ^ i[..., None]
-        colours = np.minimum((u[..., 1 + NUM_STONES :] * 6).astype(np.int64), 5)  # [B, K, 12]
-        start = np.zeros((b, k, OBS_DIM), dtype=np.uint8)
-        for s in range(NUM_STONES):
-            for ax in range(3):
-                start[..., 5 * s + ax] = (pv[..., s] >> ax) & 1
-            start[..., 5 * s + 3] = _POPCOUNT3[v[..., s]]
-        start[..., 15::2] = colours
-        sets = np.full((b, k), 255, dtype=np.int64)
-        for s in range(NUM_STONES):
-            sets &= CONSISTENT_STONE_MAPS[pv[..., s], _POPCOUNT3[v[..., s]]]
-        bnd = an.boundary[:, None]
-        obs = np.where(bnd[..., None], start, obs)
-        cid = np.where(bnd, NUM_POTION_CIDS + sets, cid)
+        bidx = np.nonzero(an.boundary)[0]
+        if len(bidx):
+            ub = u[bidx]
+            cdf_i = np.cumsum(self.stone_map_mass[bidx], axis=-1)
+            i = np.minimum((cdf_i[:, None, :] <= (ub[..., 0] * cdf_i[:, -1:])[..., None]).sum(-1), 7)  # [n, K]
+            v = np.minimum((ub[..., 1 : 1 + NUM_STONES] * 8).astype(np.int64), 7)  # [n, K, 3] latent vertices
+            pv = v ^ 7 ^ i[..., None]
+            start = np.zeros((len(bidx), k, OBS_DIM), dtype=np.uint8)
+            sets = np.full((len(bidx), k), 255, dtype=np.int64)
+            for s in range(NUM_STONES):
+                for ax in range(3):
+                    start[..., 5 * s + ax] = (pv[..., s] >> ax) & 1
+                start[..., 5 * s + 3] = _POPCOUNT3[v[..., s]]
+                sets &= CONSISTENT_STONE_MAPS[pv[..., s], _POPCOUNT3[v[..., s]]]
+            start[..., 15::2] = np.minimum((ub[..., 1 + NUM_STONES :] * 6).astype(np.int64), 5)  # colours
+            obs[bidx] = start
+            cid[bidx] = NUM_POTION_CIDS + sets
         rewards = np.repeat(an.reward_code[:, None], k, axis=1)
         return rewards, obs, cid
 
@@ -484,10 +504,14 @@ def predictive(post: np.ndarray, obs: np.ndarray, actions: np.ndarray, t: np.nda
     class_cid = np.full((b, NUM_CLASSES), NO_CONSTRAINT, dtype=np.int64)
     idx = np.nonzero(an.potion)[0]
     if len(idx):
-        cid = (an.pv[idx] * 6 + an.q[idx])[:, None] * NUM_CLASSES + np.arange(NUM_CLASSES)  # [n, 16]
-        rows = constraint_words(cid, None if cols is None else cols[idx])  # [n, 16, W]
-        class_mass[idx] = popcount_words(rows & post[idx, None, :])
-        class_cid[idx] = cid
+        cand = CANDIDATE_CLASSES[an.f[idx]]  # [n, 7]
+        base_cid = (an.pv[idx] * 6 + an.q[idx]) * NUM_CLASSES
+        cid = np.where(cand < NUM_CLASSES, base_cid[:, None] + cand, ZERO_CID)
+        rows = constraint_words(cid, None if cols is None else cols[idx])  # [n, 7, W]
+        mass = np.zeros((len(idx), NUM_CLASSES + 1), dtype=np.int64)
+        mass[np.arange(len(idx))[:, None], cand] = popcount_words(rows & post[idx, None, :])
+        class_mass[idx] = mass[:, :NUM_CLASSES]
+        class_cid[idx] = base_cid[:, None] + np.arange(NUM_CLASSES)
         class_obs[idx] = _potion_outcome_obs(an.base_obs[idx], an.stone[idx], an.pv[idx])
     bidx = np.nonzero(an.boundary)[0]
     stone_map_mass = np.zeros((b, NUM_STONE_MAPS), dtype=np.int64)

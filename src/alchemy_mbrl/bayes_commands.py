@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from alchemy_mbrl.bayes import episode_log_probs
 from alchemy_mbrl.data import codec
-from alchemy_mbrl.data.shards import TRIAL_START, manifest_shards, open_shard
+from alchemy_mbrl.data.shards import TRIAL_START, open_shard, read_manifest
 
 #: ``[200]`` bool, transition t (predicting obs_{t+1}) lands on a new trial's first observation.
 TRIAL_START_TARGETS: np.ndarray = TRIAL_START[1:].copy()
@@ -50,14 +50,16 @@ def bayes_entropy(
         raise ValueError(f"--max-episodes must be >= 1, got {max_episodes}")
     if batch_episodes < 1:
         raise ValueError(f"--batch-episodes must be >= 1, got {batch_episodes}")
-    paths = manifest_shards(manifest, "validation")
+    entries = [e for e in read_manifest(manifest) if e.split == "validation"]
+    paths = [e.path for e in entries]
     if not paths:
         raise ValueError(f"{manifest}: the manifest lists no 'validation' shard")
     totals: list[np.ndarray] = []
     starts: list[np.ndarray] = []
     n_done = 0
     limit = max_episodes
-    with tqdm(total=limit, unit="episode", desc="bayes-entropy", disable=not progress) as bar:
+    available = sum(e.episodes for e in entries)
+    with tqdm(total=available if limit is None else min(limit, available), unit="episode", desc="bayes-entropy", disable=not progress) as bar:
         for path in paths:
             if limit is not None and n_done >= limit:
                 break
