@@ -247,8 +247,6 @@ def test_trial_start_predictive_sums_to_one_exhaustively(episodes: dict) -> None
             bayes.analyse_step(np.repeat(filt.obs[b : b + 1], len(grid), 0), np.full(len(grid), episodes["actions"][b, 19]), 19),
             np.repeat(pred.total[b : b + 1], len(grid)),
             np.repeat(pred.class_mass[b : b + 1], len(grid), 0),
-            np.repeat(pred.class_obs[b : b + 1], len(grid), 0),
-            np.repeat(pred.class_cid[b : b + 1], len(grid), 0),
             np.repeat(pred.stone_map_mass[b : b + 1], len(grid), 0),
         )
         lp = sub.log_prob(np.full(len(grid), pred.analysis.reward_code[b]), obs) + 12 * math.log(6)  # colours fixed to 0
@@ -496,13 +494,15 @@ def _path_history(d: dict, row: int, t: int, path: list[tuple[int, int, np.ndarr
     return np.array(obs)[None], np.array(acts, dtype=np.int64)[None], np.array(rews, dtype=np.int64)[None]
 
 
+@pytest.mark.parametrize("store_bytes", [0, 2**26], ids=["recomputed", "stored"])
 @pytest.mark.parametrize("t", [0, 18, 19, 60, 199])
-def test_simulator_children_posteriors_and_outcomes_are_consistent(episodes: dict, t: int) -> None:
+def test_simulator_children_posteriors_and_outcomes_are_consistent(episodes: dict, t: int, store_bytes: int) -> None:
     """Each child's posterior equals filtering the path's history; each outcome is what some posterior chemistry does."""
     b, k = 6, 3
     rows = np.arange(b)
-    sim = BayesSimulator()
+    sim = BayesSimulator(store_bytes=store_bytes)
     log = _run_search(sim, _context(episodes, rows, t), seed=t, n_expand=12, k=k, b=b)
+    assert sim.stored == (store_bytes > 0)
     # reconstruct every node's path
     paths: dict[tuple[int, int], list] = {(r, 0): [] for r in rows}
     for parents, actions, children, _, (obs, rew) in log:
@@ -535,13 +535,16 @@ def test_simulator_children_posteriors_and_outcomes_are_consistent(episodes: dic
 def test_simulator_is_deterministic_per_key_and_batch_independent(episodes: dict) -> None:
     b, k, n_expand, t = 6, 3, 15, 19
     rows = np.arange(b)
-    batched = _run_search(BayesSimulator(), _context(episodes, rows, t), seed=5, n_expand=n_expand, k=k, b=b)
-    again = _run_search(BayesSimulator(), _context(episodes, rows, t), seed=5, n_expand=n_expand, k=k, b=b)
+    sim_a, sim_b = BayesSimulator(), BayesSimulator(store_bytes=0)
+    batched = _run_search(sim_a, _context(episodes, rows, t), seed=5, n_expand=n_expand, k=k, b=b)
+    again = _run_search(sim_b, _context(episodes, rows, t), seed=5, n_expand=n_expand, k=k, b=b)
     for x, y in zip(batched, again):
         np.testing.assert_array_equal(x[4][0], y[4][0])
         np.testing.assert_array_equal(x[4][1], y[4][1])
+    for node in range(1 + n_expand * k):  # stored and recomputed posteriors agree
+        np.testing.assert_array_equal(sim_a.node_posterior_full(np.full(b, node)), sim_b.node_posterior_full(np.full(b, node)))
     for r in rows:
-        sim = BayesSimulator()
+        sim = BayesSimulator(store_bytes=0 if r % 2 else 2**26)
         sim.set_roots(_context(episodes, rows[r : r + 1], t), 1 + n_expand * k)
         for parents, actions, children, keys, (obs, rew) in batched:
             o1, r1 = sim.expand(parents[r : r + 1], actions[r : r + 1], children[r : r + 1], keys[r : r + 1])

@@ -131,6 +131,8 @@ CONSISTENT_STONE_MAPS: np.ndarray = np.array(
 )
 #: ``-log`` of the chemistry-independent factor of a trial start: 3 ln 8 + 12 ln 6 nats.
 TRIAL_ITEMS_NATS = NUM_STONES * math.log(8) + NUM_POTIONS * math.log(6)
+#: ``_STONE_FEATURES[pv, f]``: the 4 codes (perceived coordinates, reward feature) of a present stone.
+_STONE_FEATURES = np.array([[[pv & 1, (pv >> 1) & 1, pv >> 2, f] for f in range(4)] for pv in range(8)], dtype=np.uint8)
 _STONE_MAP_BITS = (1 << np.arange(NUM_STONE_MAPS)).astype(np.int64)
 _USED_STONE_BLOCK = np.array([codec.USED_COORD_CODE] * 3 + [codec.USED_REWARD_FEATURE_CODE, 1], dtype=np.uint8)
 
@@ -365,21 +367,34 @@ class Predictive:
         analysis: the chemistry-independent part of the step.
         total: ``[B]`` int64 posterior mass (bit units).
         class_mass: ``[B, 16]`` int64 mass of each outcome class (non-boundary rows).
-        class_obs: ``[B, 16, 39]`` uint8 next observation of each class (non-boundary rows).
-        class_cid: ``[B, 16]`` constraint id of each class (``NO_CONSTRAINT`` if deterministic).
         stone_map_mass: ``[B, 8]`` int64 mass of each stone map (used on boundary rows).
     """
 
     analysis: StepAnalysis
     total: np.ndarray
     class_mass: np.ndarray
-    class_obs: np.ndarray
-    class_cid: np.ndarray
     stone_map_mass: np.ndarray
 
     @property
     def batch_size(self) -> int:
         return len(self.total)
+
+    @property
+    def class_obs(self) -> np.ndarray:
+        """``[B, 16, 39]`` uint8 next observation of each outcome class (non-boundary rows)."""
+        an = self.analysis
+        out = np.repeat(an.base_obs[:, None, :], NUM_CLASSES, axis=1)
+        idx = np.nonzero(an.potion)[0]
+        if len(idx):
+            out[idx] = _potion_outcome_obs(an.base_obs[idx], an.stone[idx], an.pv[idx])
+        return out
+
+    @property
+    def class_cid(self) -> np.ndarray:
+        """``[B, 16]`` constraint id of each class (``NO_CONSTRAINT`` on deterministic rows)."""
+        an = self.analysis
+        cid = (an.pv * 6 + an.q)[:, None] * NUM_CLASSES + np.arange(NUM_CLASSES)
+        return np.where(an.potion[:, None], cid, NO_CONSTRAINT)
 
     # -- probabilities of outcomes --------------------------------------------------------
     def log_prob(self, reward_code: np.ndarray, obs_next: np.ndarray) -> np.ndarray:
@@ -461,9 +476,14 @@ class Predictive:
         cdf = np.cumsum(self.class_mass, axis=-1)  # [B, 16]
         x = u[..., 0] * cdf[:, -1:]  # [B, K]
         cls = np.minimum((cdf[:, None, :] <= x[..., None]).sum(-1), NUM_CLASSES - 1)
-        rows = np.arange(b)[:, None]
-        obs = self.class_obs[rows, cls]  # [B, K, 39]
-        cid = self.class_cid[rows, cls]
+        obs = np.repeat(an.base_obs[:, None, :], k, axis=1)  # [B, K, 39]
+        cid = np.where(an.potion[:, None], (an.pv * 6 + an.q)[:, None] * NUM_CLASSES + cls, NO_CONSTRAINT)
+        idx = np.nonzero(an.potion)[0]
+        if len(idx):
+            c = cls[idx]  # [n, K]
+            new_pv = an.pv[idx, None] ^ FLIP_OF_J[c >> 2]
+            col = 5 * an.stone[idx, None, None] + np.arange(4)  # [n, 1, 4]
+            obs[idx[:, None, None], np.arange(k)[None, :, None], col] = _STONE_FEATURES[new_pv, c & 3]
         # trial start: stone map from the posterior, then items uniform
         bidx = np.nonzero(an.boundary)[0]
         if len(bidx):
@@ -500,8 +520,6 @@ def predictive(post: np.ndarray, obs: np.ndarray, actions: np.ndarray, t: np.nda
     total = popcount_words(post)
     class_mass = np.zeros((b, NUM_CLASSES), dtype=np.int64)
     class_mass[:, 0] = total
-    class_obs = np.repeat(an.base_obs[:, None, :], NUM_CLASSES, axis=1)
-    class_cid = np.full((b, NUM_CLASSES), NO_CONSTRAINT, dtype=np.int64)
     idx = np.nonzero(an.potion)[0]
     if len(idx):
         cand = CANDIDATE_CLASSES[an.f[idx]]  # [n, 7]
@@ -511,13 +529,11 @@ def predictive(post: np.ndarray, obs: np.ndarray, actions: np.ndarray, t: np.nda
         mass = np.zeros((len(idx), NUM_CLASSES + 1), dtype=np.int64)
         mass[np.arange(len(idx))[:, None], cand] = popcount_words(rows & post[idx, None, :])
         class_mass[idx] = mass[:, :NUM_CLASSES]
-        class_cid[idx] = base_cid[:, None] + np.arange(NUM_CLASSES)
-        class_obs[idx] = _potion_outcome_obs(an.base_obs[idx], an.stone[idx], an.pv[idx])
     bidx = np.nonzero(an.boundary)[0]
     stone_map_mass = np.zeros((b, NUM_STONE_MAPS), dtype=np.int64)
     if len(bidx):
         stone_map_mass[bidx] = stone_map_masses(post[bidx], None if cols is None else cols[bidx])
-    return Predictive(an, total, class_mass, class_obs, class_cid, stone_map_mass)
+    return Predictive(an, total, class_mass, stone_map_mass)
 
 
 # --- filtering a history --------------------------------------------------------------------

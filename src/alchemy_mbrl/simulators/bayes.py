@@ -7,14 +7,22 @@ chemistries consistent with the sampled outcome.
 
 Memory per node
 ---------------
-A node stores only its observation codes (39 B), its step count (2 B), the id of the
+A node always stores its observation codes (39 B), its step count (2 B), the id of the
 constraint its transition imposed (4 B) and a pointer to its nearest ancestor that imposed one
-(4 B): 49 bytes. Its posterior is recomputed when it is expanded, as the root posterior
-AND the constraint sets on its path (one gathered row per *informative* step; uninformative
-steps are skipped by the ancestor pointers). The root posterior of each search is stored once,
-compressed to the words that are non-zero in it (posteriors only shrink below the root), which
-is at most 432 words (3.4 kB) after the first observation and a handful of words once the
-potion and stone maps are known. For B = 50 searches and 3,751 nodes each: 9.2 MB of nodes.
+(4 B): 49 bytes. The root posterior of each search is stored once, compressed to the W words
+that are non-zero in it (posteriors only shrink below the root, so every node's posterior lives
+in those words): W <= 432 (3.4 kB) after the first observation, typically a few words once the
+potion and stone maps are known (see ``docs/bayes.md``).
+
+A node's posterior is then either
+
+* **stored** (8 W bytes per node) when all of them fit in ``store_bytes`` (default 64 MiB;
+  e.g. B = 50 searches x 3,751 nodes x W <= 43 words), so expanding a node reads it directly; or
+* **recomputed** on expansion as the root posterior AND the constraint sets on the node's path
+  (one gathered row per *informative* step; uninformative steps are skipped by the ancestor
+  pointers), which needs no per-node posterior memory at all.
+
+Both give bit-identical posteriors; the choice is made per ``set_roots`` call.
 """
 
 from __future__ import annotations
@@ -32,7 +40,11 @@ class BayesSimulator:
 
     name = "bayes"
 
-    def __init__(self) -> None:
+    def __init__(self, store_bytes: int = 64 * 2**20) -> None:
+        """``store_bytes``: budget for storing every node's posterior; above it, posteriors are recomputed."""
+        self.store_bytes = int(store_bytes)
+        self.stored = False
+        self.node_post = np.zeros((0, 0, 1), dtype=np.uint64)
         self._hist_obs: np.ndarray | None = None
         self._hist_actions: np.ndarray | None = None
         self._hist_rewards: np.ndarray | None = None
@@ -74,6 +86,14 @@ class BayesSimulator:
             self.node_t = np.zeros((b, max_nodes), dtype=np.int16)
             self.node_cid = np.full((b, max_nodes), bayes.NO_CONSTRAINT, dtype=np.int32)
             self.node_up = np.full((b, max_nodes), -1, dtype=np.int32)
+        w = self.cols.shape[1]
+        self.stored = b * max_nodes * w * 8 <= self.store_bytes
+        if self.stored:
+            if self.node_post.shape != (b, max_nodes, w):
+                self.node_post = np.zeros((b, max_nodes, w), dtype=np.uint64)
+            self.node_post[:, 0] = self.root_post
+        else:
+            self.node_post = np.zeros((0, 0, 1), dtype=np.uint64)
         self.node_obs[:, 0] = obs[:, -1]
         self.node_t[:, 0] = t
         self.node_cid[:, 0] = bayes.NO_CONSTRAINT
@@ -96,6 +116,8 @@ class BayesSimulator:
         """``[B, W]`` compressed posterior words (columns ``self.cols``) of decision nodes ``nodes [B]``."""
         nodes = np.asarray(nodes, dtype=np.int64)
         rows = np.arange(len(nodes))
+        if self.stored:
+            return self.node_post[rows, nodes]
         post = self.root_post.copy()
         cur = np.where(self.node_cid[rows, nodes] >= 0, nodes, self.node_up[rows, nodes]).astype(np.int64)
         while True:
@@ -143,6 +165,10 @@ class BayesSimulator:
         self.node_t[lb, ch] = t[lb] + 1
         self.node_cid[lb, ch] = cid[lb, lk]
         self.node_up[lb, ch] = np.where(self.node_cid[lb, par] >= 0, par, self.node_up[lb, par])
+        if self.stored:
+            c = cid[lb, lk]
+            rows_ = bayes.constraint_words(np.maximum(c, 0)[:, None], self.cols[lb])[:, 0]
+            self.node_post[lb, ch] = np.where((c >= 0)[:, None], post[lb] & rows_, post[lb])
         return child_obs, codec.decode_reward(reward_codes).astype(np.float32)
 
 
