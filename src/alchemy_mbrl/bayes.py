@@ -299,6 +299,13 @@ class StepAnalysis:
     f: np.ndarray
 
 
+_A = np.arange(40)
+_ACTION_STONE, _ACTION_CAULDRON, _ACTION_POTION = action_target(_A)  # -1 where not applicable
+_ACTION_S = np.maximum(_ACTION_STONE, 0)
+_ACTION_P = np.maximum(_ACTION_POTION, 0)
+_PV_WEIGHTS = np.array([1, 2, 4], dtype=np.int64)
+
+
 def analyse_step(obs: np.ndarray, actions: np.ndarray, t: np.ndarray | int) -> StepAnalysis:
     """Decode action ``a_{t+1}`` taken after observation codes ``obs [B, 39]`` at step count ``t``.
 
@@ -309,33 +316,30 @@ def analyse_step(obs: np.ndarray, actions: np.ndarray, t: np.ndarray | int) -> S
     rows = np.arange(b)
     t = np.broadcast_to(np.asarray(t, dtype=np.int64), (b,))
     a = np.asarray(actions, dtype=np.int64)
-    stone, cauldron, potion = action_target(a)
-    s = np.maximum(stone, 0)
-    p = np.maximum(potion, 0)
-    live = (stone >= 0) & (t < EPISODE_STEPS)
-    stone_present = live & (obs[rows, 5 * s + 4] == 0)
-    potion_present = (potion >= 0) & (obs[rows, 16 + 2 * p] == 0)
-    do_cauldron = stone_present & cauldron
-    do_potion = stone_present & potion_present
-    f = np.minimum(obs[rows, 5 * s + 3].astype(np.int64), 3)
+    s, p = _ACTION_S[a], _ACTION_P[a]
+    stone_blk = obs[:, :15].reshape(b, NUM_STONES, 5)[rows, s].astype(np.int64)  # [B, 5]
+    potion_blk = obs[:, 15:].reshape(b, NUM_POTIONS, 2)[rows, p]  # [B, 2]
+    stone_present = (_ACTION_STONE[a] >= 0) & (t < EPISODE_STEPS) & (stone_blk[:, 4] == 0)
+    do_cauldron = stone_present & _ACTION_CAULDRON[a]
+    do_potion = stone_present & (_ACTION_POTION[a] >= 0) & (potion_blk[:, 1] == 0)
+    f = np.minimum(stone_blk[:, 3], 3)
     reward_code = np.where(do_cauldron, REWARD_CODE_OF_FEATURE[f], ZERO_REWARD_CODE)
     base = obs.copy()
     idx = np.nonzero(do_cauldron)[0]
-    base[idx[:, None], 5 * s[idx, None] + np.arange(5)] = _USED_STONE_BLOCK
+    if len(idx):
+        base[:, :15].reshape(b, NUM_STONES, 5)[idx, s[idx]] = _USED_STONE_BLOCK
     idx = np.nonzero(do_potion)[0]
-    base[idx, 15 + 2 * p[idx]] = codec.USED_COLOUR_CODE
-    base[idx, 16 + 2 * p[idx]] = 1
+    if len(idx):
+        base[:, 15:].reshape(b, NUM_POTIONS, 2)[idx, p[idx]] = (codec.USED_COLOUR_CODE, 1)
     boundary = ((t + 1) % STEPS_PER_TRIAL == 0) & (t + 1 < EPISODE_STEPS)
-    pv = perceived_vertex(obs, s)
-    q = obs[rows, 15 + 2 * p].astype(np.int64)
     return StepAnalysis(
         reward_code=reward_code,
         base_obs=base,
         potion=do_potion & ~boundary,
         boundary=boundary,
         stone=s,
-        pv=np.minimum(pv, 7),
-        q=np.minimum(q, 5),
+        pv=np.minimum(stone_blk[:, :3], 1) @ _PV_WEIGHTS,
+        q=np.minimum(potion_blk[:, 0].astype(np.int64), 5),
         f=f,
     )
 
