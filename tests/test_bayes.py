@@ -223,6 +223,20 @@ def test_predictive_is_normalised_and_factorised(episodes: dict, t: int) -> None
         # and they multiply to the joint
         joint = pred.log_prob(rew[:, 0], obs[:, 0])
         np.testing.assert_allclose(pred.factorised_log_probs(rew[:, 0], obs[:, 0]).sum(1), joint, atol=1e-9)
+    # an impossible outcome (stone 0's coordinates all flipped): -inf, and rows after it are zero
+    pred = filt.predictive(episodes["actions"][rows, t])
+    rew, obs, _ = pred.sample(crng.episode_keys(t + 1, rows), 1)
+    bad = obs[:, 0].copy()
+    present = bad[:, 4] == 0
+    bad[present, :3] = 1 - bad[present, :3]
+    lp = pred.log_prob(rew[:, 0], bad)
+    assert (lp[present & ~pred.analysis.boundary] == -np.inf).all()
+    flp = pred.factorised_log_probs(rew[:, 0], bad)
+    np.testing.assert_allclose(flp.sum(1), lp, atol=1e-9)
+    probs = pred.factorised_probs(rew[:, 0], bad)
+    first_zero = np.argmax(flp == -np.inf, axis=1)
+    for r_ in np.nonzero(lp == -np.inf)[0]:
+        assert (probs[r_, first_zero[r_] + 1 :] == 0).all()
     # the observed transition: the filter's fast path agrees with the full predictive
     pred = filt.predictive(episodes["actions"][rows, t])
     lp = pred.log_prob(episodes["reward_codes"][rows, t], episodes["obs_codes"][rows, t + 1])
@@ -568,6 +582,13 @@ def test_simulator_mask_and_incremental_roots(episodes: dict) -> None:
     sim.expand(np.zeros(4, int), np.full(4, 2), np.tile([[1, 2]], (4, 1)), crng.episode_keys(0, rows), mask)
     np.testing.assert_array_equal(sim.node_obs[~mask], before[~mask])
     assert (sim.node_t[mask][:, 1:3] == 11).all()
+    # a caller reusing its buffers in place for other episodes does not fool the incremental filter
+    buf_o, buf_a, buf_r = episodes["obs_codes"][:4, :31].copy(), episodes["actions"][:4, :30].copy(), episodes["reward_codes"][:4, :30].copy()
+    reuse = BayesSimulator()
+    reuse.set_roots(RootContext(20, buf_o[:, :21], buf_a[:, :20], buf_r[:, :20]), 10)
+    buf_o[:], buf_a[:], buf_r[:] = episodes["obs_codes"][4:8, :31], episodes["actions"][4:8, :30], episodes["reward_codes"][4:8, :30]
+    reuse.set_roots(RootContext(30, buf_o, buf_a, buf_r), 10)
+    np.testing.assert_array_equal(reuse.node_posterior_full(np.zeros(4, int)), bayes.filter_history(buf_o, buf_a, buf_r))
     # growing the real history reuses the filter and matches a fresh one
     sim.set_roots(_context(episodes, rows, 30), 50)
     fresh = BayesSimulator()

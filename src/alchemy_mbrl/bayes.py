@@ -174,7 +174,7 @@ def latent_potion_of_colour() -> np.ndarray:
 
 @dataclass(frozen=True)
 class Tables:
-    """Precomputed constraint sets (built once, ~19 MB).
+    """Precomputed constraint sets (built once, ~21 MB).
 
     Attributes:
         words: ``[NUM_CIDS + 1, 1153]`` uint64; row cid is a consistency set, row ``ZERO_CID`` and
@@ -456,7 +456,11 @@ class Predictive:
         start[:, 15::2, :6] = 1.0 / 6.0
         start[:, 16::2, 0] = 1.0
         probs[:, 1:] = np.where(an.boundary[:, None, None], start, within)
-        return probs
+        # zero every row whose conditioning prefix has probability 0
+        idx = np.concatenate([r[:, None], o], 1).clip(0, codec.MAX_CATEGORIES - 1)
+        seen = np.take_along_axis(probs, idx[..., None], -1)[..., 0] > 0  # [B, 40]
+        prefix_ok = np.concatenate([np.ones((b, 1), dtype=bool), np.cumprod(seen, axis=1)[:, :-1].astype(bool)], 1)
+        return probs * prefix_ok[..., None]
 
     def factorised_log_probs(self, reward_code: np.ndarray, obs_next: np.ndarray) -> np.ndarray:
         """``[B, 40]`` log of the observed entries of :meth:`factorised_probs` (sums to :meth:`log_prob`)."""

@@ -79,7 +79,8 @@ class BayesSimulator:
                 bad = int(np.nonzero(~np.isfinite(lp))[0][0])
                 raise ValueError(f"search {bad}: the real history is impossible under every chemistry (step {s + 1})")
         self._filter = filt
-        self._hist_obs, self._hist_actions, self._hist_rewards = obs, actions, rewards
+        # copies: the caller may reuse its buffers for other episodes
+        self._hist_obs, self._hist_actions, self._hist_rewards = obs.copy(), actions.copy(), rewards.copy()
         self.root_post, self.cols = compress(filt.post)
         if self.node_obs.shape[:2] != (b, max_nodes):
             self.node_obs = np.zeros((b, max_nodes, OBS_DIM), dtype=np.uint8)
@@ -140,7 +141,11 @@ class BayesSimulator:
         keys: np.ndarray,
         mask: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Sample K outcomes of ``actions`` from ``parents`` with the exact predictive distribution."""
+        """Sample K outcomes of ``actions`` from ``parents`` with the exact predictive distribution.
+
+        Nodes at the end of the episode (t = 200) have no further dynamics: expanding them
+        returns the same observation with reward 0.
+        """
         b = self.root_post.shape[0]
         parents = np.asarray(parents, dtype=np.int64)
         children = np.asarray(children, dtype=np.int64)
