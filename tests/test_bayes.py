@@ -597,3 +597,14 @@ def test_simulator_mask_and_incremental_roots(episodes: dict) -> None:
     np.testing.assert_array_equal(
         sim.node_posterior_full(np.zeros(4, int)), bayes.filter_history(episodes["obs_codes"][rows, :31], episodes["actions"][rows, :30], episodes["reward_codes"][rows, :30])
     )
+
+
+def test_planner_runs_with_the_bayes_simulator() -> None:
+    """Integration with the tree search (skipped until ``alchemy_mbrl.planner`` is merged)."""
+    pytest.importorskip("alchemy_mbrl.planner")
+    evaluate = pytest.importorskip("alchemy_mbrl.evaluate")
+    from alchemy_mbrl.simulators import make_simulator
+
+    df = evaluate.evaluate_planner(make_simulator("bayes"), 4, 2, seed=0, batch_size=2, progress=False)
+    assert len(df) == 2 and (df["simulator"] == "bayes").all()
+    assert ((df["return"] >= -90) & (df["return"] <= 450)).all()
