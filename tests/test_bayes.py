@@ -154,6 +154,21 @@ def test_posterior_equals_brute_force(source: str, episodes: dict, request: pyte
                 filt.update(act[None, t], rew[None, t], obs[None, t + 1])
 
 
+@pytest.mark.parametrize("stone_map", [0, 5])
+def test_first_observation_constrains_only_the_stone_map(stone_map: int) -> None:
+    """After obs_0, tau is ambiguous for exactly 168 of the 512 latent stone triples (exact count),
+    and the potion map and graph keep their prior (the posterior factorises)."""
+    chem = Chemistry.from_indices(np.zeros(512), np.full(512, stone_map), np.zeros(512))
+    triples = np.stack(np.meshgrid(*[np.arange(8)] * 3, indexing="ij"), -1).reshape(512, 3)
+    state = State.empty(512)
+    begin_trial(state, slice(None), triples, np.zeros((512, 12), dtype=np.int8))  # type: ignore[arg-type]
+    post = bayes.initial_posterior(observe(state, ObservationTables.of(chem)))
+    masses = bayes.stone_map_masses(post)
+    assert (masses[:, stone_map] > 0).all()
+    assert int(((masses > 0).sum(1) > 1).sum()) == 168
+    assert set(np.unique(masses)) <= {0, bayes.NUM_BITS // 8}
+
+
 def test_true_chemistry_keeps_nonzero_posterior(episodes: dict) -> None:
     filt = bayes.BayesFilter(episodes["obs_codes"][:, 0])
     idx = episodes["chemistry_index"]
