@@ -133,7 +133,6 @@ CONSISTENT_STONE_MAPS: np.ndarray = np.array(
 TRIAL_ITEMS_NATS = NUM_STONES * math.log(8) + NUM_POTIONS * math.log(6)
 #: ``_STONE_FEATURES[pv, f]``: the 4 codes (perceived coordinates, reward feature) of a present stone.
 _STONE_FEATURES = np.array([[[pv & 1, (pv >> 1) & 1, pv >> 2, f] for f in range(4)] for pv in range(8)], dtype=np.uint8)
-_STONE_MAP_BITS = (1 << np.arange(NUM_STONE_MAPS)).astype(np.int64)
 _USED_STONE_BLOCK = np.array([codec.USED_COORD_CODE] * 3 + [codec.USED_REWARD_FEATURE_CODE, 1], dtype=np.uint8)
 
 
