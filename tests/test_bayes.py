@@ -455,6 +455,15 @@ def test_bayes_entropy_command(tmp_path: Path) -> None:
     assert math.isclose(res["entropy_nats_per_step"], -lp.sum() / 5000, rel_tol=1e-12)
     with pytest.raises(ValueError):
         bayes_commands.bayes_entropy(tmp_path / "manifest.json", max_episodes=0)
+    # data that no chemistry can produce is reported, naming the episode and step
+    import h5py
+
+    with h5py.File(b, "r+") as f:
+        codes = f["obs_codes"][3]
+        codes[5, 15:17] = ((codes[4, 15] + 1) % 6, 0)  # potion 0 present with another colour mid-trial
+        f["obs_codes"][3] = codes
+    with pytest.raises(ValueError, match="episode 3, step 5"):
+        bayes_commands.bayes_entropy(tmp_path / "manifest.json", progress=False)
 
 
 def test_learned_model_cannot_beat_the_floor() -> None:

@@ -620,7 +620,7 @@ class BayesFilter:
         if len(idx):
             self.post[idx] &= tables().words_full[cid[idx]]
             after = popcount_words(self.post[idx])
-            with np.errstate(divide="ignore"):
+            with np.errstate(divide="ignore", invalid="ignore"):  # empty posteriors: replaced by -inf below
                 logp[idx] = np.log(after) - np.log(before[idx])
         logp = logp - np.where(an.boundary, TRIAL_ITEMS_NATS, 0.0)
         logp = np.where(possible & (before > 0), logp, -np.inf)
