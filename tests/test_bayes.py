@@ -447,6 +447,10 @@ def test_bayes_entropy_command(tmp_path: Path) -> None:
     assert res["model"] == "bayes" and res["n_episodes"] == 25 and res["n_transitions"] == 5000
     assert math.isclose(res["entropy_nats_per_step"], res["trial_start_nats_per_step"] + res["chemistry_nats_per_step"], rel_tol=1e-12)
     assert res["trial_start_nats_per_step"] >= FLOOR_TRIAL_START and res["entropy_sem"] > 0
+    per_dim = bayes_commands.bayes_entropy(tmp_path / "manifest.json", max_episodes=25, progress=False, per_dimension=True)
+    assert len(per_dim["per_dimension_nats_per_step"]) == 40
+    assert math.isclose(sum(per_dim["per_dimension_nats_per_step"]), res["entropy_nats_per_step"], rel_tol=1e-9)
+    assert per_dim["per_dimension_nats_per_step"][0] == 0.0  # rewards are predictable from the observation
     # the same numbers directly from the validation shard
     from alchemy_mbrl.data.shards import load_shard
 
