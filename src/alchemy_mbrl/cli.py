@@ -19,6 +19,7 @@ COMMAND_MODULES: list[str] = [
     "alchemy_mbrl.data.commands",
     "alchemy_mbrl.planner.commands",
     "alchemy_mbrl.model.commands",
+    "alchemy_mbrl.bayes_commands",
 ]
 
 
