@@ -110,8 +110,8 @@ def test_whole_episodes_batched_equal_one_at_a_time() -> None:
 
 
 def test_episode_setup_is_per_episode() -> None:
-    k1, c1, i1 = episode_setup(3, np.array([0, 1, 2, 3]))
-    k2, c2, i2 = episode_setup(3, np.array([2, 3]))
+    c1, i1, k1 = episode_setup(3, np.array([0, 1, 2, 3]))
+    c2, i2, k2 = episode_setup(3, np.array([2, 3]))
     np.testing.assert_array_equal(k1[2:], k2)
     np.testing.assert_array_equal(c1.index[2:], c2.index)
     np.testing.assert_array_equal(i1.stones[2:], i2.stones)

@@ -288,10 +288,11 @@ def merge_samples(obs_codes: np.ndarray, rewards: np.ndarray) -> np.ndarray:
     return (first[:, :, None] == np.arange(k)).sum(axis=1).astype(np.int32)
 
 
-def expand(tree: Tree, simulator: Simulator, path: Path, keys: np.ndarray) -> None:
+def expand(tree: Tree, simulator: Simulator, path: Path, keys: np.ndarray, reward_scale: float = 1.0) -> None:
     """Create chance node ``tree.num_expansions`` under every non-terminal leaf: one simulator call.
 
-    ``keys [B]`` are this iteration's expansion keys (passed to the simulator).
+    ``keys [B]`` are this iteration's expansion keys (passed to the simulator); the tree stores
+    rewards multiplied by ``reward_scale`` (:attr:`PlannerParams.reward_scale`).
     """
     bsz, k = tree.batch_size, tree.k
     i = tree.num_expansions
@@ -303,6 +304,7 @@ def expand(tree: Tree, simulator: Simulator, path: Path, keys: np.ndarray) -> No
     obs, rewards = simulator.expand(path.leaf_node, path.leaf_action, children, keys, grow)
     rewards = np.asarray(rewards, dtype=np.float64)
     weight = merge_samples(obs, rewards)
+    rewards = rewards * reward_scale
     weight[~grow] = 0
     tree.chance_children[:, i] = children
     tree.chance_weight[:, i] = weight
@@ -348,7 +350,7 @@ def backup(tree: Tree, path: Path, gamma: float) -> None:
 @dataclass
 class SearchResult:
     """Outcome of B searches: the sampled actions ``[B]``, the action probabilities ``[B, A]``,
-    and the root statistics N ``[B, A]``, Q ``[B, A]``."""
+    and the root statistics N ``[B, A]``, Q ``[B, A]`` (Q in units of ``reward_scale`` rewards)."""
 
     actions: np.ndarray
     probabilities: np.ndarray
@@ -400,7 +402,7 @@ class TreeSearch:
         for i in range(self.budget):
             it_keys = rng.fold_in(keys, i)
             path = select(tree, self.params, rng.fold_in(it_keys, _TAG_SELECT), self.horizon)
-            expand(tree, self.simulator, path, rng.fold_in(it_keys, _TAG_EXPAND))
+            expand(tree, self.simulator, path, rng.fold_in(it_keys, _TAG_EXPAND), self.params.reward_scale)
             backup(tree, path, self.params.gamma)
         n_root = tree.root_visits()
         probs = action_probabilities(n_root, self.params.temperature)
