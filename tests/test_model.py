@@ -17,7 +17,7 @@ from alchemy_mbrl.model.world_model import (
     WorldModel,
     episode_inputs,
 )
-from model_helpers import ARCHS, random_codes, tiny_model
+from .model_helpers import ARCHS, random_codes, tiny_model
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ from alchemy_mbrl.data import codec
 from alchemy_mbrl.model.world_model import episode_inputs
 from alchemy_mbrl.simulators.base import RootContext, Simulator
 from alchemy_mbrl.simulators.learned import LearnedSimulator
-from model_helpers import random_codes, tiny_model
+from .model_helpers import random_codes, tiny_model
 
 
 @pytest.fixture(autouse=True)

@@ -19,7 +19,7 @@ from alchemy_mbrl.model.data import EpisodeSampler, load_split
 from alchemy_mbrl.model.evaluate import TRIAL_START_FLOOR_NATS, TRIAL_START_TARGETS, evaluate_model, per_episode_losses
 from alchemy_mbrl.model.train import load_model, train
 from alchemy_mbrl.model.world_model import WorldModel
-from model_helpers import ARCHS, TINY, make_dataset
+from .model_helpers import ARCHS, TINY, make_dataset
 
 
 @pytest.fixture(autouse=True)
@@ -167,7 +167,7 @@ def test_wall_clock_budget_stops_and_writes_model(manifest: Path, tmp_path: Path
 
 def test_overfitting_drives_loss_and_chemistry_part_down() -> None:
     """A small model overfitting 2 episodes: the loss falls far below its start, the chemistry part to ~0."""
-    from model_helpers import tiny_model
+    from .model_helpers import tiny_model
 
     torch.manual_seed(0)
     model = tiny_model("original", dropout=0.0, mlp_hidden=64)
