@@ -231,7 +231,8 @@ def test_search_finds_delayed_reward_with_two_steps_left() -> None:
 
 def test_search_prefers_stochastic_immediate_reward_with_one_step_left() -> None:
     sim = ToySimulator()
-    search = TreeSearch(sim, budget=200, params=PlannerParams(temperature=0.0), horizon=10)
+    # raw rewards (reward_scale = 1): a 0.5 expected reward must beat the exploration term in 200 expansions
+    search = TreeSearch(sim, budget=200, params=PlannerParams(temperature=0.0, reward_scale=1.0), horizon=10)
     res = search.run(toy_context(8, t=9), rng.episode_keys(1, np.arange(8)))
     # A chance node keeps its K samples: if none of SAFE's 3 samples paid (probability 1/8),
     # its estimate stays 0 and every action ties (then the lowest index, the no-op, wins).
@@ -269,3 +270,28 @@ def test_search_is_deterministic_given_keys_and_depends_on_them() -> None:
 def test_budget_must_be_positive() -> None:
     with pytest.raises(ValueError, match="budget"):
         TreeSearch(ToySimulator(), budget=0)
+
+
+def test_reward_scale_multiplies_the_trees_rewards_and_values() -> None:
+    ctx = toy_context(4, t=9)
+    keys = rng.episode_keys(3, np.arange(4))
+    raw = TreeSearch(ToySimulator(), budget=1, params=PlannerParams(reward_scale=1.0), horizon=10)
+    raw.run(ctx, keys)
+    scaled = TreeSearch(ToySimulator(), budget=1, params=PlannerParams(reward_scale=0.25), horizon=10)
+    scaled.run(ctx, keys)
+    assert raw.tree is not None and scaled.tree is not None
+    np.testing.assert_allclose(scaled.tree.chance_reward, 0.25 * raw.tree.chance_reward)
+    with pytest.raises(ValueError, match="reward_scale"):
+        PlannerParams(reward_scale=0.0)
+
+
+def test_minmax_normalisation_maps_q_to_unit_range_and_unvisited_to_zero() -> None:
+    from alchemy_mbrl.planner.tree_search import normalise_q
+
+    q = np.array([[-3.0, 0.0, 15.0, 7.0], [1.0, 1.0, 1.0, 1.0]])
+    n = np.array([[1, 2, 3, 0], [1, 1, 1, 1]])
+    out = normalise_q(q, n, np.array([-3.0, np.inf]), np.array([15.0, -np.inf]))
+    np.testing.assert_allclose(out[0], [0.0, 3 / 18, 1.0, 0.0])
+    np.testing.assert_allclose(out[1], q[1])  # empty range: raw Q kept
+    with pytest.raises(ValueError, match="q_normalisation"):
+        PlannerParams(q_normalisation="zscore")

@@ -18,6 +18,8 @@ COMMAND_MODULES: list[str] = [
     "alchemy_mbrl.env.commands",
     "alchemy_mbrl.data.commands",
     "alchemy_mbrl.planner.commands",
+    "alchemy_mbrl.model.commands",
+    "alchemy_mbrl.bayes_commands",
     "alchemy_mbrl.hpo_commands",
     "alchemy_mbrl.report.commands",
 ]

@@ -1,9 +1,10 @@
 """Play real episodes with the tree-search planner and write per-episode returns (docs/formats.md).
 
-Episode ``i`` of an evaluation with global seed ``S`` is fully determined by its key
-``k_i = rng.episode_keys(S, [i])`` (the CSV's ``seed`` column): its chemistry and trial
-items are drawn with ``np.random.default_rng(k_i)``, and the planner's random choices at
-real step t use ``rng.fold_in(rng.fold_in(k_i, PLANNER_STREAM), t)``. Episodes are played B
+Episode ``i`` of an evaluation with global seed ``S`` (the CSV's ``seed`` column) is fully
+determined by ``(S, i)``: its chemistry and trial items come from
+:func:`alchemy_mbrl.env.baselines.episode_setup`, the same episodes the baselines play for
+that seed (so planner and baseline scores are paired), and the planner's random choices at
+real step t use ``rng.fold_in(rng.fold_in(policy_key_i, PLANNER_STREAM), t)``. Episodes are played B
 at a time in lockstep (one batched search per real step), and nothing depends on which
 episodes share a batch, so ``--chunk i/n`` runs can be merged into exactly the result of one
 unchunked run (for simulators whose outputs do not depend on the batch composition: the
@@ -23,8 +24,8 @@ import pandas as pd
 
 from alchemy_mbrl import rng
 from alchemy_mbrl.data.codec import REWARD_VALUES
-from alchemy_mbrl.env.alchemy import EPISODE_STEPS, OBS_DIM, AlchemyEnv, TrialItems, sample_items
-from alchemy_mbrl.env.chemistry import Chemistry, sample_chemistries
+from alchemy_mbrl.env.alchemy import EPISODE_STEPS, OBS_DIM, AlchemyEnv
+from alchemy_mbrl.env.baselines import episode_setup
 from alchemy_mbrl.planner.params import PlannerParams
 from alchemy_mbrl.planner.tree_search import TreeSearch
 from alchemy_mbrl.simulators.base import RootContext, Simulator
@@ -58,19 +59,6 @@ def chunk_episodes(episodes: int, chunk: tuple[int, int] = (0, 1)) -> np.ndarray
     return np.arange(i * episodes // n, (i + 1) * episodes // n, dtype=np.int64)
 
 
-def episode_setup(seed: int, episodes: np.ndarray) -> tuple[np.ndarray, Chemistry, TrialItems]:
-    """Keys ``[n]`` uint64, chemistries and trial items of the given episode indices."""
-    keys = rng.episode_keys(seed, np.asarray(episodes, dtype=np.int64))
-    chems, stones, potions = [], [], []
-    for key in keys:
-        gen = np.random.default_rng(int(key))
-        chems.append(sample_chemistries(gen, 1))
-        s, p = sample_items(gen, 1)
-        stones.append(s)
-        potions.append(p)
-    return keys, Chemistry.concatenate(chems), TrialItems(np.concatenate(stones), np.concatenate(potions))
-
-
 def reward_codes(rewards: np.ndarray) -> np.ndarray:
     """Codec codes (order of ``codec.REWARD_VALUES``) of integer rewards."""
     r = np.rint(np.asarray(rewards)).astype(np.int64)
@@ -97,9 +85,9 @@ def play_planner_episodes(
     ``progress`` is an optional tqdm bar, advanced once per real step.
     """
     start = time.perf_counter()
-    keys, chemistry, items = episode_setup(seed, episodes)
-    planner_keys = rng.fold_in(keys, PLANNER_STREAM)
-    bsz = len(keys)
+    chemistry, items, policy_keys = episode_setup(seed, episodes)
+    planner_keys = rng.fold_in(policy_keys, PLANNER_STREAM)
+    bsz = len(policy_keys)
     env = AlchemyEnv(bsz, seed=0)
     ts = env.reset(chemistry, items)
     obs = np.zeros((bsz, EPISODE_STEPS + 1, OBS_DIM), dtype=np.uint8)
@@ -156,12 +144,11 @@ def evaluate_planner(
     try:
         for batch in batches:
             res = play_planner_episodes(search, seed, batch, bar)
-            keys = rng.episode_keys(seed, batch)
-            for e, key, ret in zip(batch, keys, res.returns):
+            for e, ret in zip(batch, res.returns):
                 rows.append(
                     {
                         "episode": int(e),
-                        "seed": int(key),
+                        "seed": int(seed),
                         "return": float(ret),
                         "policy": "planner",
                         "simulator": simulator.name,

@@ -8,6 +8,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 
+Q_NORMALISATIONS = ("none", "minmax")
+
+
 @dataclass(frozen=True)
 class PlannerParams:
     """Hyperparameters of Algorithm 1; defaults are the paper's Table 4.
@@ -18,6 +21,13 @@ class PlannerParams:
         c2: C2, the scale of the slowly growing (logarithmic) part of the exploration weight.
         k: K, the number of outcomes sampled at every expansion (the stochastic branching factor).
         gamma: discount factor used in the backup.
+        reward_scale: the tree's rewards (and so its Q values) are the simulator's rewards times
+            this factor. The default 1/15 measures rewards in units of the largest reward (+15), the
+            scale on which Table 4's C1 and C2 make sense (see docs/planner.md: with raw rewards,
+            ``reward_scale = 1``, the search barely improves with budget). It changes nothing
+            but the balance between Q and the exploration term.
+        q_normalisation: ``"none"`` (Algorithm 1 as printed) or ``"minmax"`` (MuZero's
+            normalisation of Q by the range seen in the tree; unvisited actions score 0).
     """
 
     temperature: float = 0.55
@@ -25,6 +35,8 @@ class PlannerParams:
     c2: float = 16.15
     k: int = 3
     gamma: float = 0.99
+    reward_scale: float = 1.0 / 15.0
+    q_normalisation: str = "none"
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.temperature) and self.temperature >= 0):
@@ -37,6 +49,10 @@ class PlannerParams:
             raise ValueError(f"k must be an integer >= 1, got {self.k}")
         if not (0.0 <= self.gamma <= 1.0):
             raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
+        if not (math.isfinite(self.reward_scale) and self.reward_scale > 0):
+            raise ValueError(f"reward_scale must be a finite number > 0, got {self.reward_scale}")
+        if self.q_normalisation not in Q_NORMALISATIONS:
+            raise ValueError(f"q_normalisation must be one of {Q_NORMALISATIONS}, got {self.q_normalisation!r}")
         object.__setattr__(self, "k", int(self.k))
 
     @classmethod

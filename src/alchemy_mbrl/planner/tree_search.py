@@ -74,6 +74,18 @@ def selection_scores(
     return q + weight / (1.0 + n)
 
 
+def normalise_q(q: np.ndarray, n: np.ndarray, q_min: np.ndarray, q_max: np.ndarray) -> np.ndarray:
+    """MuZero's min-max normalisation of Q to [0, 1] by the range backed up so far in each tree.
+
+    ``q, n [B, A]``, ``q_min, q_max [B]``. Unvisited actions score 0 (the bottom of the range),
+    as in MuZero's pseudocode; trees whose range is still empty keep their raw Q.
+    """
+    span = (q_max - q_min)[:, None]
+    ok = np.isfinite(span) & (span > 0)
+    qn = np.where(ok, (q - q_min[:, None]) / np.where(ok, span, 1.0), q)
+    return np.where(n > 0, qn, 0.0)
+
+
 def action_probabilities(n_root: np.ndarray, temperature: float) -> np.ndarray:
     """``N_root(a)^(1/T) / sum_b N_root(b)^(1/T)`` for ``n_root [..., A]``; T = 0 is the argmax.
 
@@ -110,7 +122,8 @@ class Tree:
         chance_children ``[B, C, K]`` int32 decision-node ids,
         chance_weight ``[B, C, K]`` int32 merged-sample counts (0 for merged duplicates),
         chance_reward ``[B, C]`` float64 weighted mean reward of the branches.
-    Bookkeeping: ``next_slot [B]`` int32, ``num_expansions`` (int, lockstep).
+    Bookkeeping: ``next_slot [B]`` int32, ``num_expansions`` (int, lockstep);
+        ``q_min, q_max [B]``: smallest and largest Q backed up so far in each tree (for min-max normalisation).
     """
 
     node_t: np.ndarray
@@ -123,6 +136,8 @@ class Tree:
     chance_weight: np.ndarray
     chance_reward: np.ndarray
     next_slot: np.ndarray
+    q_min: np.ndarray
+    q_max: np.ndarray
     num_expansions: int = 0
 
     @classmethod
@@ -140,6 +155,8 @@ class Tree:
             chance_weight=np.zeros((b, budget, k), dtype=np.int32),
             chance_reward=np.zeros((b, budget), dtype=np.float64),
             next_slot=np.ones(b, dtype=np.int32),
+            q_min=np.full(b, np.inf),
+            q_max=np.full(b, -np.inf),
         )
 
     @property
@@ -169,6 +186,8 @@ class Tree:
         self.chance_weight.fill(0)
         self.chance_reward.fill(0.0)
         self.next_slot.fill(1)
+        self.q_min.fill(np.inf)
+        self.q_max.fill(-np.inf)
         self.num_expansions = 0
 
     def root_visits(self) -> np.ndarray:
@@ -221,7 +240,10 @@ def select(tree: Tree, params: PlannerParams, keys: np.ndarray, horizon: int = E
     depth = 0
     while True:
         s = tree.slot[bi, node]
-        scores = selection_scores(tree.value[bi, s], tree.visits[bi, s], tree.visits_sum[bi, s], params.c1, params.c2)
+        q = tree.value[bi, s]
+        if params.q_normalisation == "minmax":
+            q = normalise_q(q, tree.visits[bi, s], tree.q_min, tree.q_max)
+        scores = selection_scores(q, tree.visits[bi, s], tree.visits_sum[bi, s], params.c1, params.c2)
         action = np.argmax(scores, axis=1)
         is_terminal = tree.node_t[bi, node] >= horizon
         chance = tree.child_chance[bi, s, action].astype(np.int64)
@@ -266,10 +288,11 @@ def merge_samples(obs_codes: np.ndarray, rewards: np.ndarray) -> np.ndarray:
     return (first[:, :, None] == np.arange(k)).sum(axis=1).astype(np.int32)
 
 
-def expand(tree: Tree, simulator: Simulator, path: Path, keys: np.ndarray) -> None:
+def expand(tree: Tree, simulator: Simulator, path: Path, keys: np.ndarray, reward_scale: float = 1.0) -> None:
     """Create chance node ``tree.num_expansions`` under every non-terminal leaf: one simulator call.
 
-    ``keys [B]`` are this iteration's expansion keys (passed to the simulator).
+    ``keys [B]`` are this iteration's expansion keys (passed to the simulator); the tree stores
+    rewards multiplied by ``reward_scale`` (:attr:`PlannerParams.reward_scale`).
     """
     bsz, k = tree.batch_size, tree.k
     i = tree.num_expansions
@@ -281,6 +304,7 @@ def expand(tree: Tree, simulator: Simulator, path: Path, keys: np.ndarray) -> No
     obs, rewards = simulator.expand(path.leaf_node, path.leaf_action, children, keys, grow)
     rewards = np.asarray(rewards, dtype=np.float64)
     weight = merge_samples(obs, rewards)
+    rewards = rewards * reward_scale
     weight[~grow] = 0
     tree.chance_children[:, i] = children
     tree.chance_weight[:, i] = weight
@@ -315,7 +339,10 @@ def backup(tree: Tree, path: Path, gamma: float) -> None:
         s = tree.slot[b, path.nodes[v, d]]
         a = path.actions[v, d]
         n = tree.visits[b, s, a]
-        tree.value[b, s, a] = (tree.value[b, s, a] * n + g_return[v]) / (n + 1)
+        q_new = (tree.value[b, s, a] * n + g_return[v]) / (n + 1)
+        tree.value[b, s, a] = q_new
+        tree.q_min[b] = np.minimum(tree.q_min[b], q_new)
+        tree.q_max[b] = np.maximum(tree.q_max[b], q_new)
         tree.visits[b, s, a] = n + 1
         tree.visits_sum[b, s] += 1
 
@@ -323,7 +350,7 @@ def backup(tree: Tree, path: Path, gamma: float) -> None:
 @dataclass
 class SearchResult:
     """Outcome of B searches: the sampled actions ``[B]``, the action probabilities ``[B, A]``,
-    and the root statistics N ``[B, A]``, Q ``[B, A]``."""
+    and the root statistics N ``[B, A]``, Q ``[B, A]`` (Q in units of ``reward_scale`` rewards)."""
 
     actions: np.ndarray
     probabilities: np.ndarray
@@ -375,7 +402,7 @@ class TreeSearch:
         for i in range(self.budget):
             it_keys = rng.fold_in(keys, i)
             path = select(tree, self.params, rng.fold_in(it_keys, _TAG_SELECT), self.horizon)
-            expand(tree, self.simulator, path, rng.fold_in(it_keys, _TAG_EXPAND))
+            expand(tree, self.simulator, path, rng.fold_in(it_keys, _TAG_EXPAND), self.params.reward_scale)
             backup(tree, path, self.params.gamma)
         n_root = tree.root_visits()
         probs = action_probabilities(n_root, self.params.temperature)

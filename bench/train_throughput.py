@@ -1,0 +1,81 @@
+"""Training throughput (tokens/s) of each world-model architecture, forward + backward + Adam step.
+
+    PYTHONPATH=src python bench/train_throughput.py [--episodes 8] [--steps 3] [--device cpu|cuda|all]
+
+Uses random valid episodes (throughput does not depend on the values). Prints one Markdown table.
+The paper trained 750k steps x 250 episodes x 200 tokens in ~2 days on one RTX 6000 (~217k tokens/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from alchemy_mbrl.data import codec
+from alchemy_mbrl.model.config import ARCHITECTURES, resolve_config
+from alchemy_mbrl.model.train import autocast_dtype
+from alchemy_mbrl.model.world_model import WorldModel
+
+
+def random_episodes(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    rng = np.random.default_rng(seed)
+    obs = (rng.random((n, 201, 39)) * codec.NUM_CATEGORIES).astype(np.uint8)
+    return (torch.from_numpy(obs), torch.from_numpy(rng.integers(0, 40, (n, 200), dtype=np.uint8)),
+            torch.from_numpy(rng.integers(0, 5, (n, 200), dtype=np.uint8)))
+
+
+def measure(arch: str, device: torch.device, episodes: int, steps: int) -> tuple[float, float, int]:
+    """(mean tokens/s, s.e., n timed steps) after one warm-up step."""
+    m_cfg, t_cfg = resolve_config(arch)
+    torch.manual_seed(0)
+    model = WorldModel(m_cfg).to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=t_cfg.lr)
+    o, a, r = (x.to(device) for x in random_episodes(episodes))
+    amp = autocast_dtype(device, True)
+    rates = []
+    for i in range(steps + 1):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            loss = model.loss(o, a, r)
+        loss.backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i:
+            rates.append(episodes * 200 / (time.perf_counter() - t0))
+    x = np.array(rates)
+    return float(x.mean()), float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan"), len(x)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--episodes", type=int, default=8, help="episodes per step on CPU (GPU: 250)")
+    ap.add_argument("--gpu-episodes", type=int, default=250)
+    ap.add_argument("--steps", type=int, default=3, help="timed steps per architecture")
+    ap.add_argument("--device", default="all", help="cpu, cuda, or all (cpu + cuda when available)")
+    ap.add_argument("--arch", nargs="*", default=list(ARCHITECTURES))
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
+    devices = [d for d in devices if d != "cuda" or torch.cuda.is_available()]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+    print("| architecture | device | episodes/step | tokens/s (mean ± s.e.) | n steps | days for 750k x 250 episodes |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for dev in devices:
+        eps = args.episodes if dev == "cpu" else args.gpu_episodes
+        for arch in args.arch:
+            mean, se, n = measure(arch, torch.device(dev), eps, args.steps)
+            days = 750_000 * 250 * 200 / mean / 86400
+            print(f"| {arch} | {dev} | {eps} | {mean:,.0f} ± {se:,.0f} | {n} | {days:,.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""Configuration of the world model and of its training (the paper's Table 3 as defaults).
+
+One YAML file holds optional overrides of any key of :class:`ModelConfig` or
+:class:`TrainConfig` (flat, or nested under ``model:`` / ``training:``). Unknown keys are
+rejected with a ``ValueError`` naming the key. The architecture (``--arch``) is applied first,
+then the file, so a file can still override e.g. ``gru_hidden`` of an ablation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+#: Backbones: the causal Transformer encoder of the paper, or the GRU of the ablation.
+BACKBONES = ("transformer", "gru")
+#: Observation heads: MLP -> GRU over dimensions + final linear layer (paper), MLP -> independent
+#: per-dimension linear layers (ablation "without the GRU head"), MLP -> GRU only (ablation
+#: "without the final linear layer").
+OBS_HEADS = ("gru_linear", "independent", "gru_only")
+
+
+@dataclass
+class ModelConfig:
+    """Architecture hyperparameters (Table 3 of the paper, and Table 2 for the ablations)."""
+
+    arch: str = "original"
+    backbone: str = "transformer"
+    obs_head: str = "gru_linear"
+    d_model: int = 256  # input/output width of a Transformer layer
+    n_heads: int = 4
+    n_layers: int = 3
+    d_ff: int = 256  # width of the feed-forward layer inside a Transformer layer
+    dropout: float = 0.1
+    mlp_hidden: int = 512  # hidden width of the reward and observation MLP heads
+    obs_context: int = 256  # output width of the observation MLP (input of the GRU head and final linear layer)
+    gru_hidden: int = 32  # hidden state of the GRU running over the 39 observation dimensions
+    gru_backbone_hidden: int = 512  # ablation: GRU backbone width
+    gru_backbone_layers: int = 3  # ablation: GRU backbone depth
+    max_len: int = 200  # tokens per episode (positional encoding table length)
+
+    def validate(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+        if self.obs_head not in OBS_HEADS:
+            raise ValueError(f"obs_head must be one of {OBS_HEADS}, got {self.obs_head!r}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        for name in ("d_model", "n_heads", "n_layers", "d_ff", "mlp_hidden", "obs_context", "gru_hidden",
+                     "gru_backbone_hidden", "gru_backbone_layers", "max_len"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+
+
+@dataclass
+class TrainConfig:
+    """Training hyperparameters (Table 3) and run controls."""
+
+    steps: int = 750_000  # optimisation steps (paper: ~750k to convergence)
+    batch_size: int = 250  # episodes per optimisation step
+    micro_batch: int | None = None  # episodes per forward/backward (gradient accumulation); None = batch_size
+    lr: float = 1e-4  # Adam learning rate (2e-5 for no_final_linear)
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float | None = None  # max global gradient norm (the paper does not clip: None)
+    seed: int = 0
+    device: str | None = None  # None = cuda if available else cpu
+    amp: bool = True  # bf16 autocast on CUDA (fp16 + GradScaler where bf16 is unsupported); ignored on CPU
+    val_every: int = 1000  # steps between validations (0 = only at the end)
+    val_episodes: int = 1000  # validation episodes used during training (0 = all)
+    checkpoint_every: int = 1000  # steps between checkpoints (a checkpoint is also written at the end)
+    log_every: int = 100  # steps between train_log.csv rows
+    max_seconds: float | None = None  # wall-clock budget over all (resumed) runs; None = unlimited
+    max_train_episodes: int | None = None  # use only the first N training episodes (None = all)
+    threads: int | None = None  # torch CPU threads (None = torch default)
+
+
+#: ``--arch`` names -> overrides of the defaults (Table 2).
+ARCHITECTURES: dict[str, dict[str, dict[str, Any]]] = {
+    "original": {"model": {}, "training": {}},
+    "gru_backbone": {"model": {"backbone": "gru"}, "training": {}},
+    "no_gru_head": {"model": {"obs_head": "independent"}, "training": {}},
+    "no_final_linear": {"model": {"obs_head": "gru_only", "gru_hidden": 64}, "training": {"lr": 2e-5}},
+}
+
+_MODEL_KEYS = {f.name for f in fields(ModelConfig)} - {"arch"}
+_TRAIN_KEYS = {f.name for f in fields(TrainConfig)}
+
+
+def _coerce(cls: type, key: str, value: Any) -> Any:
+    """Light type check/conversion of a YAML value for dataclass field ``key``."""
+    default = next(f.default for f in fields(cls) if f.name == key)
+    if value is None:
+        return None
+    try:
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise TypeError
+            return value
+        if isinstance(default, int) and not isinstance(default, bool) or key in ("micro_batch", "max_train_episodes", "threads"):
+            if isinstance(value, bool) or float(value) != int(float(value)):
+                raise TypeError
+            return int(float(value))
+        if isinstance(default, float) or key in ("max_seconds", "grad_clip"):
+            return float(value)
+        if isinstance(default, tuple):
+            return tuple(float(v) for v in value)
+        return value
+    except (TypeError, ValueError):
+        raise ValueError(f"config key '{key}' has an invalid value {value!r}") from None
+
+
+def resolve_config(arch: str, overrides: dict[str, Any] | None = None) -> tuple[ModelConfig, TrainConfig]:
+    """The model and training configs of architecture ``arch`` with ``overrides`` applied.
+
+    ``overrides`` is flat (``{"steps": 10, "d_model": 64}``) or nested (``{"model": {...},
+    "training": {...}}``). Raises ``ValueError`` naming an unknown architecture or key.
+    """
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    model_kw: dict[str, Any] = {"arch": arch, **ARCHITECTURES[arch]["model"]}
+    train_kw: dict[str, Any] = dict(ARCHITECTURES[arch]["training"])
+    flat: list[tuple[str | None, str, Any]] = []
+    for key, value in (overrides or {}).items():
+        if key in ("model", "training") and isinstance(value, dict):
+            flat += [(key, k, v) for k, v in value.items()]
+        else:
+            flat.append((None, key, value))
+    for section, key, value in flat:
+        if key in _MODEL_KEYS and section in (None, "model"):
+            model_kw[key] = _coerce(ModelConfig, key, value)
+        elif key in _TRAIN_KEYS and section in (None, "training"):
+            train_kw[key] = _coerce(TrainConfig, key, value)
+        else:
+            where = f" (in section '{section}')" if section else ""
+            raise ValueError(
+                f"unknown config key '{key}'{where}; model keys: {', '.join(sorted(_MODEL_KEYS))}; "
+                f"training keys: {', '.join(sorted(_TRAIN_KEYS))}"
+            )
+    model_cfg = ModelConfig(**model_kw)
+    model_cfg.validate()
+    train_cfg = TrainConfig(**train_kw)
+    if train_cfg.steps < 1 or train_cfg.batch_size < 1:
+        raise ValueError("config keys 'steps' and 'batch_size' must be >= 1")
+    if train_cfg.micro_batch is not None and train_cfg.micro_batch < 1:
+        raise ValueError(f"config key 'micro_batch' must be >= 1, got {train_cfg.micro_batch}")
+    if train_cfg.lr <= 0:
+        raise ValueError(f"config key 'lr' must be > 0, got {train_cfg.lr}")
+    return model_cfg, train_cfg
+
+
+def load_config_file(path: str | Path | None) -> dict[str, Any]:
+    """Read a YAML config file of overrides (an empty file or ``None`` = no overrides)."""
+    if path is None:
+        return {}
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: config file does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a config file must be a mapping of keys to values")
+    return data
+
+
+def config_to_dict(model_cfg: ModelConfig, train_cfg: TrainConfig | None = None) -> dict[str, Any]:
+    """Plain-dict form (for ``config.yaml`` and checkpoints)."""
+    out: dict[str, Any] = {"model": dataclasses.asdict(model_cfg)}
+    if train_cfg is not None:
+        t = dataclasses.asdict(train_cfg)
+        t["adam_betas"] = list(t["adam_betas"])
+        out["training"] = t
+    return out
+
+
+def model_config_from_dict(d: dict[str, Any]) -> ModelConfig:
+    cfg = ModelConfig(**d)
+    cfg.validate()
+    return cfg
+
+
+__all__ = [
+    "ARCHITECTURES", "BACKBONES", "OBS_HEADS", "ModelConfig", "TrainConfig", "resolve_config",
+    "load_config_file", "config_to_dict", "model_config_from_dict", "field",
+]

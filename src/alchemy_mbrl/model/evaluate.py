@@ -1,0 +1,83 @@
+"""Validation entropy of a world model and its split into trial-start and chemistry parts (Table 2).
+
+The entropy loss is the mean over held-out transitions of the summed cross-entropy of the reward and
+the 39 observation dimensions (nats per step). Transitions whose target obs_{t+1} is a trial's first
+observation (t+1 in {20, ..., 180}; new stones and potions are drawn) form the *trial-start part*; the
+rest is the *chemistry part* (the uncertainty due to the unknown chemistry; paper: 0.066 for the
+original model, 0.11 with the GRU backbone). Both parts are normalised by the TOTAL number of
+transitions, so they add up to the entropy.
+
+Under the uniform data policy the items of a new trial are independent of the past: 3 stones uniform
+over 8 vertices and 12 potions uniform over 6 colours. Even a model that knows the chemistry cannot
+predict them, so the trial-start part is at least ``TRIAL_START_FLOOR_NATS`` =
+9 x (3 ln 8 + 12 ln 6) / 200 ~ 1.248 nats per step.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from alchemy_mbrl.data.shards import TRIAL_START
+from alchemy_mbrl.model.data import EpisodeArrays, load_split
+from alchemy_mbrl.model.train import autocast_dtype, to_device
+from alchemy_mbrl.model.world_model import WorldModel
+
+#: Transitions per episode, and the 9 trial starts that are prediction targets.
+EPISODE_STEPS: int = 200
+TRIAL_START_TARGETS: np.ndarray = TRIAL_START[1:].copy()  # [200] bool, transition t predicts obs_{t+1}
+#: Entropy of the new items at the 9 observed trial starts, per step of the episode (nats).
+TRIAL_START_FLOOR_NATS: float = 9 * (3 * math.log(8) + 12 * math.log(6)) / EPISODE_STEPS
+
+
+@torch.no_grad()
+def per_episode_losses(model: WorldModel, data: EpisodeArrays, batch_episodes: int = 50,
+                       device: torch.device | None = None, amp: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Per-episode sums of the transition cross-entropy: ``(total [N], trial_start [N])`` in nats (float64).
+
+    Float32 by default: bf16 logits would bias a 0.07-nat chemistry part; ``amp=True`` trades that for speed.
+    """
+    device = device or next(model.parameters()).device
+    amp_dtype = autocast_dtype(device, amp)
+    model.eval()
+    mask = torch.as_tensor(TRIAL_START_TARGETS, device=device)
+    totals, starts = [], []
+    for lo in range(0, data.episodes, batch_episodes):
+        o, a, r = to_device(data.take(slice(lo, lo + batch_episodes)), device)
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            rn, on = model.token_losses(o, a, r)
+        per_t = (rn + on.sum(-1)).double()  # [b, 200]
+        totals.append(per_t.sum(1).cpu().numpy())
+        starts.append(per_t[:, mask].sum(1).cpu().numpy())
+    return np.concatenate(totals), np.concatenate(starts)
+
+
+def evaluate_model(model: WorldModel, manifest: str | Path, max_episodes: int | None = None,
+                   batch_episodes: int = 50, name: str | None = None, amp: bool = False) -> dict[str, Any]:
+    """The ``model-eval`` JSON record (see ``docs/formats.md``) on the manifest's validation shards."""
+    data = load_split(manifest, "validation", max_episodes)
+    total, start = per_episode_losses(model, data, batch_episodes, amp=amp)
+    n_ep = len(total)
+    per_step = total / EPISODE_STEPS
+    return {
+        "model": name or model.config.arch,
+        "entropy_nats_per_step": float(per_step.mean()),
+        "entropy_sem": float(per_step.std(ddof=1) / math.sqrt(n_ep)) if n_ep > 1 else float("nan"),
+        "trial_start_nats_per_step": float(start.sum() / (n_ep * EPISODE_STEPS)),
+        "chemistry_nats_per_step": float((total - start).sum() / (n_ep * EPISODE_STEPS)),
+        "trial_start_floor_nats_per_step": TRIAL_START_FLOOR_NATS,
+        "n_transitions": int(n_ep * EPISODE_STEPS),
+        "n_episodes": int(n_ep),
+    }
+
+
+def format_result(res: dict[str, Any]) -> str:
+    return (
+        f"entropy: {res['entropy_nats_per_step']:.4f} ± {res['entropy_sem']:.4f} nats/step ({res['n_episodes']} episodes)"
+        f" | trial-start part {res['trial_start_nats_per_step']:.4f} (floor {TRIAL_START_FLOOR_NATS:.4f})"
+        f" | chemistry part {res['chemistry_nats_per_step']:.4f}"
+    )

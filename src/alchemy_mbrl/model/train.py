@@ -1,0 +1,282 @@
+"""Training loop of the world model: Adam, gradient accumulation, AMP, checkpoint + exact resume.
+
+``train(...)`` writes into the model directory:
+
+    config.yaml      the resolved configuration (model + training)
+    train_log.csv    step, epoch, train_loss, val_loss, learning_rate, seconds, tokens_per_s
+    checkpoint.pt    model, optimiser, GradScaler, torch RNG and data-order state (atomic: temp + rename)
+    model.pt         final weights + model config (written when the step or time budget is reached)
+
+Re-running the same command after an interruption resumes from ``checkpoint.pt``; on CPU the final
+weights equal those of an uninterrupted run bit for bit (``tests/test_model_train.py``).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from alchemy_mbrl import __version__
+from alchemy_mbrl.model.config import ModelConfig, TrainConfig, config_to_dict, model_config_from_dict
+from alchemy_mbrl.model.data import EpisodeArrays, EpisodeSampler, load_split
+from alchemy_mbrl.model.world_model import WorldModel
+
+LOG_COLUMNS = ("step", "epoch", "train_loss", "val_loss", "learning_rate", "seconds", "tokens_per_s")
+EPISODE_TOKENS = 200
+
+
+def resolve_device(name: str | None) -> torch.device:
+    if name is None or name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return dev
+
+
+def autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
+    """bf16 on CUDA where supported, else fp16 on CUDA; ``None`` (no autocast) on CPU or with amp off."""
+    if not amp or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def to_device(batch: EpisodeArrays, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    nb = device.type == "cuda"
+    return (
+        torch.from_numpy(batch.obs_codes).to(device, non_blocking=nb),
+        torch.from_numpy(batch.actions).to(device, non_blocking=nb),
+        torch.from_numpy(batch.reward_codes).to(device, non_blocking=nb),
+    )
+
+
+@torch.no_grad()
+def mean_loss(model: WorldModel, data: EpisodeArrays, batch_episodes: int, device: torch.device,
+              amp_dtype: torch.dtype | None) -> float:
+    """Mean over all transitions of ``data`` of the summed cross-entropy (nats per step), eval mode."""
+    was_training = model.training
+    model.eval()
+    total, n = 0.0, 0
+    for lo in range(0, data.episodes, batch_episodes):
+        o, a, r = to_device(data.take(slice(lo, lo + batch_episodes)), device)
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            rn, on = model.token_losses(o, a, r)
+        total += float((rn + on.sum(-1)).double().sum())
+        n += rn.numel()
+    model.train(was_training)
+    return total / n
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _write_yaml(path: Path, data: dict[str, Any]) -> None:
+    import yaml
+
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
+    os.replace(tmp, path)
+
+
+#: Training keys that must not change when resuming (they change what the weights are).
+_RESUME_FIXED = ("batch_size", "lr", "seed", "adam_betas", "grad_clip", "max_train_episodes")
+
+
+def _check_resumable(ckpt: dict[str, Any], model_cfg: ModelConfig, train_cfg: TrainConfig, path: Path) -> None:
+    if ckpt["config"]["model"] != dataclasses.asdict(model_cfg):
+        raise ValueError(f"{path} was written with a different model config; use another --out or delete it")
+    old = ckpt["config"]["training"]
+    new = config_to_dict(model_cfg, train_cfg)["training"]
+    for key in _RESUME_FIXED:
+        if old.get(key) != new.get(key):
+            raise ValueError(f"{path} was written with {key}={old.get(key)!r}, this run has {key}={new.get(key)!r}; "
+                             "use another --out or delete the checkpoint")
+
+
+def _read_log(path: Path, upto_step: int) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        return [row for row in csv.DictReader(f) if int(row["step"]) <= upto_step]
+
+
+def train(
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    manifest: str | Path,
+    out_dir: str | Path,
+    *,
+    stop_after: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train (or resume training) a world model; return a summary dict.
+
+    ``stop_after``: debug/testing: stop once this many steps are done, after writing a checkpoint, as if
+    the job had been killed (no ``model.pt``). The step budget (``steps``) and the wall-clock budget
+    (``max_seconds``, summed over resumed runs) end training normally, writing ``model.pt``.
+    """
+    from tqdm import tqdm
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(train_cfg.device)
+    if train_cfg.threads:
+        torch.set_num_threads(int(train_cfg.threads))
+    amp_dtype = autocast_dtype(device, train_cfg.amp)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+    train_data = load_split(manifest, "train", train_cfg.max_train_episodes)
+    val_data = load_split(manifest, "validation", train_cfg.val_episodes or None)
+    micro = min(train_cfg.micro_batch or train_cfg.batch_size, train_cfg.batch_size)
+
+    torch.manual_seed(train_cfg.seed)
+    model = WorldModel(model_cfg).to(device)
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=train_cfg.lr, betas=tuple(train_cfg.adam_betas))
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    sampler = EpisodeSampler(train_data.episodes, train_cfg.seed)
+    step, seconds = 0, 0.0
+
+    ckpt_path, log_path = out / "checkpoint.pt", out / "train_log.csv"
+    resolved = config_to_dict(model_cfg, train_cfg)
+    if ckpt_path.exists():
+        try:
+            ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        except Exception as exc:  # truncated or corrupt file
+            raise ValueError(f"{ckpt_path}: cannot read checkpoint ({exc}); delete it to restart") from exc
+        _check_resumable(ckpt, model_cfg, train_cfg, ckpt_path)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        scaler.load_state_dict(ckpt["scaler"])
+        sampler.load_state_dict(ckpt["data_order"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        if device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"].cpu(), device)
+        step, seconds = int(ckpt["step"]), float(ckpt["seconds"])
+    _write_yaml(out / "config.yaml", resolved)
+    log_rows = _read_log(log_path, step)
+
+    def write_log() -> None:
+        tmp = log_path.with_name(log_path.name + ".tmp")
+        with tmp.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=LOG_COLUMNS)
+            w.writeheader()
+            w.writerows(log_rows)
+        os.replace(tmp, log_path)
+
+    def save_checkpoint() -> None:
+        _atomic_save(
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scaler": scaler.state_dict(),
+                "data_order": sampler.state_dict(),
+                "rng": {"torch": torch.get_rng_state(),
+                        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
+                "step": step,
+                "seconds": seconds,
+                "config": resolved,
+                "package_version": __version__,
+            },
+            ckpt_path,
+        )
+
+    def time_left() -> bool:
+        return train_cfg.max_seconds is None or seconds < train_cfg.max_seconds
+
+    final_path = out / "model.pt"
+    if (step >= train_cfg.steps or not time_left()) and final_path.exists():
+        # already finished: re-running the command is a no-op
+        done = torch.load(final_path, map_location="cpu", weights_only=False)
+        return {"step": step, "finished": True, "val_loss": float(done.get("val_loss", float("nan"))), "seconds": seconds}
+    bar = tqdm(total=train_cfg.steps, initial=step, unit="step", disable=not progress, desc=f"train {model_cfg.arch}")
+    loss_acc, loss_n, tokens_since, t_log = 0.0, 0, 0, time.perf_counter()
+    val_loss = float("nan")
+    stopped_early = False
+    while step < train_cfg.steps and time_left():
+        if stop_after is not None and step >= stop_after:
+            stopped_early = True
+            break
+        t0 = time.perf_counter()
+        idx = sampler.next(train_cfg.batch_size)
+        opt.zero_grad(set_to_none=True)
+        step_loss = 0.0
+        for lo in range(0, len(idx), micro):
+            chunk = np.sort(idx[lo : lo + micro])
+            o, a, r = to_device(train_data.take(chunk), device)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                loss = model.loss(o, a, r)
+            scaler.scale(loss * (len(chunk) / len(idx))).backward()
+            step_loss += float(loss.detach()) * len(chunk) / len(idx)
+        if train_cfg.grad_clip is not None:
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
+        scaler.step(opt)
+        scaler.update()
+        if not math.isfinite(step_loss):
+            raise FloatingPointError(f"training loss became {step_loss} at step {step + 1}")
+        step += 1
+        seconds += time.perf_counter() - t0
+        loss_acc += step_loss
+        loss_n += 1
+        tokens_since += len(idx) * EPISODE_TOKENS
+        bar.update(1)
+        last = step >= train_cfg.steps or not time_left() or (stop_after is not None and step >= stop_after)
+        do_val = last or (train_cfg.val_every > 0 and step % train_cfg.val_every == 0)
+        if do_val:
+            tv = time.perf_counter()
+            val_loss = mean_loss(model, val_data, micro, device, amp_dtype)
+            seconds += time.perf_counter() - tv
+        if do_val or step % max(1, train_cfg.log_every) == 0 or last:
+            now = time.perf_counter()
+            log_rows.append({
+                "step": step,
+                "epoch": f"{sampler.epochs_done:.4f}",
+                "train_loss": f"{loss_acc / loss_n:.6f}",
+                "val_loss": f"{val_loss:.6f}" if do_val else "",
+                "learning_rate": f"{opt.param_groups[0]['lr']:.3g}",
+                "seconds": f"{seconds:.2f}",
+                "tokens_per_s": f"{tokens_since / max(now - t_log, 1e-9):.1f}",
+            })
+            bar.set_postfix(loss=f"{loss_acc / loss_n:.3f}", val=f"{val_loss:.3f}")
+            loss_acc, loss_n, tokens_since, t_log = 0.0, 0, 0, now
+            write_log()
+        if last or step % max(1, train_cfg.checkpoint_every) == 0:
+            save_checkpoint()
+    bar.close()
+    if stopped_early or (stop_after is not None and step >= stop_after and step < train_cfg.steps):
+        save_checkpoint()
+        return {"step": step, "finished": False, "val_loss": val_loss, "seconds": seconds}
+    save_checkpoint()
+    write_log()
+    _atomic_save(
+        {"config": dataclasses.asdict(model_cfg), "state_dict": model.state_dict(), "step": step,
+         "val_loss": val_loss, "package_version": __version__},
+        out / "model.pt",
+    )
+    return {"step": step, "finished": True, "val_loss": val_loss, "seconds": seconds}
+
+
+def load_model(model_dir: str | Path, device: str | torch.device | None = None) -> WorldModel:
+    """The trained :class:`WorldModel` of a model directory (``model.pt``), in eval mode."""
+    path = Path(model_dir) / "model.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no trained model (run `alchemy-mbrl train --out {model_dir}` to completion)")
+    dev = resolve_device(None if device is None else str(device))
+    blob = torch.load(path, map_location=dev, weights_only=False)
+    model = WorldModel(model_config_from_dict(blob["config"])).to(dev)
+    model.load_state_dict(blob["state_dict"])
+    model.eval()
+    return model

@@ -1,0 +1,520 @@
+"""The world model of Pinon et al. (2022), Section 2.3.2, Figure 2 and Figure 4.
+
+    token t = [one-hot obs_t | one-hot code of the reward that produced obs_t | one-hot a_t]
+        -> one linear layer to d_model (the "input encoding")
+        -> backbone: causal Transformer encoder (sinusoidal positions)  |  GRU (ablation)
+        -> e_t
+    reward head:       MLP(e_t) -> categorical over the 5 reward codes          p(r_{t+1} | h_t, a_t)
+    observation head:  u_t = MLP(e_t); a GRU runs over the 39 observation dimensions (teacher
+                       forcing: its input at dimension i is the one-hot true code of dimension i-1);
+                       dimension i has its own linear output layer reading [u_t, g_i]
+                       ("final linear layer") -> p(o^i_{t+1} | h_t, a_t, o^{<i}_{t+1})
+
+The model factorises p(r_{t+1}, o_{t+1} | history, a_t) = p(r) * prod_i p(o^i | o^{<i}) (the reward
+does not condition the observation: both are predicted from e_t). Choices where the paper is silent are
+listed in ``docs/model.md``.
+
+Incremental evaluation. Attention is causal, so a token's keys and values never change once computed.
+:meth:`WorldModel.encode` takes the tokens to add plus a :class:`KVCache` of earlier tokens (an
+arbitrary set of earlier tokens per row, selected by a validity mask, with explicit positions), and
+returns the new tokens' features and their own per-layer K/V. A tree search can therefore store the
+K/V of ONE token per node and attend over ``root cache ++ gathered path``. The GRU backbone instead
+carries its hidden state (``GRUState``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from alchemy_mbrl.data import codec
+from alchemy_mbrl.model.config import ModelConfig
+
+OBS_DIM: int = codec.OBS_DIM
+NUM_REWARD_CODES: int = codec.NUM_REWARD_CODES
+NUM_ACTIONS: int = 40
+#: Input category of the reward before the first observation (t = 0): an extra "start" code.
+START_REWARD_CODE: int = NUM_REWARD_CODES
+#: Width of the one-hot input token: observation categories, 5 reward codes + start, 40 actions.
+INPUT_CATEGORIES: int = codec.TOTAL_CATEGORIES + NUM_REWARD_CODES + 1 + NUM_ACTIONS
+_REWARD_OFFSET = codec.TOTAL_CATEGORIES
+_ACTION_OFFSET = codec.TOTAL_CATEGORIES + NUM_REWARD_CODES + 1
+#: Input of the observation GRU at dimension 0 (no previous dimension): a learned "start" vector.
+GRU_START_INDEX: int = codec.TOTAL_CATEGORIES
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------------
+
+
+class InputEncoding(nn.Module):
+    """One linear layer on the concatenated one-hot token (computed as a sum of weight columns)."""
+
+    def __init__(self, d_model: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(INPUT_CATEGORIES, d_model)
+        self.register_buffer("obs_offsets", torch.as_tensor(codec.CATEGORY_OFFSETS, dtype=torch.long), persistent=False)
+
+    def forward(self, obs_codes: Tensor, prev_reward_codes: Tensor, actions: Tensor) -> Tensor:
+        """``obs_codes [B, n, 39]``, ``prev_reward_codes [B, n]`` (0..5), ``actions [B, n]`` -> ``[B, n, d]``."""
+        idx = torch.cat(
+            [
+                obs_codes.long() + self.obs_offsets,
+                (prev_reward_codes.long() + _REWARD_OFFSET).unsqueeze(-1),
+                (actions.long() + _ACTION_OFFSET).unsqueeze(-1),
+            ],
+            dim=-1,
+        )
+        # W @ onehot == sum of the selected columns of W (exactly the linear layer, without the dense one-hot).
+        return F.embedding(idx, self.linear.weight.t()).sum(dim=-2) + self.linear.bias
+
+
+def sinusoidal_table(max_len: int, d_model: int) -> Tensor:
+    """The sinusoidal positional encoding of Vaswani et al. (2017), ``[max_len, d_model]``."""
+    pos = torch.arange(max_len, dtype=torch.float64).unsqueeze(1)
+    div = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float64) * (-math.log(10000.0) / d_model))
+    pe = torch.zeros(max_len, d_model, dtype=torch.float64)
+    pe[:, 0::2] = torch.sin(pos * div)
+    pe[:, 1::2] = torch.cos(pos * div)[:, : d_model // 2]
+    return pe.float()
+
+
+# --------------------------------------------------------------------------------------------
+# Transformer backbone with a key/value cache
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class KVCache:
+    """Per-layer keys and values of a set of earlier tokens, for each row of a batch.
+
+    Attributes:
+        k, v: ``[L, B, H, S, d_head]`` (L layers, H heads, S cached tokens).
+        mask: ``[B, S]`` bool, which cached tokens a row may attend to (``None`` = all). Lets rows hold
+            different numbers of tokens (root cache + a tree path of varying depth, padded).
+    """
+
+    k: Tensor
+    v: Tensor
+    mask: Tensor | None = None
+
+    @property
+    def length(self) -> int:
+        return int(self.k.shape[3])
+
+    def append(self, other: "KVCache") -> "KVCache":
+        """This cache followed by ``other`` (same batch)."""
+        if self.mask is None and other.mask is None:
+            mask = None
+        else:
+            mask = torch.cat([self._full_mask(), other._full_mask()], dim=1)
+        return KVCache(torch.cat([self.k, other.k], dim=3), torch.cat([self.v, other.v], dim=3), mask)
+
+    def _full_mask(self) -> Tensor:
+        if self.mask is not None:
+            return self.mask
+        return torch.ones(self.k.shape[1], self.k.shape[3], dtype=torch.bool, device=self.k.device)
+
+    def index_batch(self, idx: Tensor) -> "KVCache":
+        """Rows ``idx`` of the batch."""
+        return KVCache(self.k[:, idx], self.v[:, idx], None if self.mask is None else self.mask[idx])
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head self-attention through ``scaled_dot_product_attention``, over cached + new tokens."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.d_head = d_model // n_heads
+        self.in_proj = nn.Linear(d_model, 3 * d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+        self.dropout = dropout
+
+    def forward(
+        self, x: Tensor, past_k: Tensor | None, past_v: Tensor | None, attn_mask: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """``x [B, n, d]`` -> (output ``[B, n, d]``, new keys and values ``[B, H, n, d_head]``).
+
+        ``attn_mask`` is ``None`` for a plain causal pass without past, else a bool mask
+        ``[B, 1, n, S + n]`` (True = may attend).
+        """
+        b, n, d = x.shape
+        q, k, v = self.in_proj(x).view(b, n, 3, self.n_heads, self.d_head).permute(2, 0, 3, 1, 4)
+        keys = k if past_k is None else torch.cat([past_k.to(k.dtype), k], dim=2)
+        values = v if past_v is None else torch.cat([past_v.to(v.dtype), v], dim=2)
+        p = self.dropout if self.training else 0.0
+        if attn_mask is None:
+            out = F.scaled_dot_product_attention(q, keys, values, dropout_p=p, is_causal=n > 1)
+        else:
+            out = F.scaled_dot_product_attention(q, keys, values, attn_mask=attn_mask, dropout_p=p)
+        out = out.transpose(1, 2).reshape(b, n, d)
+        return self.out_proj(out), k, v
+
+
+class TransformerEncoderLayer(nn.Module):
+    """Post-norm encoder layer as ``torch.nn.TransformerEncoderLayer`` (ReLU, dropout), with a K/V cache."""
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float) -> None:
+        super().__init__()
+        self.self_attn = CausalSelfAttention(d_model, n_heads, dropout)
+        self.linear1 = nn.Linear(d_model, d_ff)
+        self.linear2 = nn.Linear(d_ff, d_model)
+        self.norm1 = nn.LayerNorm(d_model)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.dropout1 = nn.Dropout(dropout)
+        self.dropout2 = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, past_k: Tensor | None, past_v: Tensor | None, attn_mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        a, k, v = self.self_attn(x, past_k, past_v, attn_mask)
+        x = self.norm1(x + self.dropout1(a))
+        x = self.norm2(x + self.dropout2(self.linear2(self.dropout(F.relu(self.linear1(x))))))
+        return x, k, v
+
+
+class TransformerBackbone(nn.Module):
+    """Causal Transformer encoder: ``n_layers`` layers, sinusoidal positions, input scaled by sqrt(d)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.d_model = cfg.d_model
+        self.layers = nn.ModuleList(
+            TransformerEncoderLayer(cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout) for _ in range(cfg.n_layers)
+        )
+        self.register_buffer("pe", sinusoidal_table(cfg.max_len, cfg.d_model), persistent=False)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.out_dim = cfg.d_model
+
+    def forward(self, x: Tensor, positions: Tensor | None, past: KVCache | None) -> tuple[Tensor, KVCache]:
+        b, n, _ = x.shape
+        if positions is None:
+            start = 0 if past is None else past.length
+            if past is not None and past.mask is not None:
+                raise ValueError("positions are required when the cache has a mask (rows of different lengths)")
+            if start + n > self.pe.shape[0]:
+                raise ValueError(f"position {start + n - 1} exceeds max_len {self.pe.shape[0]}")
+            positions = torch.arange(start, start + n, device=x.device).expand(b, n)
+        elif int(positions.max()) >= self.pe.shape[0]:  # (one device sync; explicit positions only)
+            raise ValueError(f"position {int(positions.max())} exceeds max_len {self.pe.shape[0]}")
+        x = self.dropout(x * math.sqrt(self.d_model) + self.pe[positions])
+        attn_mask = None
+        if past is not None:
+            causal = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
+            past_mask = past._full_mask()
+            attn_mask = torch.cat([past_mask[:, None, :].expand(b, n, past.length), causal.expand(b, n, n)], dim=2)
+            attn_mask = attn_mask.unsqueeze(1)
+        ks, vs = [], []
+        for i, layer in enumerate(self.layers):
+            x, k, v = layer(x, None if past is None else past.k[i], None if past is None else past.v[i], attn_mask)
+            ks.append(k)
+            vs.append(v)
+        return x, KVCache(torch.stack(ks), torch.stack(vs))
+
+
+# --------------------------------------------------------------------------------------------
+# GRU backbone (ablation)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class GRUState:
+    """Hidden state ``h [L, B, hidden]`` of the GRU backbone after the last token of each row."""
+
+    h: Tensor
+
+    def index_batch(self, idx: Tensor) -> "GRUState":
+        return GRUState(self.h[:, idx])
+
+
+class GRUBackbone(nn.Module):
+    """A multi-layer GRU in place of the Transformer (Table 2: 3 layers of 512 units)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.gru = nn.GRU(cfg.d_model, cfg.gru_backbone_hidden, num_layers=cfg.gru_backbone_layers,
+                          dropout=cfg.dropout if cfg.gru_backbone_layers > 1 else 0.0, batch_first=True)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.out_dim = cfg.gru_backbone_hidden
+
+    def forward(self, x: Tensor, past: GRUState | None) -> tuple[Tensor, GRUState]:
+        out, h = self.gru(self.dropout(x).float(), None if past is None else past.h.float().contiguous())
+        return out, GRUState(h)
+
+
+# --------------------------------------------------------------------------------------------
+# Heads
+# --------------------------------------------------------------------------------------------
+
+
+class MLP(nn.Sequential):
+    """One hidden layer with ReLU."""
+
+    def __init__(self, d_in: int, d_hidden: int, d_out: int) -> None:
+        super().__init__(nn.Linear(d_in, d_hidden), nn.ReLU(), nn.Linear(d_hidden, d_out))
+
+
+class ObservationHead(nn.Module):
+    """MLP -> GRU over the 39 dimensions -> per-dimension linear layers (Figure 4), or an ablation.
+
+    ``obs_head``: ``gru_linear`` (paper; dimension i's layer reads [u, g_i]), ``independent`` (reads u
+    only: the dimensions are independent given the history), ``gru_only`` (reads g_i only: no final
+    linear layer from the MLP output).
+    """
+
+    def __init__(self, cfg: ModelConfig, d_in: int) -> None:
+        super().__init__()
+        self.kind = cfg.obs_head
+        self.mlp = MLP(d_in, cfg.mlp_hidden, cfg.obs_context)
+        self.uses_gru = self.kind in ("gru_linear", "gru_only")
+        self.uses_context = self.kind in ("gru_linear", "independent")
+        h = cfg.gru_hidden
+        if self.uses_gru:
+            self.gru_init = nn.Linear(cfg.obs_context, h)  # h_0 = tanh(W u + b)
+            # One-hot (global category index of the previous dimension's code) through a linear map of width 3h
+            # == a linear layer on the one-hot, since the GRU's input matrix has 3h rows anyway.
+            self.gru_input = nn.Embedding(codec.TOTAL_CATEGORIES + 1, 3 * h)
+            self.gru = nn.GRU(3 * h, h, batch_first=True)
+        m = codec.MAX_CATEGORIES
+        if self.uses_context:
+            self.w_context = nn.Parameter(torch.empty(OBS_DIM, m, cfg.obs_context))
+        if self.uses_gru:
+            self.w_gru = nn.Parameter(torch.empty(OBS_DIM, m, h))
+        self.bias = nn.Parameter(torch.zeros(OBS_DIM, m))
+        fan_in = (cfg.obs_context if self.uses_context else 0) + (h if self.uses_gru else 0)
+        bound = 1.0 / math.sqrt(fan_in)
+        for name in ("w_context", "w_gru"):
+            if hasattr(self, name):
+                nn.init.uniform_(getattr(self, name), -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+        valid = torch.arange(m)[None, :] < torch.as_tensor(codec.NUM_CATEGORIES)[:, None]
+        self.register_buffer("valid", valid, persistent=False)  # [39, m]
+        self.register_buffer("offsets", torch.as_tensor(codec.CATEGORY_OFFSETS, dtype=torch.long), persistent=False)
+
+    def _mask(self, logits: Tensor, dims: slice | int) -> Tensor:
+        return logits.float().masked_fill(~self.valid[dims], float("-inf"))
+
+    def context(self, e: Tensor) -> Tensor:
+        """``u = MLP(e)``."""
+        return self.mlp(e)
+
+    def init_hidden(self, u: Tensor) -> Tensor:
+        """Initial GRU hidden state ``[1, N, h]`` from the MLP output."""
+        return torch.tanh(self.gru_init(u)).unsqueeze(0)
+
+    def teacher_forced_logits(self, e: Tensor, next_obs_codes: Tensor) -> Tensor:
+        """Logits ``[N, 39, MAX_CATEGORIES]`` (float32, -inf on invalid codes) for features ``e [N, D]``."""
+        u = self.context(e)
+        n = u.shape[0]
+        logits = self.bias.expand(n, -1, -1)
+        if self.uses_context:
+            logits = logits + (u @ self.w_context.reshape(-1, u.shape[-1]).t()).view(n, OBS_DIM, -1)
+        if self.uses_gru:
+            prev = torch.cat(
+                [torch.full((n, 1), GRU_START_INDEX, dtype=torch.long, device=e.device),
+                 next_obs_codes[:, :-1].long() + self.offsets[:-1]],
+                dim=1,
+            )
+            # float32 in; under CUDA autocast the cuDNN GRU casts to bf16 itself
+            g, _ = self.gru(self.gru_input(prev).float(), self.init_hidden(u).float().contiguous())  # [N, 39, h]
+            logits = logits + torch.einsum("nih,ich->nic", g, self.w_gru.to(g.dtype))
+        return self._mask(logits, slice(None))
+
+
+# --------------------------------------------------------------------------------------------
+# The world model
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Samples:
+    """K sampled outcomes per row: codes and the model's log-probability of each outcome (nats)."""
+
+    reward_codes: Tensor  # [B, K] int64
+    obs_codes: Tensor  # [B, K, 39] int64
+    log_probs: Tensor  # [B, K] float64, log p(r) + sum_i log p(o^i | o^<i)
+
+
+def inverse_cdf(probs: Tensor, u: Tensor, num_valid: Tensor | int) -> Tensor:
+    """Index drawn from each row of ``probs [N, n]`` (float64) by inverse CDF with uniforms ``u [N]``."""
+    cdf = probs.cumsum(dim=-1)
+    x = (u * cdf[:, -1]).unsqueeze(-1)
+    idx = (cdf <= x).sum(dim=-1)
+    if isinstance(num_valid, int):
+        return idx.clamp(max=num_valid - 1)
+    return torch.minimum(idx, num_valid - 1)
+
+
+class WorldModel(nn.Module):
+    """Input encoding + backbone + reward head + observation head. See the module docstring."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        cfg.validate()
+        self.config = cfg
+        self.input_encoding = InputEncoding(cfg.d_model)
+        self.backbone: nn.Module = TransformerBackbone(cfg) if cfg.backbone == "transformer" else GRUBackbone(cfg)
+        d = self.backbone.out_dim
+        self.reward_head = MLP(d, cfg.mlp_hidden, NUM_REWARD_CODES)
+        self.observation_head = ObservationHead(cfg, d)
+        self.register_buffer("num_categories", torch.as_tensor(codec.NUM_CATEGORIES, dtype=torch.long), persistent=False)
+
+    # ---- backbone -----------------------------------------------------------------------
+
+    @property
+    def is_transformer(self) -> bool:
+        return self.config.backbone == "transformer"
+
+    def encode(
+        self,
+        obs_codes: Tensor,
+        prev_reward_codes: Tensor,
+        actions: Tensor,
+        past: KVCache | GRUState | None = None,
+        positions: Tensor | None = None,
+    ) -> tuple[Tensor, KVCache | GRUState]:
+        """Features of ``n`` new tokens per row, after the tokens summarised by ``past``.
+
+        Args:
+            obs_codes: ``[B, n, 39]`` codes of obs_t for each new token.
+            prev_reward_codes: ``[B, n]`` code of the reward that produced obs_t (``START_REWARD_CODE`` at t = 0).
+            actions: ``[B, n]`` the action a_t taken after obs_t.
+            past: Transformer: a :class:`KVCache` of earlier tokens (``None`` = none); GRU: a :class:`GRUState`.
+            positions: ``[B, n]`` time index t of each new token (Transformer; default: continue after ``past``;
+                required when ``past.mask`` is set).
+
+        Returns:
+            ``(features [B, n, D], new)``: Transformer: ``new`` is the :class:`KVCache` of the n new tokens
+            ONLY (append it to ``past`` to extend the history); GRU: the state after the last new token.
+        """
+        x = self.input_encoding(obs_codes, prev_reward_codes, actions)
+        if self.is_transformer:
+            if past is not None and not isinstance(past, KVCache):
+                raise TypeError("the Transformer backbone takes a KVCache as past")
+            return self.backbone(x, positions, past)
+        if past is not None and not isinstance(past, GRUState):
+            raise TypeError("the GRU backbone takes a GRUState as past")
+        return self.backbone(x, past)
+
+    # ---- training -----------------------------------------------------------------------
+
+    def token_losses(self, obs_codes: Tensor, actions: Tensor, reward_codes: Tensor) -> tuple[Tensor, Tensor]:
+        """Teacher-forced cross-entropies of whole episodes.
+
+        Args:
+            obs_codes: ``[B, T+1, 39]``; actions: ``[B, T]``; reward_codes: ``[B, T]`` (codec order).
+
+        Returns:
+            ``(reward_nll [B, T], obs_nll [B, T, 39])`` in nats (float32).
+        """
+        b, t = actions.shape
+        prev_r = torch.cat(
+            [torch.full((b, 1), START_REWARD_CODE, dtype=torch.long, device=actions.device), reward_codes[:, :-1].long()], dim=1
+        )
+        e, _ = self.encode(obs_codes[:, :t], prev_r, actions)
+        e = e.reshape(b * t, -1)
+        r_logits = self.reward_head(e).float()
+        reward_nll = F.cross_entropy(r_logits, reward_codes.reshape(-1).long(), reduction="none").view(b, t)
+        target = obs_codes[:, 1:].reshape(b * t, OBS_DIM).long()
+        logp = torch.log_softmax(self.observation_head.teacher_forced_logits(e, target), dim=-1)
+        obs_nll = -logp.gather(-1, target.unsqueeze(-1)).squeeze(-1).view(b, t, OBS_DIM)
+        return reward_nll, obs_nll
+
+    def loss(self, obs_codes: Tensor, actions: Tensor, reward_codes: Tensor) -> Tensor:
+        """Mean over transitions of the summed cross-entropy (nats per step)."""
+        r, o = self.token_losses(obs_codes, actions, reward_codes)
+        return (r + o.sum(-1)).mean()
+
+    # ---- prediction and sampling --------------------------------------------------------
+
+    def log_probs_of(self, features: Tensor, reward_codes: Tensor, next_obs_codes: Tensor) -> tuple[Tensor, Tensor]:
+        """Log-probabilities of given outcomes: ``features [N, D]`` -> (``log p(r) [N, 5]``, ``log p(o^i|o^<i) [N, 39, 7]``)."""
+        r = torch.log_softmax(self.reward_head(features).float(), dim=-1)
+        o = torch.log_softmax(self.observation_head.teacher_forced_logits(features, next_obs_codes.long()), dim=-1)
+        return r, o
+
+    @torch.no_grad()
+    def sample_next(self, features: Tensor, uniforms: np.ndarray | Tensor) -> Samples:
+        """Sample K next (reward, observation) pairs per row by inverse CDF.
+
+        Args:
+            features: ``[B, D]`` backbone output of the token holding (history, action).
+            uniforms: ``[B, K, 40]`` float64 in [0, 1) (e.g. ``alchemy_mbrl.rng.uniform(keys, (K, 40))``):
+                column 0 draws the reward, column 1 + i draws observation dimension i. A row's samples
+                depend only on its features and its uniforms.
+
+        Returns:
+            :class:`Samples` with ``reward_codes [B, K]``, ``obs_codes [B, K, 39]``, ``log_probs [B, K]``.
+        """
+        b = features.shape[0]
+        u_all = torch.as_tensor(np.asarray(uniforms) if not isinstance(uniforms, Tensor) else uniforms,
+                                dtype=torch.float64, device=features.device)
+        if u_all.ndim != 3 or u_all.shape[0] != b or u_all.shape[2] != 1 + OBS_DIM:
+            raise ValueError(f"uniforms must have shape [B={b}, K, {1 + OBS_DIM}], got {tuple(u_all.shape)}")
+        k = u_all.shape[1]
+        u_all = u_all.reshape(b * k, 1 + OBS_DIM)
+        f = features.repeat_interleave(k, dim=0)
+        logp_r = torch.log_softmax(self.reward_head(f).float(), dim=-1).double()
+        r = inverse_cdf(logp_r.exp(), u_all[:, 0], NUM_REWARD_CODES)
+        total = logp_r.gather(1, r[:, None]).squeeze(1)
+        head = self.observation_head
+        ctx = head.context(f).float()
+        n = b * k
+        # the context part of every dimension's logits at once: [N, 39, MAX_CATEGORIES]
+        base = head.bias.expand(n, -1, -1)
+        if head.uses_context:
+            base = base + (ctx @ head.w_context.reshape(-1, ctx.shape[-1]).t()).view(n, OBS_DIM, -1)
+        if head.uses_gru:
+            # GRU cell unrolled by hand (same equations as torch.nn.GRU), with the input gates of every
+            # possible one-hot input precomputed: one small matmul per dimension.
+            w_ih, w_hh = head.gru.weight_ih_l0, head.gru.weight_hh_l0
+            b_ih, b_hh = head.gru.bias_ih_l0, head.gru.bias_hh_l0
+            gates_in = head.gru_input.weight @ w_ih.t() + b_ih  # [157, 3h]
+            h = head.init_hidden(ctx)[0].float()
+        valid = head.valid
+        prev = torch.full((n,), GRU_START_INDEX, dtype=torch.long, device=f.device)
+        codes = torch.empty(n, OBS_DIM, dtype=torch.long, device=f.device)
+        for i in range(OBS_DIM):
+            logits = base[:, i]
+            if head.uses_gru:
+                gi = gates_in[prev]
+                gh = h @ w_hh.t() + b_hh
+                i_r, i_z, i_n = gi.chunk(3, dim=1)
+                h_r, h_z, h_n = gh.chunk(3, dim=1)
+                rg = torch.sigmoid(i_r + h_r)
+                zg = torch.sigmoid(i_z + h_z)
+                ng = torch.tanh(i_n + rg * h_n)
+                h = (1 - zg) * ng + zg * h
+                logits = logits + h @ head.w_gru[i].t()
+            logp_i = torch.log_softmax(logits.masked_fill(~valid[i], float("-inf")).double(), dim=-1)
+            c = inverse_cdf(logp_i.exp(), u_all[:, 1 + i], int(codec.NUM_CATEGORIES[i]))
+            codes[:, i] = c
+            total = total + logp_i.gather(1, c[:, None]).squeeze(1)
+            prev = c + int(codec.CATEGORY_OFFSETS[i])
+        return Samples(r.view(b, k), codes.view(b, k, OBS_DIM), total.view(b, k))
+
+
+def build_model(cfg: ModelConfig) -> WorldModel:
+    """A freshly initialised :class:`WorldModel` (seed torch first for reproducibility)."""
+    return WorldModel(cfg)
+
+
+def episode_inputs(obs_codes: np.ndarray | Tensor, actions: np.ndarray | Tensor, reward_codes: np.ndarray | Tensor,
+                   device: torch.device | str = "cpu") -> tuple[Tensor, Tensor, Tensor]:
+    """The token inputs ``(obs [B, t, 39], prev_reward [B, t], actions [B, t])`` of histories with t actions.
+
+    ``obs_codes [B, >=t, 39]``, ``actions [B, t]``, ``reward_codes [B, t]``: token j = (obs_j, r_j, a_j) where
+    r_j is the code of the reward that produced obs_j (START_REWARD_CODE for j = 0).
+    """
+    a = torch.as_tensor(np.asarray(actions), device=device).long()
+    b, t = a.shape
+    o = torch.as_tensor(np.asarray(obs_codes), device=device).long()[:, :t]
+    r = torch.as_tensor(np.asarray(reward_codes), device=device).long()
+    prev = torch.cat([torch.full((b, 1), START_REWARD_CODE, dtype=torch.long, device=device), r[:, : t - 1]], dim=1)[:, :t]
+    return o, prev, a

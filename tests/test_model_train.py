@@ -1,0 +1,259 @@
+"""Training, exact resume, CLI, evaluation and the trial-start floor, on small generated datasets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from alchemy_mbrl.data import codec
+from alchemy_mbrl.data.shards import load_shard
+from alchemy_mbrl.model import commands
+from alchemy_mbrl.model.config import resolve_config
+from alchemy_mbrl.model.data import EpisodeSampler, load_split
+from alchemy_mbrl.model.evaluate import TRIAL_START_FLOOR_NATS, TRIAL_START_TARGETS, evaluate_model, per_episode_losses
+from alchemy_mbrl.model.train import load_model, train
+from alchemy_mbrl.model.world_model import WorldModel
+from .model_helpers import ARCHS, TINY, make_dataset
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> object:
+    """The suite runs on small shared machines: one intra-op thread avoids oversubscription."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("data"), train_episodes=64, val_episodes=48)
+
+
+def cli(*argv: str) -> int:
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="command")
+    commands.register(sub)
+    args = p.parse_args(list(argv))
+    return args.func(args)
+
+
+def write_config(path: Path, **kw: object) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump({**TINY, "val_episodes": 8, "log_every": 1, **kw}))
+    return path
+
+
+def test_floor_constant() -> None:
+    assert TRIAL_START_FLOOR_NATS == pytest.approx(9 * (3 * math.log(8) + 12 * math.log(6)) / 200)
+    assert TRIAL_START_FLOOR_NATS == pytest.approx(1.248, abs=5e-4)
+    assert TRIAL_START_TARGETS.sum() == 9 and TRIAL_START_TARGETS[19] and not TRIAL_START_TARGETS[199]
+
+
+def test_trial_start_floor_on_data(tmp_path: Path) -> None:
+    """On data, new-trial items are uniform: plug-in entropies of a new trial's stone vertices and potion
+    colours approach ln 8 and ln 6, i.e. the floor's 3 ln 8 + 12 ln 6 nats per trial start."""
+    m = make_dataset(tmp_path, train_episodes=1500, val_episodes=10, seed=11)
+    d = load_shard(m.parent / "shard-000.h5", keys=("obs_codes",))
+    starts = d["obs_codes"][:, 20:181:20]  # [N, 9, 39] observations at t = 20..180
+    stones = starts[..., [5 * s + i for s in range(3) for i in range(3)]].reshape(-1, 3, 3)
+    vertex = (stones[..., 0] * 4 + stones[..., 1] * 2 + stones[..., 2]).reshape(-1)
+    colours = starts[..., [15 + 2 * p for p in range(12)]].reshape(-1)
+
+    def plug_in_entropy(x: np.ndarray) -> float:
+        p = np.bincount(x) / len(x)
+        p = p[p > 0]
+        return float(-(p * np.log(p)).sum())
+
+    per_start = 3 * plug_in_entropy(vertex) + 12 * plug_in_entropy(colours)
+    assert per_start * 9 / 200 == pytest.approx(TRIAL_START_FLOOR_NATS, abs=2e-3)
+    assert len(np.unique(vertex)) == 8 and len(np.unique(colours)) == 6  # no "used" codes at a trial start
+
+
+def test_episode_sampler_resumes_exactly() -> None:
+    a = EpisodeSampler(10, seed=4)
+    seq = [a.next(4) for _ in range(7)]
+    b = EpisodeSampler(10, seed=4)
+    for _ in range(3):
+        b.next(4)
+    c = EpisodeSampler(10, seed=4)
+    c.load_state_dict(b.state_dict())
+    assert all(np.array_equal(x, c.next(4)) for x in seq[3:])
+    assert sorted(np.concatenate(seq[:5])[:10].tolist()) == list(range(10))  # an epoch is a permutation
+    with pytest.raises(ValueError, match="episodes"):
+        EpisodeSampler(11, seed=4).load_state_dict(b.state_dict())
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_each_architecture_trains_and_loads(arch: str, manifest: Path, tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.yaml", steps=3, batch_size=4, val_every=2, checkpoint_every=2)
+    out = tmp_path / arch
+    assert cli("train", "--config", str(cfg), "--data", str(manifest), "--arch", arch, "--out", str(out), "--no-progress") == 0
+    for name in ("config.yaml", "model.pt", "train_log.csv", "checkpoint.pt"):
+        assert (out / name).exists(), name
+    import pandas as pd
+
+    log = pd.read_csv(out / "train_log.csv")
+    assert list(log.columns) == ["step", "epoch", "train_loss", "val_loss", "learning_rate", "seconds", "tokens_per_s"]
+    assert log["step"].tolist() == [1, 2, 3] and log["val_loss"].notna().tolist() == [False, True, True]
+    assert log["learning_rate"].iloc[0] == pytest.approx(2e-5 if arch == "no_final_linear" else 1e-4)
+    model = load_model(out, "cpu")
+    assert model.config.arch == arch and not model.training
+    res = evaluate_model(model, manifest, max_episodes=4)
+    assert res["entropy_nats_per_step"] == pytest.approx(res["trial_start_nats_per_step"] + res["chemistry_nats_per_step"])
+
+
+def test_resume_gives_identical_weights(manifest: Path, tmp_path: Path) -> None:
+    """N steps straight == N/2 steps, 'killed', then the same command re-run (CPU, bit-exact)."""
+    cfg = write_config(tmp_path / "c.yaml", steps=6, batch_size=4, micro_batch=2, val_every=4, checkpoint_every=2)
+    base = ["--config", str(cfg), "--data", str(manifest), "--no-progress"]
+    assert cli("train", *base, "--out", str(tmp_path / "straight")) == 0
+    assert cli("train", *base, "--out", str(tmp_path / "resumed"), "--stop-after", "3") == 0
+    assert not (tmp_path / "resumed" / "model.pt").exists()
+    assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)["step"] == 3
+    assert cli("train", *base, "--out", str(tmp_path / "resumed")) == 0
+    a = torch.load(tmp_path / "straight" / "model.pt", weights_only=False)["state_dict"]
+    b = torch.load(tmp_path / "resumed" / "model.pt", weights_only=False)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    oa = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)["optimizer"]["state"]
+    ob = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)["optimizer"]["state"]
+    assert all(torch.equal(oa[i]["exp_avg_sq"], ob[i]["exp_avg_sq"]) for i in oa)
+    import pandas as pd
+
+    assert pd.read_csv(tmp_path / "resumed" / "train_log.csv")["step"].tolist() == list(range(1, 7))
+    before = (tmp_path / "resumed" / "model.pt").read_bytes()
+    assert cli("train", *base, "--out", str(tmp_path / "resumed")) == 0  # finished: re-running is a no-op
+    assert (tmp_path / "resumed" / "model.pt").read_bytes() == before
+    # a different seed gives different weights (the comparison above can fail)
+    cfg2 = write_config(tmp_path / "c2.yaml", steps=6, batch_size=4, micro_batch=2, val_every=4, checkpoint_every=2, seed=1)
+    assert cli("train", "--config", str(cfg2), "--data", str(manifest), "--no-progress", "--out", str(tmp_path / "seed1")) == 0
+    c = torch.load(tmp_path / "seed1" / "model.pt", weights_only=False)["state_dict"]
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    # resuming with a changed learning rate is refused, naming the key
+    cfg3 = write_config(tmp_path / "c3.yaml", steps=8, batch_size=4, micro_batch=2, lr=1e-3)
+    with pytest.raises(ValueError, match="lr"):
+        cli("train", "--config", str(cfg3), "--data", str(manifest), "--no-progress", "--out", str(tmp_path / "resumed"))
+
+
+def test_gradient_accumulation_matches_full_batch(manifest: Path, tmp_path: Path) -> None:
+    """micro_batch only splits the work: without dropout, the weights match the full-batch run."""
+    out = {}
+    for name, micro in (("full", None), ("micro", 2)):
+        cfg = write_config(tmp_path / f"{name}.yaml", steps=2, batch_size=6, micro_batch=micro, dropout=0.0, lr=1e-3)
+        assert cli("train", "--config", str(cfg), "--data", str(manifest), "--no-progress", "--out", str(tmp_path / name)) == 0
+        out[name] = torch.load(tmp_path / name / "model.pt", weights_only=False)["state_dict"]
+    for key in out["full"]:
+        torch.testing.assert_close(out["micro"][key], out["full"][key], atol=2e-5, rtol=1e-4)
+    import pandas as pd
+
+    la, lb = (pd.read_csv(tmp_path / n / "train_log.csv")["train_loss"].to_numpy() for n in ("full", "micro"))
+    np.testing.assert_allclose(la, lb, rtol=1e-5)
+
+
+def test_wall_clock_budget_stops_and_writes_model(manifest: Path, tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.yaml", steps=10_000, batch_size=2, max_seconds=0.5)
+    out = tmp_path / "m"
+    assert cli("train", "--config", str(cfg), "--data", str(manifest), "--no-progress", "--out", str(out)) == 0
+    step = torch.load(out / "model.pt", weights_only=False)["step"]
+    assert 1 <= step < 10_000
+
+
+def test_overfitting_drives_loss_and_chemistry_part_down() -> None:
+    """A small model overfitting 2 episodes: the loss falls far below its start, the chemistry part to ~0."""
+    from .model_helpers import tiny_model
+
+    torch.manual_seed(0)
+    model = tiny_model("original", dropout=0.0, mlp_hidden=64)
+    model.train()
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        m = make_dataset(Path(d), train_episodes=2, val_episodes=2, seed=5)
+        data = load_split(m, "train")
+    o, a, r = (torch.from_numpy(x) for x in (data.obs_codes, data.actions, data.reward_codes))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    tot0, _ = per_episode_losses(model, data)
+    model.train()
+    chem, total = [], []
+    for step in range(1, 151):
+        loss = model.loss(o, a, r)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step >= 110 and step % 20 == 10:  # Adam at this lr has occasional spikes: look at the last few
+            tot, start = per_episode_losses(model, data)
+            model.train()
+            chem.append((tot - start).sum() / 400)
+            total.append(tot.sum() / 400)
+    assert min(total) < 0.01 * tot0.sum() / 400
+    assert min(chem) < 0.2  # from ~45 nats/step at initialisation
+
+
+def test_model_eval_cli_and_floor_on_held_out(manifest: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A briefly trained model, on held-out episodes, never beats the trial-start floor."""
+    cfg = write_config(tmp_path / "c.yaml", steps=25, batch_size=8, lr=3e-3, dropout=0.0, val_every=0)
+    out = tmp_path / "m"
+    assert cli("train", "--config", str(cfg), "--data", str(manifest), "--no-progress", "--out", str(out)) == 0
+    res_path = tmp_path / "eval" / "res.json"
+    assert cli("model-eval", "--model", str(out), "--data", str(manifest), "--out", str(res_path)) == 0
+    res = json.loads(res_path.read_text())
+    for key in ("model", "entropy_nats_per_step", "entropy_sem", "trial_start_nats_per_step", "chemistry_nats_per_step",
+                "n_transitions", "n_episodes"):
+        assert key in res
+    assert res["n_episodes"] == 48 and res["n_transitions"] == 48 * 200 and res["model"] == "original"
+    assert res["entropy_nats_per_step"] == pytest.approx(res["trial_start_nats_per_step"] + res["chemistry_nats_per_step"])
+    assert res["trial_start_nats_per_step"] >= TRIAL_START_FLOOR_NATS - 0.02
+    assert 0 < res["entropy_sem"] < res["entropy_nats_per_step"]
+    log = json.loads(json.dumps(res))
+    assert "entropy:" in capsys.readouterr().out
+    # the log's final validation loss is the same quantity (on the first val_episodes episodes)
+    import pandas as pd
+
+    assert pd.read_csv(out / "train_log.csv")["val_loss"].dropna().iloc[-1] > 0 and log
+
+
+def test_bad_inputs(manifest: Path, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="manifest"):
+        cli("train", "--data", str(tmp_path / "nope.json"), "--out", str(tmp_path / "m"))
+    with pytest.raises(ValueError, match="unknown architecture 'resnet'"):
+        cli("train", "--data", str(manifest), "--arch", "resnet", "--out", str(tmp_path / "m"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps: 2\nlearning_rate: 0.1\n")
+    with pytest.raises(ValueError, match="'learning_rate'"):
+        cli("train", "--config", str(bad), "--data", str(manifest), "--out", str(tmp_path / "m"))
+    with pytest.raises(FileNotFoundError, match="config"):
+        cli("train", "--config", str(tmp_path / "missing.yaml"), "--data", str(manifest), "--out", str(tmp_path / "m"))
+    with pytest.raises(FileNotFoundError, match="model.pt"):
+        cli("model-eval", "--model", str(tmp_path / "empty"), "--data", str(manifest), "--out", str(tmp_path / "x.json"))
+    from alchemy_mbrl.data.shards import ShardError
+
+    bad_manifest = tmp_path / "m.json"
+    bad_manifest.write_text("{not json")
+    with pytest.raises(ShardError):
+        cli("train", "--data", str(bad_manifest), "--out", str(tmp_path / "m2"), "--no-progress")
+
+
+def test_cli_is_registered_and_fast_to_import() -> None:
+    import subprocess
+    import sys
+
+    src = Path(__file__).resolve().parents[1] / "src"
+    code = ("import sys; from alchemy_mbrl import cli; assert 'alchemy_mbrl.model.commands' in cli.COMMAND_MODULES; "
+            "import alchemy_mbrl.model.commands; assert 'torch' not in sys.modules, 'torch imported at CLI start'")
+    r = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": str(src)}, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_untrained_model_scores_uniform_losses(manifest: Path) -> None:
+    cfg, _ = resolve_config("original", TINY)
+    torch.manual_seed(0)
+    res = evaluate_model(WorldModel(cfg), manifest, max_episodes=4)
+    uniform = float(np.log(codec.NUM_CATEGORIES).sum() + np.log(5))
+    assert res["entropy_nats_per_step"] == pytest.approx(uniform, rel=0.15)
