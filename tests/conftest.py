@@ -29,3 +29,14 @@ def small_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shards = [write_shard(d / f"shard-{i}.h5", shard=i, num_shards=3, episodes=64, seed=123, progress=False) for i in range(3)]
     write_manifest(d / "manifest.json", shards, validation=1)
     return d / "manifest.json"
+
+
+@pytest.fixture
+def torch_one_thread() -> object:
+    """One intra-op torch thread: the suite runs on small shared machines, where more oversubscribe."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

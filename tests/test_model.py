@@ -20,13 +20,7 @@ from alchemy_mbrl.model.world_model import (
 from .model_helpers import ARCHS, random_codes, tiny_model
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> object:
-    """The suite runs on small shared machines: one intra-op thread avoids oversubscription."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def random_history(b: int, t: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -14,12 +14,7 @@ from alchemy_mbrl.simulators.learned import LearnedSimulator
 from .model_helpers import random_codes, tiny_model
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> object:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def real_history(b: int, t: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

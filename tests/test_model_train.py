@@ -22,13 +22,7 @@ from alchemy_mbrl.model.world_model import WorldModel
 from .model_helpers import ARCHS, TINY, make_dataset
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> object:
-    """The suite runs on small shared machines: one intra-op thread avoids oversubscription."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -65,7 +65,7 @@ def plot_score_vs_expansions(table1_csv: str | Path, prefix: str | Path) -> list
     ax.set_ylabel(f"score ({RETURN_UNIT}), mean ± s.e.")
     ax.set_title("Score vs planning budget on symbolic Alchemy")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     return save_figure(fig, prefix)
 
 
