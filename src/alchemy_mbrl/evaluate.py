@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,7 +167,9 @@ def write_returns(df: pd.DataFrame, out: str | Path) -> None:
     """Write a returns table as CSV (``seed`` as an unsigned 64-bit integer, exact floats)."""
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(path, index=False, float_format="%.17g")
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    df.to_csv(tmp, index=False, float_format="%.17g")
+    os.replace(tmp, path)  # never a partial file under the final name, even if interrupted
 
 
 def read_returns(path: str | Path) -> pd.DataFrame:
@@ -220,7 +223,9 @@ def merge_returns(paths: list[str | Path], out: str | Path, summary: str | Path 
     if summary is not None:
         sp = Path(summary)
         sp.parent.mkdir(parents=True, exist_ok=True)
-        sp.write_text(json.dumps(result, indent=2) + "\n")
+        tmp = sp.with_name(f"{sp.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+        os.replace(tmp, sp)
     return result
 
 
