@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -89,7 +90,9 @@ def test_interrupt_and_resume(tmp_path: Path) -> None:
     data = tmp_path / "results" / "data"
     cmd = [snakemake_exe(), "--snakefile", str(SNAKEFILE), "--directory", str(tmp_path), "--configfile", str(config),
            "--cores", "1", "results/data/manifest.json"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # its own process group, so that the interrupt reaches Snakemake and its running job, as Ctrl-C in a terminal does
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
     reader.start()
@@ -97,7 +100,7 @@ def test_interrupt_and_resume(tmp_path: Path) -> None:
     while proc.poll() is None and not any(re.search(r"\d+ of \d+ steps", line) for line in list(lines)):
         time.sleep(0.05)
     assert proc.poll() is None, "the data stage finished before it could be interrupted: make the shards bigger"
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)
     proc.wait(timeout=300)
     reader.join(timeout=60)
     out = "".join(lines)
