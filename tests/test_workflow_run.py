@@ -122,3 +122,30 @@ def test_interrupt_and_resume(tmp_path: Path) -> None:
     nothing = snakemake(["-n", "--cores", "1", "results/data/manifest.json"], tmp_path, config=config)
     assert "Nothing to be done" in nothing.stdout + nothing.stderr
     assert not list(tmp_path.glob("results/data/*.tmp*")), "a temporary shard was left behind"
+
+
+@pytest.mark.slow
+def test_corrupt_shard_fails_its_rule_with_a_log_that_says_why(tmp_path: Path) -> None:
+    """A shard damaged after the data stage: the rule that reads it fails, and its log names file and problem."""
+    target = "results/data/manifest.json"
+    first = snakemake(["--cores", "2", target], tmp_path)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    shard = sorted((tmp_path / "results" / "data").glob("shard-*.h5"))[0]
+    raw = shard.read_bytes()
+    shard.write_bytes(raw[: len(raw) // 3])  # truncated, e.g. by a full disk or an interrupted copy
+    second = snakemake(["--cores", "2", target], tmp_path)
+    assert second.returncode != 0
+    log = (tmp_path / "logs" / "manifest.log").read_text()
+    assert shard.name in log and "truncated or corrupt" in log, log
+    assert not (tmp_path / target).exists()  # Snakemake removed the failed job's output
+
+
+def test_missing_model_fails_with_a_message_naming_it(tmp_path: Path) -> None:
+    """What a rule's log shows when its model directory holds no trained model."""
+    out = subprocess.run(
+        ["python", "-m", "alchemy_mbrl.cli", "evaluate", "--simulator", "learned", "--model", str(tmp_path / "none"),
+         "--budget", "2", "--episodes", "1", "--out", str(tmp_path / "r.csv"), "--no-progress"],
+        capture_output=True, text=True, env=env(), check=False,
+    )
+    assert out.returncode == 2
+    assert f"{tmp_path / 'none' / 'model.pt'}: no trained model" in out.stderr
