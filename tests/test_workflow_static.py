@@ -219,3 +219,12 @@ def test_local_profile_limits_gpu_jobs(tmp_path: Path) -> None:
     assert any(str(r).startswith("gpu=") for r in prof["resources"])
     r = snakemake(["-n", "--profile", str(REPO / "workflow" / "profiles" / "local")], tmp_path, config=PAPER_CONFIG)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("path", [REPO / "config" / "config.yaml", REPO / ".test" / "config.yaml"])
+def test_small_configs_train_to_a_step_budget_only(path: Path) -> None:
+    """Reruns must reproduce Tables 1-2 exactly on CPU: a wall-clock cap would make the number of
+    training steps (and so every downstream number) depend on how loaded the machine is."""
+    train = yaml.safe_load(path.read_text())["train"]
+    assert train["max_seconds"] is None
+    assert train.get("options", {}).get("max_seconds") is None
