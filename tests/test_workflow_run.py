@@ -90,9 +90,11 @@ def test_interrupt_and_resume(tmp_path: Path) -> None:
     data = tmp_path / "results" / "data"
     cmd = [snakemake_exe(), "--snakefile", str(SNAKEFILE), "--directory", str(tmp_path), "--configfile", str(config),
            "--cores", "1", "results/data/manifest.json"]
-    # its own process group, so that the interrupt reaches Snakemake and its running job, as Ctrl-C in a terminal does
+    # Its own process group, so that the interrupt reaches Snakemake and its running job, as Ctrl-C in a
+    # terminal does; with SIGINT's default disposition restored, because a test run launched in the
+    # background of a non-interactive shell (as CI may be) inherits SIGINT ignored.
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
     reader.start()
