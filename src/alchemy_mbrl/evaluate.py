@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from alchemy_mbrl import rng
-from alchemy_mbrl.data.codec import REWARD_VALUES
+from alchemy_mbrl.data.codec import encode_reward
 from alchemy_mbrl.env.alchemy import EPISODE_STEPS, OBS_DIM, AlchemyEnv
 from alchemy_mbrl.env.baselines import episode_setup
 from alchemy_mbrl.planner.params import PlannerParams
@@ -58,15 +58,6 @@ def chunk_episodes(episodes: int, chunk: tuple[int, int] = (0, 1)) -> np.ndarray
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     return np.arange(i * episodes // n, (i + 1) * episodes // n, dtype=np.int64)
-
-
-def reward_codes(rewards: np.ndarray) -> np.ndarray:
-    """Codec codes (order of ``codec.REWARD_VALUES``) of integer rewards."""
-    r = np.rint(np.asarray(rewards)).astype(np.int64)
-    codes = np.searchsorted(REWARD_VALUES, r)
-    if (REWARD_VALUES[np.minimum(codes, len(REWARD_VALUES) - 1)] != r).any():
-        raise ValueError(f"rewards outside {REWARD_VALUES.tolist()}")
-    return codes.astype(np.uint8)
 
 
 @dataclass
@@ -109,7 +100,7 @@ def play_planner_episodes(
         actions[:, t] = result.actions
         ts = env.step(result.actions)
         obs[:, t + 1] = ts.observation_codes
-        rcodes[:, t] = reward_codes(ts.reward)
+        rcodes[:, t] = encode_reward(ts.reward)
         returns += ts.reward
         if progress is not None:
             progress.update(1)  # type: ignore[attr-defined]
