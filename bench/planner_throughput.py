@@ -23,7 +23,7 @@ from alchemy_mbrl import rng
 from alchemy_mbrl.env.alchemy import AlchemyEnv
 from alchemy_mbrl.planner import PlannerParams, TreeSearch
 from alchemy_mbrl.simulators import make_simulator
-from alchemy_mbrl.simulators.base import RootContext
+from alchemy_mbrl.planner.simulator import RootContext
 
 
 def root_context(batch_size: int, seed: int = 0) -> RootContext:

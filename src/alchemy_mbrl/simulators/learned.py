@@ -1,4 +1,4 @@
-"""The learned world model as a planner :class:`~alchemy_mbrl.simulators.base.Simulator`.
+"""The learned world model as a planner :class:`~alchemy_mbrl.planner.simulator.Simulator`.
 
 Per search b the simulator keeps
   * a root cache: the per-layer K/V of the real tokens 0..t-1 (Transformer), or the GRU hidden state
@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from alchemy_mbrl import rng
-from alchemy_mbrl.data import codec
-from alchemy_mbrl.simulators.base import RootContext
+from alchemy_mbrl.env import codec
+from alchemy_mbrl.planner.simulator import RootContext
 
 
 class LearnedSimulator:
@@ -46,7 +46,7 @@ class LearnedSimulator:
 
     @classmethod
     def load(cls, model_dir: str | Path, device: str | None = None) -> "LearnedSimulator":
-        from alchemy_mbrl.model.train import load_model
+        from alchemy_mbrl.model.checkpoint import load_model
 
         return cls(load_model(model_dir, device))
 

@@ -1,9 +1,13 @@
 """The one command-line entry point: ``alchemy-mbrl <command>``.
 
-Every workflow step is a sub-command. Each module listed in ``COMMAND_MODULES`` defines
-``register(subparsers)``, which adds its sub-commands and sets ``func`` (a callable taking
-the parsed ``argparse.Namespace`` and returning an exit code). Modules are imported only
-when the CLI starts, so heavy imports (torch) stay inside the commands that need them.
+Every workflow step is a sub-command, and every sub-command lives in this package: one module
+per command group, each defining ``register(subparsers)`` that adds its sub-commands and sets
+``func`` to a ``cmd_<name>(args) -> exit code`` handler. Handlers parse nothing themselves and
+validate nothing: they call one library function (which checks its inputs and raises
+``ValueError``/``OSError`` with a message naming the culprit), write its result and print.
+Modules are imported when the CLI starts, but heavy imports (torch) stay inside the handlers.
+
+Exit codes: 0 success, 1 a check that ran and failed (e.g. a trace mismatch), 2 bad input.
 """
 
 from __future__ import annotations
@@ -15,13 +19,13 @@ import sys
 from alchemy_mbrl import __version__
 
 COMMAND_MODULES: list[str] = [
-    "alchemy_mbrl.env.commands",
-    "alchemy_mbrl.data.commands",
-    "alchemy_mbrl.planner.commands",
-    "alchemy_mbrl.model.commands",
-    "alchemy_mbrl.bayes_commands",
-    "alchemy_mbrl.hpo_commands",
-    "alchemy_mbrl.report.commands",
+    "alchemy_mbrl.cli.env",
+    "alchemy_mbrl.cli.data",
+    "alchemy_mbrl.cli.evaluate",
+    "alchemy_mbrl.cli.model",
+    "alchemy_mbrl.cli.bayes",
+    "alchemy_mbrl.cli.hpo",
+    "alchemy_mbrl.cli.report",
 ]
 
 
@@ -46,7 +50,3 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, OSError) as exc:  # clear message, no traceback, for bad input
         print(f"alchemy-mbrl {args.command}: error: {exc}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
