@@ -20,9 +20,9 @@ from .model_helpers import ARCHS, episodes_tensors, make_dataset, tiny_model
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
-#: |bf16-autocast loss - float32 loss| <= LOSS_RTOL x float32 loss (bf16 keeps 8 significant bits,
+#: |bf16-autocast loss - float32 loss| <= LOSS_RTOL x float32 loss (measured <= 3e-5 at initialisation; bf16 keeps 8 bits,
 #: 2^-8 = 0.4 % per value; the loss averages 40 cross-entropies over 800 transitions).
-LOSS_RTOL = 0.01
+LOSS_RTOL = 1e-3
 
 
 @pytest.fixture(scope="module")
