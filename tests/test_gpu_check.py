@@ -43,7 +43,7 @@ def test_gpu_check_on_cpu_passes_and_prints_one_table(tmp_path: Path, capsys: py
 
 
 def test_gpu_check_exit_status_on_a_failed_check(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from alchemy_mbrl.model import gpu_check
+    from alchemy_mbrl import gpu_check
 
     failed = {"measures": {"device": "cpu"}, "passed": False,
               "checks": [{"check": "model-eval --amp agrees with float32", "passed": False, "detail": "x"}]}

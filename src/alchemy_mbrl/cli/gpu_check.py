@@ -1,4 +1,4 @@
-"""``alchemy-mbrl gpu-check``: the paper-scale CUDA paths in one command (:mod:`alchemy_mbrl.model.gpu_check`)."""
+"""``alchemy-mbrl gpu-check``: the paper-scale CUDA paths in one command (:mod:`alchemy_mbrl.gpu_check`)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def cmd_gpu_check(args: argparse.Namespace) -> int:
     from alchemy_mbrl.io import write_json
     from alchemy_mbrl.model.config import load_config_file
-    from alchemy_mbrl.model.gpu_check import GpuCheckOptions, format_table, run_gpu_check
+    from alchemy_mbrl.gpu_check import GpuCheckOptions, format_table, run_gpu_check
 
     opts = GpuCheckOptions(
         device=args.device, work_dir=args.work_dir, overrides=load_config_file(args.config), steps=args.steps,

@@ -11,7 +11,7 @@ On one GPU (defaults: the original architecture at Table 3's sizes and batch of 
    float32 gradients;
 4. evaluates the same weights in float32 and with autocast (``model-eval`` vs ``model-eval --amp``)
    and compares the entropies;
-5. runs ``model-eval`` itself (the CLI, float32);
+5. runs ``alchemy-mbrl model-eval`` itself (a separate process, float32);
 6. plays ``planner_steps`` real steps of ``planner_batch`` episodes with the tree search over the
    learned simulator (``planner_budget`` expansions per step);
 
@@ -23,10 +23,11 @@ autocast; see ``docs/model.md``, "CUDA-only code paths").
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import json
+import os
+import subprocess
+import sys
 import math
 import tempfile
 import time
@@ -87,6 +88,14 @@ class _StepClock:
         self.times.append(time.perf_counter())
 
 
+def _run_command(argv: list[str]) -> int:
+    """Run ``alchemy-mbrl ARGV`` as its own process (the command a user runs; its output is discarded,
+    the table reports it); the exit status."""
+    src = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)}
+    return subprocess.run([sys.executable, "-m", "alchemy_mbrl.cli", *argv], env=env, capture_output=True).returncode
+
+
 def gru_dtype_check(model: torch.nn.Module, batch: tuple[torch.Tensor, ...], amp_dtype: torch.dtype) -> tuple[bool, str]:
     """One training step's forward and backward under autocast; every ``nn.GRU`` must see autocast off,
     receive and return float32, and get float32 gradients. ``(passed, detail)``."""
@@ -135,7 +144,6 @@ def run_gpu_check(opts: GpuCheckOptions) -> dict[str, Any]:
 
 
 def _run(opts: GpuCheckOptions, work: Path) -> dict[str, Any]:
-    from alchemy_mbrl.cli import main as cli_main
     from alchemy_mbrl.data.shards import write_manifest, write_shard
     from alchemy_mbrl.evaluate import make_policy, play_episodes
     from alchemy_mbrl.model.checkpoint import MODEL_FILE, load_model, resolve_device
@@ -221,8 +229,7 @@ def _run(opts: GpuCheckOptions, work: Path) -> dict[str, Any]:
           f"abs({amped['entropy_nats_per_step']:.4f} - {fp32['entropy_nats_per_step']:.4f}) = {diff:.2e} "
           f"(tolerance {opts.amp_tolerance})")
     eval_json = work / "model_eval.json"
-    with contextlib.redirect_stdout(io.StringIO()):  # its one-line summary: the table reports it
-        rc = cli_main(["model-eval", "--model", str(model_dir), "--data", str(manifest), "--out", str(eval_json),
+    rc = _run_command(["model-eval", "--model", str(model_dir), "--data", str(manifest), "--out", str(eval_json),
                        "--device", str(dev)])
     cli_entropy = json.loads(eval_json.read_text())["entropy_nats_per_step"] if rc == 0 else math.nan
     check("model-eval (CLI, float32) runs and matches", rc == 0 and abs(cli_entropy - fp32["entropy_nats_per_step"]) <= 1e-3,
