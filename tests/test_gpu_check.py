@@ -34,7 +34,7 @@ def test_gpu_check_on_cpu_passes_and_prints_one_table(tmp_path: Path, capsys: py
     res = json.loads((tmp_path / "r.json").read_text())
     assert res == json.loads((work / "gpu_check.json").read_text())
     names = [c["check"] for c in res["checks"]]
-    assert len(names) == 6 and all(c["passed"] for c in res["checks"])
+    assert len(names) == 7 and all(c["passed"] for c in res["checks"])
     m = res["measures"]
     assert m["device"] == "cpu" and m["peak_memory_train_gib"] is None
     assert m["train_tokens_per_s"]["mean"] > 0 and m["train_ms_per_step"] > 0 and m["planner_expansions_per_s"] > 0

@@ -8,7 +8,8 @@ On one GPU (defaults: the original architecture at Table 3's sizes and batch of 
    failed job (``train_log.csv``), and resumes on the device (checkpoint load, RNG restore);
 3. checks the GRUs (observation head of the trained model; backbone of a ``gru_backbone`` model of
    the same sizes) under the training autocast: autocast off inside them, float32 in and out and
-   float32 gradients;
+   float32 gradients; and checks masked attention over a K/V cache (the planner's path) against
+   the uncached pass;
 4. evaluates the same weights in float32 and with autocast (``model-eval`` vs ``model-eval --amp``)
    and compares the entropies;
 5. runs ``alchemy-mbrl model-eval`` itself (a separate process, float32);
@@ -61,7 +62,6 @@ class GpuCheckOptions:
 
     device: str | None = None  # None = cuda (an error when no GPU is visible)
     work_dir: str | Path | None = None  # None = a temporary directory, removed afterwards
-    arch: str = "original"
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)  # model/training keys (train --config)
     steps: int = 300
     batch_size: int = 250
@@ -135,6 +135,33 @@ def gru_dtype_check(model: torch.nn.Module, batch: tuple[torch.Tensor, ...], amp
     return ok, detail
 
 
+@torch.no_grad()
+def kv_cache_check(model: torch.nn.Module, data: Any, t0: int = 12, depth: int = 6, rows: int = 8) -> tuple[bool, str]:
+    """Masked attention over a K/V cache (the learned planner's path) equals the uncached pass.
+
+    Rows of one batch attend over ``root cache (t0 tokens) ++ a padded path`` of different depths
+    (0..depth, a bool mask) with explicit positions, as ``LearnedSimulator.expand`` does; their
+    features must equal those of encoding each row's whole history at once. ``(passed, detail)``.
+    """
+    from alchemy_mbrl.model.world_model import KVCache, episode_inputs
+
+    dev = next(model.parameters()).device
+    b, t = min(rows, data.episodes), t0 + depth + 1
+    o, p, a = episode_inputs(data.obs_codes[:b, : t + 1], data.actions[:b, :t], data.reward_codes[:b, :t], dev)
+    model.eval()
+    full, _ = model.encode(o, p, a)
+    _, root = model.encode(o[:, :t0], p[:, :t0], a[:, :t0])
+    _, path = model.encode(o[:, t0 : t0 + depth], p[:, t0 : t0 + depth], a[:, t0 : t0 + depth], past=root)
+    r = torch.arange(b, device=dev)
+    d = r % (depth + 1)  # path depth of each row
+    past = root.append(KVCache(path.k, path.v, mask=torch.arange(depth, device=dev)[None, :] < d[:, None]))
+    i = (t0 + d)[:, None]
+    f, _ = model.encode(o[r[:, None], i], p[r[:, None], i], a[r[:, None], i], past=past, positions=i)
+    ref = full[r, t0 + d]
+    err = float((f[:, 0] - ref).abs().max() / ref.abs().max().clamp(min=1.0))
+    return err <= 1e-3, f"{b} rows, path depths 0..{depth}: max relative difference {err:.1e} (tolerance 1e-3)"
+
+
 def run_gpu_check(opts: GpuCheckOptions) -> dict[str, Any]:
     """Run every check (module docstring); return ``{"measures": {...}, "checks": [...], "passed": bool}``."""
     if opts.work_dir is None:
@@ -179,7 +206,7 @@ def _run(opts: GpuCheckOptions, work: Path) -> dict[str, Any]:
     overrides = {**opts.overrides, "steps": opts.steps, "batch_size": opts.batch_size, "device": str(dev), "amp": amp,
                  "val_every": 0, "val_episodes": opts.val_episodes, "checkpoint_every": opts.steps,
                  "log_every": log_every, "seed": opts.seed, "max_seconds": None}
-    model_cfg, train_cfg = resolve_config(opts.arch, overrides)
+    model_cfg, train_cfg = resolve_config("original", overrides)
     amp_dtype = autocast_dtype(dev, amp)
     model_dir = work / "model"
     if on_cuda:
@@ -217,6 +244,7 @@ def _run(opts: GpuCheckOptions, work: Path) -> dict[str, Any]:
     ok_bb, detail_bb = gru_dtype_check(WorldModel(gru_cfg).to(dev), batch, amp_dtype or torch.bfloat16)
     check("GRUs float32 under autocast (observation head)", ok_head, detail_head)
     check("GRUs float32 under autocast (gru_backbone)", ok_bb, detail_bb)
+    check("K/V cache with masked attention = uncached", *kv_cache_check(model, val))
 
     # 4. + 5. the same weights in float32 and with autocast; model-eval itself
     model.eval()
