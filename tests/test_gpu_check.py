@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from alchemy_mbrl.cli import main
+
 from .model_helpers import TINY
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")

@@ -8,14 +8,13 @@ tests run under ``torch.autocast("cpu", dtype=torch.bfloat16)``.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 from alchemy_mbrl import rng
 from alchemy_mbrl.model.world_model import episode_inputs
+
 from .model_helpers import ARCHS, episodes_tensors, make_dataset, tiny_model
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")

@@ -33,9 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_gpu_check(args: argparse.Namespace) -> int:
+    from alchemy_mbrl.gpu_check import GpuCheckOptions, format_table, run_gpu_check
     from alchemy_mbrl.io import write_json
     from alchemy_mbrl.model.config import load_config_file
-    from alchemy_mbrl.gpu_check import GpuCheckOptions, format_table, run_gpu_check
 
     opts = GpuCheckOptions(
         device=args.device, work_dir=args.work_dir, overrides=load_config_file(args.config), steps=args.steps,
