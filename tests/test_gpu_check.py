@@ -41,6 +41,8 @@ def test_gpu_check_on_cpu_passes_and_prints_one_table(tmp_path: Path, capsys: py
     assert m["train_tokens_per_s"]["mean"] > 0 and m["train_ms_per_step"] > 0 and m["planner_expansions_per_s"] > 0
     assert 0 < m["entropy_diff"] <= 0.05  # bf16 changes the numbers a little, not the entropy
     assert (work / "model" / "model.pt").exists() and (work / "model_eval.json").exists()
+    assert "killed (signal 9)" in res["checks"][0]["detail"] or "stopped" in res["checks"][0]["detail"]
+    assert main(["gpu-check", *SMALL, "--work-dir", str(work)]) == 2  # an earlier check's directory is refused
 
 
 def test_gpu_check_exit_status_on_a_failed_check(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

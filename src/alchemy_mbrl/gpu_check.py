@@ -3,9 +3,10 @@
 On one GPU (defaults: the original architecture at Table 3's sizes and batch of 250 episodes) it
 
 1. generates a small dataset (``train_episodes`` + ``val_episodes`` uniform-policy episodes);
-2. trains ``steps`` steps with bf16 autocast (the training path of ``alchemy-mbrl train``), stops
-   half-way as a killed job would (``--stop-after``), deletes the outputs Snakemake deletes of a
-   failed job (``train_log.csv``), and resumes on the device (checkpoint load, RNG restore);
+2. trains ``steps`` steps with bf16 autocast: ``alchemy-mbrl train`` in its own process, killed
+   (SIGKILL) once it has written a checkpoint; deletes what Snakemake deletes of a failed job
+   (``train_log.csv``, ``model.pt``), and resumes on the device (checkpoint load to the CPU, RNG
+   restore, lock of the killed process taken over); the log must come back complete;
 3. checks the GRUs (observation head of the trained model; backbone of a ``gru_backbone`` model of
    the same sizes) under the training autocast: autocast off inside them, float32 in and out and
    float32 gradients; and checks masked attention over a K/V cache (the planner's path) against
@@ -37,9 +38,10 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 
 from alchemy_mbrl.env.constants import EPISODE_STEPS
-from alchemy_mbrl.io import write_json
+from alchemy_mbrl.io import write_json, write_text
 from alchemy_mbrl.stats import mean_sem
 
 #: Quantities of the table, in order: (key, label).
@@ -88,13 +90,38 @@ class _StepClock:
         self.times.append(time.perf_counter())
 
 
-def _run_command(argv: list[str]) -> int:
-    """Run ``alchemy-mbrl ARGV`` as its own process (the command a user runs; its output is discarded,
-    the table reports it); the exit status."""
+def _command(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+    """``alchemy-mbrl ARGV`` as its own process: the argument list and the environment (this package first)."""
     src = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)}
-    return subprocess.run([sys.executable, "-m", "alchemy_mbrl.cli", *argv], env=env, capture_output=True,
-                          check=False).returncode
+    return [sys.executable, "-m", "alchemy_mbrl.cli", *argv], env
+
+
+def _run_command(argv: list[str]) -> int:
+    """Run ``alchemy-mbrl ARGV`` (the command a user runs; its output is discarded, the table reports it)."""
+    cmd, env = _command(argv)
+    return subprocess.run(cmd, env=env, capture_output=True, check=False).returncode
+
+
+def _train_and_kill(config: Path, manifest: Path, model_dir: Path, stop_after: int, timeout: float = 300) -> tuple[int | None, int]:
+    """``alchemy-mbrl train`` in its own process, SIGKILLed as soon as its first checkpoint exists.
+
+    ``--stop-after`` bounds it in case it outruns the kill. Returns ``(signal or None, checkpoint step)``.
+    """
+    from alchemy_mbrl.model.checkpoint import CHECKPOINT_FILE, load_checkpoint
+
+    cmd, env = _command(["train", "--config", str(config), "--data", str(manifest), "--arch", "original",
+                         "--out", str(model_dir), "--no-progress", "--stop-after", str(stop_after)])
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and not (model_dir / CHECKPOINT_FILE).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.kill()
+    _, err = proc.communicate()
+    if not (model_dir / CHECKPOINT_FILE).exists():
+        raise RuntimeError(f"gpu-check: the training process wrote no checkpoint: {err.decode(errors='replace')[-2000:]}")
+    killed = -proc.returncode if proc.returncode < 0 else None
+    return killed, int(load_checkpoint(model_dir / CHECKPOINT_FILE)["step"])
 
 
 def gru_dtype_check(model: torch.nn.Module, batch: tuple[torch.Tensor, ...], amp_dtype: torch.dtype) -> tuple[bool, str]:
@@ -186,6 +213,8 @@ def _run(opts: GpuCheckOptions, work: Path) -> dict[str, Any]:
             raise ValueError(f"gpu-check: {name} must be >= 1, got {getattr(opts, name)}")
     if opts.steps < 2 or opts.val_episodes < 2 or opts.planner_steps < 2:
         raise ValueError("gpu-check: steps, val_episodes and planner_steps must be >= 2")
+    if (work / "model").exists():
+        raise ValueError(f"gpu-check: {work / 'model'} exists (an earlier check?); give an empty or new --work-dir")
     dev = resolve_device(opts.device or "cuda")
     on_cuda = dev.type == "cuda"
     amp: bool | str = True if on_cuda else "bf16"  # the real CUDA setting; bf16 CPU autocast off a GPU
@@ -202,33 +231,37 @@ def _run(opts: GpuCheckOptions, work: Path) -> dict[str, Any]:
     manifest = data / "manifest.json"
     write_manifest(manifest, shards, validation=1)
 
-    # 2. train with autocast, interrupt half-way, lose the declared outputs, resume on the device
+    # 2. train with autocast in its own process, kill it, lose the declared outputs, resume on the device
     log_every = max(1, opts.steps // 20)
     overrides = {**opts.overrides, "steps": opts.steps, "batch_size": opts.batch_size, "device": str(dev), "amp": amp,
-                 "val_every": 0, "val_episodes": opts.val_episodes, "checkpoint_every": opts.steps,
+                 "val_every": 0, "val_episodes": opts.val_episodes, "checkpoint_every": max(1, opts.steps // 4),
                  "log_every": log_every, "seed": opts.seed, "max_seconds": None}
     model_cfg, train_cfg = resolve_config("original", overrides)
     amp_dtype = autocast_dtype(dev, amp)
     model_dir = work / "model"
+    config = work / "train.yaml"
+    write_text(config, yaml.safe_dump(overrides, sort_keys=False))
+    killed, resumed_from = _train_and_kill(config, manifest, model_dir, stop_after=opts.steps - 1)
+    for name in (LOG_FILE, MODEL_FILE):  # what Snakemake deletes of a failed job (declared outputs)
+        (model_dir / name).unlink(missing_ok=True)
     if on_cuda:
         torch.cuda.reset_peak_memory_stats(dev)
-    half = opts.steps // 2
-    first = train(model_cfg, train_cfg, manifest, model_dir, stop_after=half, progress=False)
-    stopped = first["step"] == half and not (model_dir / MODEL_FILE).exists()
-    (model_dir / LOG_FILE).unlink()  # what Snakemake does to a failed job's declared outputs
     res = train(model_cfg, train_cfg, manifest, model_dir, progress=False)
     import pandas as pd
 
     log = pd.read_csv(model_dir / LOG_FILE)
-    want = sorted({*range(log_every, opts.steps + 1, log_every), half, opts.steps})
-    check("train: bf16 autocast, interrupt + resume on the device",
-          stopped and res["finished"] and res["step"] == opts.steps and log["step"].tolist() == want
+    steps = log["step"].tolist()
+    complete = (steps == sorted(set(steps)) and set(range(log_every, opts.steps + 1, log_every)) <= set(steps)
+                and steps[-1] == opts.steps)
+    check("train: bf16 autocast, kill + resume on the device",
+          resumed_from < opts.steps and res["finished"] and res["step"] == opts.steps and complete
           and math.isfinite(res["val_loss"]),
-          f"stopped at {first['step']}, resumed to {res['step']}; log rows {len(log)} (expected {len(want)}), "
-          f"val_loss {res['val_loss']:.4f}; autocast {str(amp_dtype).replace('torch.', '')}")
+          f"{'killed (signal ' + str(killed) + ')' if killed else 'stopped'} with a checkpoint at step {resumed_from}, "
+          f"resumed to {res['step']}; log {len(steps)} rows, complete: {complete}; val_loss {res['val_loss']:.4f}; "
+          f"autocast {str(amp_dtype).replace('torch.', '')}")
     measures["peak_memory_train_gib"] = _gib(torch.cuda.max_memory_allocated(dev)) if on_cuda else None
     # throughput: the log intervals of the resumed run, without its first (warm-up) and the validating ones
-    steady = log[(log["step"] > half + log_every) & log["val_loss"].isna()]["tokens_per_s"].to_numpy(float)
+    steady = log[(log["step"] > resumed_from + log_every) & log["val_loss"].isna()]["tokens_per_s"].to_numpy(float)
     tps = mean_sem(steady if len(steady) else log["tokens_per_s"].to_numpy(float))
     measures["train_tokens_per_s"] = {"mean": tps.mean, "sem": tps.sem, "n": tps.n}
     measures["train_ms_per_step"] = 1000 * opts.batch_size * EPISODE_STEPS / tps.mean

@@ -10,7 +10,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "gpu-check",
         help="train/resume/evaluate/plan at paper size on one GPU for a few minutes; print one table",
         description="Trains the original architecture at Table 3's sizes and batch for a few hundred steps with "
-        "bf16 autocast, interrupts and resumes it on the device, checks the GRUs' dtypes under autocast, compares "
+        "bf16 autocast, kills it (SIGKILL) and resumes it on the device, checks the GRUs' dtypes under autocast, compares "
         "the float32 and autocast validation entropies, runs model-eval and the learned planner at B=256, and prints "
         "one table (tokens/s, ms/step, expansions/s, peak GPU memory, entropy difference, pass/fail per check). "
         "Exit status 1 when a check fails. About 5 minutes on one GPU (8 at most); with --device cpu and small "
@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="cuda, cuda:N or cpu (default: cuda)")
     p.add_argument("--work-dir", default=None, help="keep the data, model and gpu_check.json here (default: a temporary directory)")
     p.add_argument("--config", default=None, help="YAML of flat model/training overrides (default: Table 3 sizes)")
-    p.add_argument("--steps", type=int, default=300, help="training steps (interrupted at half, then resumed)")
+    p.add_argument("--steps", type=int, default=300, help="training steps (a first process is killed after its first checkpoint, then training resumes)")
     p.add_argument("--batch-size", type=int, default=250, help="episodes per training step (Table 3: 250)")
     p.add_argument("--train-episodes", type=int, default=2000, help="generated training episodes")
     p.add_argument("--val-episodes", type=int, default=250, help="generated validation episodes (also evaluated)")
