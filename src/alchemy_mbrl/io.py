@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import json
 import math
 import os
@@ -104,13 +105,38 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, dest)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if _is_disk_full(exc, dest):
+            full = OSError(f"no space left on device: {dest}")
+            full.errno = errno.ENOSPC
+            raise full from exc
         raise
     finally:
         with _LOCK:
             _LIVE.discard(tmp)
+
+
+def _is_disk_full(exc: BaseException, dest: Path) -> bool:
+    """Whether ``exc`` is a failed write to a full file system (``ENOSPC``).
+
+    Writers that are not Python's own (torch's zip writer, HDF5) report a full disk as a
+    ``RuntimeError`` whose text carries the errno; those are recognised by that text, or by the
+    file system having no free block left.
+    """
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if not isinstance(exc, RuntimeError):
+        return False
+    text = str(exc)
+    if "No space left on device" in text or "errno = 28" in text:
+        return True
+    try:
+        st = os.statvfs(dest.parent)
+    except OSError:
+        return False
+    return st.f_bavail == 0 and ("write" in text.lower())
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:

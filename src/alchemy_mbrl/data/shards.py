@@ -111,8 +111,13 @@ def write_shard(
     n_batches = -(-episodes // GENERATION_BATCH)
     batch_seeds = ss.spawn(n_batches)
     chunk = min(CHUNK_EPISODES, episodes)
+    # The file is built in memory (HDF5's core driver, no backing store) and its image written with
+    # Python's own file I/O. HDF5 writing to disk directly fails badly on a full disk: H5Fclose
+    # fails half-way, and h5py's clean-up at interpreter exit then segfaults (exit 139, issue 12).
+    # Written this way, a full disk is an ordinary OSError (ENOSPC), and atomic_write turns it into
+    # "no space left on device: PATH" after removing the temporary file.
     with atomic_write(path) as tmp:
-        with h5py.File(tmp, "w", track_order=True) as f:
+        with h5py.File(f"{tmp.name}.image", "w", driver="core", backing_store=False, track_order=True) as f:
             dsets = {
                 name: f.create_dataset(
                     name,
@@ -149,6 +154,10 @@ def write_shard(
                     dsets[name][lo:hi] = arr
                 bar.update(hi - lo)
             bar.close()
+            f.flush()
+            image = f.id.get_file_image()
+        with open(tmp, "wb") as out:
+            out.write(image)
     return path
 
 
