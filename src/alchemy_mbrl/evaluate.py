@@ -292,6 +292,18 @@ def merge_returns(paths: list[str | Path], out: str | Path, summary: str | Path 
     if not paths:
         raise ValueError("merge-returns needs at least one returns CSV")
     frames = [read_returns(p) for p in paths]
+    # Chunks of one evaluation share its seed, policy, simulator and budget: refuse anything else,
+    # naming the files (a merged file of two evaluations would be summarised as one).
+    for col in ("seed", "policy", "simulator", "budget"):
+        first: dict[str, str] = {}
+        for p, f in zip(paths, frames):
+            for v in f[col].astype(str).unique().tolist():
+                first.setdefault(v, str(p))
+        if len(first) > 1:
+            shown = "; ".join(f"{v or '(empty)'} in {p}" for v, p in list(first.items())[:4])
+            raise ValueError(f"cannot merge returns of different {col}s: {shown}")
+    if all(f.empty for f in frames):
+        raise ValueError(f"{', '.join(map(str, paths))}: no episode in any input (header only): nothing to summarise")
     df = pd.concat(frames, ignore_index=True).sort_values("episode", kind="stable").reset_index(drop=True)
     dup = df["episode"][df["episode"].duplicated()].unique()
     if len(dup):
