@@ -97,6 +97,10 @@ class PlannerPolicy:
         self.simulator = simulator.name
         self.budget: int | None = int(budget)
 
+    def check_batch(self, batch_size: int) -> None:
+        """Refuse (``ValueError``) a batch whose search trees would not fit in memory, before any work."""
+        self.search.check_memory(batch_size)
+
     def act(self, context: RootContext, keys: np.ndarray) -> np.ndarray:
         ctx = dataclasses.replace(context, state=None if context.state is None else context.state.copy())
         return self.search.run(ctx, rng.fold_in(rng.fold_in(keys, PLANNER_STREAM), context.t)).actions
@@ -235,6 +239,9 @@ def evaluate_policy(
         raise ValueError(f"--seed must be an integer in 0..2^64-1, got {seed}")
     indices = chunk_episodes(episodes, chunk)
     batches = [indices[j : j + batch_size] for j in range(0, len(indices), batch_size)]
+    check = getattr(policy, "check_batch", None)
+    if check is not None and batches:
+        check(max(len(b) for b in batches))
     rows: list[dict[str, Any]] = []
     bar = None
     if progress and len(indices):
