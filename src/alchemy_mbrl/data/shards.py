@@ -144,8 +144,15 @@ def write_shard(
     progress: bool = True,
 ) -> Path:
     """Generate shard ``shard`` (of ``num_shards``) with ``episodes`` episodes and write it atomically."""
+    for flag, value in (("--episodes", episodes), ("--shard", shard), ("--num-shards", num_shards), ("--seed", seed)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"{flag} must be an integer, got {value!r}")
+    if not 0 <= seed < 2**63:
+        raise ValueError(f"--seed must be an integer in 0..2^63-1 (stored as a 64-bit attribute), got {seed}")
     if episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {episodes}")
+    if num_shards < 1:
+        raise ValueError(f"--num-shards must be >= 1, got {num_shards}")
     if not 0 <= shard < num_shards:
         raise ValueError(f"--shard must be in 0..{num_shards - 1}, got {shard}")
     path = Path(path)
