@@ -106,9 +106,10 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         os.replace(tmp, dest)
     except BaseException as exc:
+        full = _is_disk_full(exc, dest)  # before the unlink frees the space
         with contextlib.suppress(OSError):
             tmp.unlink()
-        if _is_disk_full(exc, dest):
+        if full:
             full = OSError(f"no space left on device: {dest}")
             full.errno = errno.ENOSPC
             raise full from exc
@@ -122,8 +123,9 @@ def _is_disk_full(exc: BaseException, dest: Path) -> bool:
     """Whether ``exc`` is a failed write to a full file system (``ENOSPC``).
 
     Writers that are not Python's own (torch's zip writer, HDF5) report a full disk as a
-    ``RuntimeError`` whose text carries the errno; those are recognised by that text, or by the
-    file system having no free block left.
+    ``RuntimeError`` whose text may carry the errno (HDF5) or not (torch: "unexpected pos",
+    "iostream error"); those are recognised by that text, or by the file system having less
+    than 1 MiB free when the write failed.
     """
     if isinstance(exc, OSError):
         return exc.errno in (errno.ENOSPC, errno.EDQUOT)
@@ -136,7 +138,7 @@ def _is_disk_full(exc: BaseException, dest: Path) -> bool:
         st = os.statvfs(dest.parent)
     except OSError:
         return False
-    return st.f_bavail == 0 and ("write" in text.lower())
+    return st.f_bavail * st.f_frsize < (1 << 20)  # under 1 MiB free: the write ran out of space
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:

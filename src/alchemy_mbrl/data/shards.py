@@ -95,7 +95,7 @@ def check_values(path: str | Path, name: str, arr: np.ndarray, start: int = 0) -
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
         idx = (idx[0] + start, *idx[1:])
-        value = arr[(idx[0] - start, *idx[1:])]
+        value = arr[(idx[0] - start, *idx[1:])].item()
         raise ShardError(
             f"{path}: dataset '{name}' holds {value!r} at index {list(idx)} (episode {idx[0]}), outside its range "
             f"({allowed}): corrupt shard, or not one of this package's"

@@ -115,7 +115,8 @@ def train(
     from tqdm import tqdm
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: exists and is not a directory (--out names the model directory)")
     device = resolve_device(train_cfg.device)
     if train_cfg.threads:
         torch.set_num_threads(int(train_cfg.threads))
@@ -126,6 +127,7 @@ def train(
     train_data = load_split(manifest, "train", train_cfg.max_train_episodes)
     val_data = load_split(manifest, "validation", train_cfg.val_episodes or None)
     micro = min(train_cfg.micro_batch or train_cfg.batch_size, train_cfg.batch_size)
+    out.mkdir(parents=True, exist_ok=True)  # only once the inputs are known to be good
 
     torch.manual_seed(train_cfg.seed)
     model = WorldModel(model_cfg).to(device)

@@ -440,7 +440,7 @@ class TreeSearch:
         if total > limit:
             fits = limit // per_search
             advice = (f"lower --batch to {fits} or less (results do not depend on the batch)" if fits >= 1 else
-                      "even one search does not fit: lower --budget or the planner's k")
+                      "even --batch 1 does not fit: lower --budget or the planner's k")
             raise ValueError(
                 f"the search trees would need about {_gib(total)} (batch {batch_size} x budget {self.budget:,} x "
                 f"K {k} nodes, {_gib(per_search)} per search), more than the limit of {_gib(limit)} "
