@@ -111,6 +111,9 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     w["cfg_unknown"].write_text("steps: 2\nd_modle: 16\n")
     w["cfg_heads"] = root / "heads.yaml"
     w["cfg_heads"].write_text("steps: 2\nd_model: 15\nn_heads: 4\n")
+    w["cfg_small"] = root / "small.yaml"  # what a bad dataset would be trained with, were it accepted
+    w["cfg_small"].write_text("steps: 1\nbatch_size: 2\nd_model: 8\nn_heads: 2\nn_layers: 1\nd_ff: 8\n"
+                              "mlp_hidden: 8\nobs_context: 8\ngru_hidden: 4\nval_episodes: 2\nthreads: 1\n")
     w["cfg_list"] = root / "list.yaml"
     w["cfg_list"].write_text("- 1\n- 2\n")
 
@@ -219,9 +222,9 @@ CASES: list[tuple[str, list[str], str]] = [
     # train
     ("train-missing-data", ["train", "--data", "{root}/nope.json", "--out", "{out}/m", "--no-progress"], "nope.json"),
     ("train-data-is-shard", ["train", "--data", "{shard}", "--out", "{out}/m", "--no-progress"], "shard-0.h5"),
-    ("train-tampered-checksum", ["train", "--data", "{tampered}", "--out", "{out}/m", "--device", "cpu",
+    ("train-tampered-checksum", ["train", "--data", "{tampered}", "--config", "{cfg_small}", "--out", "{out}/m", "--device", "cpu",
                                  "--no-progress"], "SHA-256"),
-    ("train-bad-code", ["train", "--data", "{badcode_manifest}", "--out", "{out}/m", "--device", "cpu",
+    ("train-bad-code", ["train", "--data", "{badcode_manifest}", "--config", "{cfg_small}", "--out", "{out}/m", "--device", "cpu",
                         "--no-progress"], "obs_codes"),
     ("train-arch", ["train", "--data", "{manifest}", "--arch", "transformer", "--out", "{out}/m"], "transformer"),
     ("train-config-missing", ["train", "--data", "{manifest}", "--config", "{root}/nope.yaml", "--out", "{out}/m"],
