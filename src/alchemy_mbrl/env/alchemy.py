@@ -294,7 +294,8 @@ class AlchemyEnv:
     ``reset`` may be given the chemistries and the per-trial items to replay recorded
     episodes; otherwise both are drawn from the level's distributions with this
     environment's generator. Calling ``step`` after LAST starts new episodes
-    (the action is ignored and a FIRST step is returned), as the reference does.
+    (the action is ignored and a FIRST step is returned), as the reference does; calling
+    ``step`` before the first ``reset`` raises ``RuntimeError`` (there is no episode to act in).
     """
 
     def __init__(self, batch_size: int, seed: int | np.random.Generator | None = None) -> None:
