@@ -8,6 +8,10 @@
 # Every rule calls one `alchemy-mbrl` sub-command; docs/workflow.md describes the config keys,
 # the outputs and how to resume.
 
+import os
+import sys
+
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -17,6 +21,18 @@ configfile: "config/config.yaml"
 
 
 validate(config, "workflow/schemas/config.schema.yaml")
+
+
+# What the schema cannot say (strict integers, cross-field rules, train.options through the
+# package's own training config, hpo.space through the HPO's search space) is checked by the
+# package itself, so that a config every job would reject fails here, before any job runs.
+sys.path.insert(0, os.path.join(workflow.basedir, "src"))
+from alchemy_mbrl.workflow_config import train_overrides, validate_workflow_config
+
+try:
+    validate_workflow_config(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
+except ValueError as exc:
+    raise WorkflowError(f"config validation failed: {str(exc).removeprefix('config: ')}") from None
 
 
 report: "workflow/report/workflow.rst"

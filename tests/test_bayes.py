@@ -463,6 +463,9 @@ def test_bayes_entropy_command(tmp_path: Path) -> None:
         codes = f["obs_codes"][3]
         codes[5, 15:17] = ((codes[4, 15] + 1) % 6, 0)  # potion 0 present with another colour mid-trial
         f["obs_codes"][3] = codes
+    with pytest.raises(ValueError, match="SHA-256 differs"):  # a modified shard is refused (issue 12)
+        bayes_entropy(tmp_path / "manifest.json", progress=False)
+    write_manifest(tmp_path / "manifest.json", [a, b], validation=1)  # ... unless the manifest vouches for it
     with pytest.raises(ValueError, match="episode 3, step 5"):
         bayes_entropy(tmp_path / "manifest.json", progress=False)
 

@@ -46,6 +46,7 @@ def record_traces(n: int, seed: int) -> dict[str, np.ndarray]:
         "graph_edges": chem.graph_edges, "graph_id": chem.graph_id,
         "stones": VERTEX_COORDS[items.stones.astype(int)], "potions": items.potions, "actions": actions,
         "obs": np.stack(obs, 1), "rewards": np.stack(rew, 1), "discount": np.stack(disc, 1), "step_type": np.stack(st, 1),
+        "format_version": np.int32(1),
     }
 
 

@@ -36,6 +36,15 @@ def test_atomic_write_renames_only_on_success(tmp_path: Path) -> None:
     assert leftovers(out.parent) == [] and not io.live_temporary_files()
 
 
+def test_outputs_get_the_usual_permissions(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        io.write_text(tmp_path / "p.txt", "x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "p.txt").stat().st_mode & 0o777 == 0o644
+
+
 def test_keyboard_interrupt_mid_write_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(KeyboardInterrupt), io.atomic_write(tmp_path / "x.csv") as tmp:
         tmp.write_text("partial")

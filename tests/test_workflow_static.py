@@ -116,6 +116,10 @@ def _bad_config(tmp_path: Path, edit) -> Path:
         (lambda c: c["data"].update(shards="four"), "shards"),                # wrong type
         (lambda c: c["train"].update(architectures=["transformer"]), "architectures"),  # bad value
         (lambda c: c.update(sed=1), "sed"),                                   # top-level typo
+        # issue 12: checked by alchemy_mbrl.workflow_config when the Snakefile loads
+        (lambda c: c["hpo"].update(budget=2.0), "hpo.budget"),                # 2.0 is not an integer
+        (lambda c: c["train"]["options"].update(d_model=15, n_heads=4), "n_heads"),  # train.options via ModelConfig
+        (lambda c: c["train"].update(eval_max_episodes=1), "eval_max_episodes"),     # cross-field: model-eval needs 2
     ],
 )
 def test_schema_rejects_bad_config_naming_the_key(tmp_path: Path, edit, key: str) -> None:

@@ -97,6 +97,10 @@ class PlannerPolicy:
         self.simulator = simulator.name
         self.budget: int | None = int(budget)
 
+    def check_batch(self, batch_size: int) -> None:
+        """Refuse (``ValueError``) a batch whose search trees would not fit in memory, before any work."""
+        self.search.check_memory(batch_size)
+
     def act(self, context: RootContext, keys: np.ndarray) -> np.ndarray:
         ctx = dataclasses.replace(context, state=None if context.state is None else context.state.copy())
         return self.search.run(ctx, rng.fold_in(rng.fold_in(keys, PLANNER_STREAM), context.t)).actions
@@ -237,6 +241,9 @@ def evaluate_policy(
         raise ValueError(f"--seed must be an integer in 0..2^64-1, got {seed}")
     indices = chunk_episodes(episodes, chunk)
     batches = [indices[j : j + batch_size] for j in range(0, len(indices), batch_size)]
+    check = getattr(policy, "check_batch", None)
+    if check is not None and batches:
+        check(max(len(b) for b in batches))
     rows: list[dict[str, Any]] = []
     bar = None
     if progress and len(indices):
@@ -294,6 +301,18 @@ def merge_returns(paths: list[str | Path], out: str | Path, summary: str | Path 
     if not paths:
         raise ValueError("merge-returns needs at least one returns CSV")
     frames = [read_returns(p) for p in paths]
+    # Chunks of one evaluation share its seed, policy, simulator and budget: refuse anything else,
+    # naming the files (a merged file of two evaluations would be summarised as one).
+    for col in ("seed", "policy", "simulator", "budget"):
+        first: dict[str, str] = {}
+        for p, f in zip(paths, frames):
+            for v in f[col].astype(str).unique().tolist():
+                first.setdefault(v, str(p))
+        if len(first) > 1:
+            shown = "; ".join(f"{v or '(empty)'} in {p}" for v, p in list(first.items())[:4])
+            raise ValueError(f"cannot merge returns of different {col}s: {shown}")
+    if all(f.empty for f in frames):
+        raise ValueError(f"{', '.join(map(str, paths))}: no episode in any input (header only): nothing to summarise")
     df = pd.concat(frames, ignore_index=True).sort_values("episode", kind="stable").reset_index(drop=True)
     dup = df["episode"][df["episode"].duplicated()].unique()
     if len(dup):

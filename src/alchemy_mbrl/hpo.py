@@ -53,6 +53,12 @@ class SearchSpace:
     def __post_init__(self) -> None:
         for name in PARAM_NAMES:
             lo, hi = getattr(self, name)
+            if not (math.isfinite(lo) and math.isfinite(hi)):
+                raise ValueError(f"hpo search space: {name} needs finite bounds, got [{lo}, {hi}]")
+            if name in ("temperature", "c1") and lo < 0:
+                raise ValueError(f"hpo search space: {name} needs low >= 0 (the planner rejects a negative {name}), got {lo}")
+            if name == "c2" and lo <= 0:
+                raise ValueError(f"hpo search space: c2 needs low > 0 (the planner rejects c2 <= 0), got {lo}")
             if not lo < hi:
                 raise ValueError(f"hpo search space: {name} needs low < high, got [{lo}, {hi}]")
             if name != "k" and lo <= 0 and name in self.log_scale:
@@ -93,6 +99,13 @@ class SearchSpace:
         missing = [n for n in PARAM_NAMES if n not in d]
         if missing:
             raise ValueError(f"hpo search space: missing {missing}")
+        for name in PARAM_NAMES:
+            b = d[name]
+            if not isinstance(b, (list, tuple)) or len(b) != 2 or any(
+                    isinstance(v, bool) or not isinstance(v, (int, float)) for v in b):
+                raise ValueError(f"hpo search space: {name} needs two numbers [low, high], got {b!r}")
+            if name == "k" and not all(isinstance(v, int) for v in b):
+                raise ValueError(f"hpo search space: k needs integer bounds, got {b!r}")
         return cls(
             temperature=(float(d["temperature"][0]), float(d["temperature"][1])),
             c1=(float(d["c1"][0]), float(d["c1"][1])),

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import json
 import math
 import os
@@ -100,18 +101,52 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(name)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
     with _LOCK:
         _LIVE.add(tmp)
     try:
         yield tmp
         os.replace(tmp, dest)
-    except BaseException:
+    except BaseException as exc:
+        full = _is_disk_full(exc, dest)  # before the unlink frees the space
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if full:
+            full = OSError(f"no space left on device: {dest}")
+            full.errno = errno.ENOSPC
+            raise full from exc
         raise
     finally:
         with _LOCK:
             _LIVE.discard(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _is_disk_full(exc: BaseException, dest: Path) -> bool:
+    """Whether ``exc`` is a failed write to a full file system (``ENOSPC``).
+
+    Writers that are not Python's own (torch's zip writer, HDF5) report a full disk as a
+    ``RuntimeError`` whose text may carry the errno (HDF5) or not (torch: "unexpected pos",
+    "iostream error"); those are recognised by that text, or by the file system having less
+    than 1 MiB free when the write failed.
+    """
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if not isinstance(exc, RuntimeError):
+        return False
+    text = str(exc)
+    if "No space left on device" in text or "errno = 28" in text:
+        return True
+    try:
+        st = os.statvfs(dest.parent)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < (1 << 20)  # under 1 MiB free: the write ran out of space
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:

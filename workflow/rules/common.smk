@@ -28,12 +28,7 @@ BASELINES = list(config["baselines"]["policies"])
 GPU = 1 if config["use_gpu"] else 0
 MANIFEST = "results/data/manifest.json"
 
-if config["hpo"]["architecture"] not in ARCHS and config["hpo"]["simulator"] == "learned":
-    raise ValueError(f"config: hpo.architecture '{config['hpo']['architecture']}' is not in train.architectures")
-if config["evaluate"]["architecture"] not in ARCHS:
-    raise ValueError(f"config: evaluate.architecture '{config['evaluate']['architecture']}' is not in train.architectures")
-if config["data"]["validation_shards"] >= NUM_SHARDS:
-    raise ValueError("config: data.validation_shards must be smaller than data.shards")
+# Cross-field checks of the config: alchemy_mbrl.workflow_config.validate_workflow_config (Snakefile).
 
 
 def model_dir(arch):
@@ -43,16 +38,7 @@ def model_dir(arch):
 
 def train_config(arch):
     """The YAML overrides given to `alchemy-mbrl train --config` for ``arch``."""
-    t = config["train"]
-    cfg = {
-        "steps": t["steps"],
-        "batch_size": t["batch_size"],
-        "seed": config["seed"],
-        "max_seconds": t["max_seconds"],
-    }
-    cfg.update(t.get("options", {}))
-    cfg.update(t.get("architecture_options", {}).get(arch, {}))
-    return cfg
+    return train_overrides(config, arch)
 
 
 def planner_model_inputs(simulator, arch):

@@ -40,7 +40,7 @@ def bayes_entropy(
         raise ValueError(f"--max-episodes must be >= 1, got {max_episodes}")
     if batch_episodes < 1:
         raise ValueError(f"--batch-episodes must be >= 1, got {batch_episodes}")
-    entries = [e for e in read_manifest(manifest) if e.split == "validation"]
+    entries = [e for e in read_manifest(manifest, verify=True, split="validation") if e.split == "validation"]
     paths = [e.path for e in entries]
     if not paths:
         raise ValueError(f"{manifest}: the manifest lists no 'validation' shard")

@@ -35,7 +35,8 @@ from tqdm import tqdm
 from alchemy_mbrl import __version__
 from alchemy_mbrl.env import codec
 from alchemy_mbrl.env.alchemy import AlchemyEnv
-from alchemy_mbrl.env.constants import EPISODE_STEPS, OBS_DIM, TRIAL_START
+from alchemy_mbrl.env.chemistry import NUM_CHEMISTRIES, NUM_GRAPHS
+from alchemy_mbrl.env.constants import EPISODE_STEPS, NUM_ACTIONS, OBS_DIM, TRIAL_START
 from alchemy_mbrl.io import atomic_write, write_json
 
 FORMAT_VERSION = 1
@@ -58,6 +59,47 @@ _SPECS: dict[str, tuple[tuple[int, ...], np.dtype]] = {
 
 class ShardError(ValueError):
     """A shard or manifest is missing, truncated, corrupt or of the wrong format."""
+
+
+def _value_errors(name: str, arr: np.ndarray) -> tuple[np.ndarray, str] | None:
+    """``(mask of values outside the valid range, description of the range)`` for a dataset, or None."""
+    if name == "obs_codes":
+        bad = arr >= codec.NUM_CATEGORIES.astype(np.uint8)
+        return bad, "codes 0..n-1 of each feature's n categories (env/codec.py)"
+    if name == "actions":
+        return arr >= NUM_ACTIONS, f"0..{NUM_ACTIONS - 1}"
+    if name == "rewards":
+        return ~np.isin(arr, codec.REWARD_VALUES), f"one of {codec.REWARD_VALUES.tolist()}"
+    if name in ("potion_sign", "stone_sign"):
+        return ~np.isin(arr, (-1, 1)), "-1 or +1"
+    if name == "potion_perm":
+        bad = (arr < 0) | (arr > 2)
+        if arr.size and not bad.any():
+            bad = np.zeros(arr.shape, dtype=bool)
+            bad[:, 0] = (np.sort(arr, axis=1) != np.arange(3)).any(axis=1)
+        return bad, "rows that are permutations of (0, 1, 2)"
+    if name == "graph_id":
+        return (arr < 0) | (arr >= NUM_GRAPHS), f"0..{NUM_GRAPHS - 1}"
+    if name == "chemistry_index":
+        return (arr < 0) | (arr >= NUM_CHEMISTRIES), f"0..{NUM_CHEMISTRIES - 1}"
+    return None
+
+
+def check_values(path: str | Path, name: str, arr: np.ndarray, start: int = 0) -> None:
+    """Raise :class:`ShardError` naming the shard, the dataset and the first bad index if any value of
+    dataset ``name`` (episodes ``start:``) lies outside its codec range."""
+    found = _value_errors(name, arr)
+    if found is None:
+        return
+    bad, allowed = found
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        idx = (idx[0] + start, *idx[1:])
+        value = arr[(idx[0] - start, *idx[1:])].item()
+        raise ShardError(
+            f"{path}: dataset '{name}' holds {value!r} at index {list(idx)} (episode {idx[0]}), outside its range "
+            f"({allowed}): corrupt shard, or not one of this package's"
+        )
 
 
 def shard_seed_sequence(seed: int, shard: int) -> np.random.SeedSequence:
@@ -102,8 +144,15 @@ def write_shard(
     progress: bool = True,
 ) -> Path:
     """Generate shard ``shard`` (of ``num_shards``) with ``episodes`` episodes and write it atomically."""
+    for flag, value in (("--episodes", episodes), ("--shard", shard), ("--num-shards", num_shards), ("--seed", seed)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"{flag} must be an integer, got {value!r}")
+    if not 0 <= seed < 2**63:
+        raise ValueError(f"--seed must be an integer in 0..2^63-1 (stored as a 64-bit attribute), got {seed}")
     if episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {episodes}")
+    if num_shards < 1:
+        raise ValueError(f"--num-shards must be >= 1, got {num_shards}")
     if not 0 <= shard < num_shards:
         raise ValueError(f"--shard must be in 0..{num_shards - 1}, got {shard}")
     path = Path(path)
@@ -111,8 +160,13 @@ def write_shard(
     n_batches = -(-episodes // GENERATION_BATCH)
     batch_seeds = ss.spawn(n_batches)
     chunk = min(CHUNK_EPISODES, episodes)
+    # The file is built in memory (HDF5's core driver, no backing store) and its image written with
+    # Python's own file I/O. HDF5 writing to disk directly fails badly on a full disk: H5Fclose
+    # fails half-way, and h5py's clean-up at interpreter exit then segfaults (exit 139, issue 12).
+    # Written this way, a full disk is an ordinary OSError (ENOSPC), and atomic_write turns it into
+    # "no space left on device: PATH" after removing the temporary file.
     with atomic_write(path) as tmp:
-        with h5py.File(tmp, "w", track_order=True) as f:
+        with h5py.File(f"{tmp.name}.image", "w", driver="core", backing_store=False, track_order=True) as f:
             dsets = {
                 name: f.create_dataset(
                     name,
@@ -149,6 +203,10 @@ def write_shard(
                     dsets[name][lo:hi] = arr
                 bar.update(hi - lo)
             bar.close()
+            f.flush()
+            image = f.id.get_file_image()
+        with open(tmp, "wb") as out:
+            out.write(image)
     return path
 
 
@@ -171,9 +229,12 @@ class Shard:
         """Episodes ``start:stop`` as in-memory arrays (all datasets, or ``keys``)."""
         names = keys or tuple(_SPECS)
         try:
-            return {k: self.file[k][start:stop] for k in names}
+            out = {k: self.file[k][start:stop] for k in names}
         except (OSError, KeyError, RuntimeError) as exc:
             raise ShardError(f"{self.path}: cannot read episodes {start}:{stop}: {exc}") from exc
+        for k, arr in out.items():
+            check_values(self.path, k, arr, start)
+        return out
 
     def iter_batches(self, batch_episodes: int, keys: tuple[str, ...] | None = None) -> Iterator[dict[str, np.ndarray]]:
         for lo in range(0, self.episodes, batch_episodes):
@@ -216,6 +277,8 @@ def open_shard(path: str | Path) -> Shard:
                 n = d.shape[0]
             elif d.shape[0] != n:
                 raise ShardError(f"{path}: dataset '{name}' has {d.shape[0]} episodes, 'obs_codes' has {n}")
+        if "trial_start" not in f or not np.array_equal(f["trial_start"][()], TRIAL_START):
+            raise ShardError(f"{path}: dataset 'trial_start' is missing or differs from the level's trial starts")
         if n != f.attrs.get("episodes"):
             raise ShardError(f"{path}: holds {n} episodes but its 'episodes' attribute says {f.attrs.get('episodes')}")
     except ShardError:
@@ -295,32 +358,40 @@ class ManifestEntry:
     split: str
 
 
-def read_manifest(path: str | Path, verify: bool = False) -> list[ManifestEntry]:
-    """Shards listed by a manifest (absolute paths). ``verify`` re-checks their SHA-256."""
+def read_manifest(path: str | Path, verify: bool = False, split: str | None = None) -> list[ManifestEntry]:
+    """Shards listed by a manifest (absolute paths). ``verify`` re-checks the SHA-256 of every shard
+    (of ``split`` only, when given) against the manifest; a mismatch raises :class:`ShardError`
+    naming the file. Hashing costs about 0.1 s per 10,000-episode shard (docs/formats.md)."""
     path = Path(path)
     if not path.exists():
         raise ShardError(f"{path}: manifest does not exist")
+    if path.is_dir():
+        raise ShardError(f"{path}: is a directory, expected a manifest JSON file")
     try:
-        m = json.loads(path.read_text())
+        m = json.loads(path.read_text(encoding="utf-8"))
         entries = [
             ManifestEntry((path.parent / e["path"]).resolve(), int(e["episodes"]), str(e["sha256"]), str(e["split"]))
             for e in m["shards"]
         ]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+    except UnicodeDecodeError:
+        raise ShardError(f"{path}: not a manifest (not UTF-8 text: an HDF5 shard? expected manifest.json)") from None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise ShardError(f"{path}: not a valid manifest: {exc}") from exc
     for e in entries:
         if e.split not in ("train", "validation"):
             raise ShardError(f"{path}: shard {e.path} has unknown split {e.split!r}")
         if not e.path.exists():
             raise ShardError(f"{path}: lists shard {e.path}, which does not exist")
-        if verify and sha256_of(e.path) != e.sha256:
-            raise ShardError(f"{e.path}: SHA-256 differs from the manifest {path} (modified or corrupt shard)")
+        if verify and (split is None or e.split == split) and sha256_of(e.path) != e.sha256:
+            raise ShardError(f"{e.path}: SHA-256 differs from the manifest {path} (modified or corrupt shard; "
+                             "regenerate it, or rebuild the manifest if the change is intended)")
     return entries
 
 
-def manifest_shards(path: str | Path, split: str, verify: bool = False) -> list[Path]:
-    """Paths of the ``split`` ('train' or 'validation') shards of a manifest."""
-    return [e.path for e in read_manifest(path, verify) if e.split == split]
+def manifest_shards(path: str | Path, split: str, verify: bool = True) -> list[Path]:
+    """Paths of the ``split`` ('train' or 'validation') shards of a manifest, each checked against the
+    manifest's SHA-256 unless ``verify`` is false."""
+    return [e.path for e in read_manifest(path, verify, split) if e.split == split]
 
 
 @dataclass(frozen=True)
@@ -349,7 +420,7 @@ def inspect_shards(paths: list[Path]) -> list[ShardReport]:
     reports = []
     for p, split in targets:
         with open_shard(p) as s:
-            s.read(keys=("obs_codes",))  # decompress everything once: catches corrupt chunks
+            s.read()  # decompress everything once (catches corrupt chunks) and check every value's range
             a = s.attrs
             reports.append(ShardReport(p, split, s.episodes, int(a["seed"]), int(a["shard"]), int(a["num_shards"])))
     return reports

@@ -26,13 +26,16 @@ from alchemy_mbrl.env.chemistry import (
     VERTEX_COORDS,
     VERTEX_VALUE,
     Chemistry,
+    as_int_array,
     sample_chemistries,
 )
 
 from alchemy_mbrl.env.constants import (  # noqa: E402  (re-exported: the environment's public constants)
     EPISODE_STEPS,
     NUM_ACTIONS,
+    NUM_POTION_TYPES,
     NUM_POTIONS,
+    NUM_STONE_VERTICES,
     NUM_STONES,
     NUM_TRIALS,
     OBS_DIM,
@@ -58,11 +61,12 @@ def validate_actions(actions: np.ndarray, batch_size: int) -> np.ndarray:
     if a.size and not np.issubdtype(a.dtype, np.integer):
         if not np.all(np.mod(a, 1) == 0):
             raise ValueError(f"actions must be integers in 0..{NUM_ACTIONS - 1}, got dtype {a.dtype}")
-    a = a.astype(np.int64)
-    if a.size and (a.min() < 0 or a.max() >= NUM_ACTIONS):
+    if a.dtype == bool or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise ValueError(f"actions must be integers in 0..{NUM_ACTIONS - 1}, got dtype {a.dtype}")
+    if a.size and (a.min() < 0 or a.max() >= NUM_ACTIONS):  # checked before the cast (no wrap-around)
         bad = a[(a < 0) | (a >= NUM_ACTIONS)][0]
         raise ValueError(f"actions must be in 0..{NUM_ACTIONS - 1}, got {bad}")
-    return a
+    return a.astype(np.int64)
 
 
 @dataclass
@@ -78,8 +82,8 @@ class TrialItems:
     potions: np.ndarray
 
     def __post_init__(self) -> None:
-        self.stones = np.asarray(self.stones, dtype=np.int8)
-        self.potions = np.asarray(self.potions, dtype=np.int8)
+        self.stones = as_int_array("TrialItems.stones", self.stones, np.int8, 0, NUM_STONE_VERTICES - 1)
+        self.potions = as_int_array("TrialItems.potions", self.potions, np.int8, 0, NUM_POTION_TYPES - 1)
         if self.stones.ndim != 3 or self.stones.shape[1:] != (NUM_TRIALS, NUM_STONES):
             raise ValueError(f"TrialItems.stones must have shape [B, 10, 3], got {self.stones.shape}")
         if self.potions.shape != (len(self.stones), NUM_TRIALS, NUM_POTIONS):
@@ -92,7 +96,10 @@ class TrialItems:
     @classmethod
     def from_coordinates(cls, stone_coords: np.ndarray, potions: np.ndarray) -> "TrialItems":
         """Build from latent stone coordinates ``[B, 10, 3, 3]`` of +-1 (the traces' format)."""
-        bits = (np.asarray(stone_coords, dtype=np.int64) + 1) // 2
+        coords = as_int_array("TrialItems stone coordinates", stone_coords, np.int64, -1, 1)
+        if coords.size and (coords == 0).any():
+            raise ValueError("TrialItems stone coordinates must be -1 or +1, got 0")
+        bits = (coords + 1) // 2
         return cls(bits[..., 0] + 2 * bits[..., 1] + 4 * bits[..., 2], potions)
 
 
@@ -287,7 +294,8 @@ class AlchemyEnv:
     ``reset`` may be given the chemistries and the per-trial items to replay recorded
     episodes; otherwise both are drawn from the level's distributions with this
     environment's generator. Calling ``step`` after LAST starts new episodes
-    (the action is ignored and a FIRST step is returned), as the reference does.
+    (the action is ignored and a FIRST step is returned), as the reference does; calling
+    ``step`` before the first ``reset`` raises ``RuntimeError`` (there is no episode to act in).
     """
 
     def __init__(self, batch_size: int, seed: int | np.random.Generator | None = None) -> None:
@@ -301,6 +309,7 @@ class AlchemyEnv:
         self._tables: ObservationTables | None = None
         self._graph_id = np.zeros(self.batch_size, dtype=np.int64)
         self._needs_reset = True
+        self._started = False  # step() before the first reset() is an error (after LAST it starts new episodes)
 
     @property
     def t(self) -> int:
@@ -324,12 +333,15 @@ class AlchemyEnv:
         self.state = State.empty(b)
         begin_trial(self.state, slice(None), items.stones[:, 0], items.potions[:, 0])  # type: ignore[arg-type]
         self._needs_reset = False
+        self._started = True
         zeros = np.zeros(b, dtype=np.float32)
         return TimeStep(np.full(b, FIRST, dtype=np.int8), zeros, zeros.copy(), observe(self.state, self._tables))
 
     def step(self, actions: np.ndarray) -> TimeStep:
         """Apply one action per episode (ints in 0..39) and return the next time step."""
         a = validate_actions(actions, self.batch_size)
+        if not self._started:
+            raise RuntimeError("AlchemyEnv.step called before reset(): call reset() to start the episodes")
         if self._needs_reset:
             return self.reset()
         rewards = apply_actions(self.state, self._graph_id, a)

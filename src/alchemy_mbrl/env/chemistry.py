@@ -142,6 +142,34 @@ def _move_table() -> np.ndarray:
 MOVE_TABLE: np.ndarray = _move_table()
 
 
+def as_int_array(name: str, value: object, dtype: type, lo: int, hi: int) -> np.ndarray:
+    """``value`` as an integer array of ``dtype``, checked BEFORE casting (no silent wrap-around,
+    truncation or NaN-to-zero): raises ``ValueError`` naming ``name`` unless every element is an
+    integer (of integer dtype, or an integral finite float) in ``lo..hi``."""
+    a = np.asarray(value)
+    if a.dtype == bool or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise ValueError(f"{name} must hold integers in {lo}..{hi}, got dtype {a.dtype}")
+    if a.size:
+        if np.issubdtype(a.dtype, np.floating):
+            bad = ~np.isfinite(a) | (np.mod(np.where(np.isfinite(a), a, 0), 1) != 0)
+            if bad.any():
+                raise ValueError(f"{name} must hold integers in {lo}..{hi}, got {a[bad].flat[0].item()!r}")
+        out = (a < lo) | (a > hi)
+        if out.any():
+            raise ValueError(f"{name} must hold integers in {lo}..{hi}, got {a[out].flat[0].item()!r}")
+    return a.astype(dtype)
+
+
+def _rows3(name: str, value: object, lo: int, hi: int) -> np.ndarray:
+    """A ``[B, 3]`` int8 field of :class:`Chemistry` (one row ``[3]`` is a batch of one)."""
+    a = as_int_array(f"Chemistry.{name}", value, np.int8, lo, hi)
+    if a.ndim == 1 and a.shape == (3,):
+        a = a[None]
+    if a.ndim != 2 or a.shape[1] != 3:
+        raise ValueError(f"Chemistry.{name} must have shape [B, 3], got {list(a.shape)}")
+    return a
+
+
 @dataclass
 class Chemistry:
     """A batch of chemistries, batch-first.
@@ -159,10 +187,13 @@ class Chemistry:
     graph_id: np.ndarray
 
     def __post_init__(self) -> None:
-        self.potion_perm = np.asarray(self.potion_perm, dtype=np.int8).reshape(-1, 3)
-        self.potion_sign = np.asarray(self.potion_sign, dtype=np.int8).reshape(-1, 3)
-        self.stone_sign = np.asarray(self.stone_sign, dtype=np.int8).reshape(-1, 3)
-        self.graph_id = np.asarray(self.graph_id, dtype=np.int16).reshape(-1)
+        self.potion_perm = _rows3("potion_perm", self.potion_perm, 0, 2)
+        self.potion_sign = _rows3("potion_sign", self.potion_sign, -1, 1)
+        self.stone_sign = _rows3("stone_sign", self.stone_sign, -1, 1)
+        g = as_int_array("Chemistry.graph_id", self.graph_id, np.int16, 0, NUM_GRAPHS - 1)
+        if g.ndim > 1:
+            raise ValueError(f"Chemistry.graph_id must have shape [B], got {list(g.shape)}")
+        self.graph_id = g.reshape(-1)
         n = len(self.graph_id)
         for name in ("potion_perm", "potion_sign", "stone_sign"):
             if len(getattr(self, name)) != n:

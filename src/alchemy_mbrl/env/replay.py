@@ -16,6 +16,8 @@ import numpy as np
 from alchemy_mbrl.env.alchemy import EPISODE_STEPS, AlchemyEnv, TrialItems
 from alchemy_mbrl.env.chemistry import Chemistry, graph_id_of_edges
 
+#: The trace format this replay reads (SPEC §11's ``format_version``).
+TRACE_FORMAT_VERSION = 1
 REQUIRED_KEYS = ("potion_perm", "potion_sign", "stone_sign", "graph_edges", "stones", "potions", "actions", "obs", "rewards", "discount", "step_type")
 
 
@@ -54,6 +56,13 @@ def load_traces(path: str | Path) -> dict[str, np.ndarray]:
     missing = [k for k in REQUIRED_KEYS if k not in d]
     if missing:
         raise ValueError(f"{path}: missing arrays {missing} (expected the format of SPEC §11)")
+    version = d.get("format_version")
+    if version is None or np.shape(version) != () or not np.issubdtype(np.asarray(version).dtype, np.integer) \
+            or int(version) != TRACE_FORMAT_VERSION:
+        raise ValueError(f"{path}: format_version is {None if version is None else np.asarray(version).tolist()!r}, "
+                         f"expected {TRACE_FORMAT_VERSION} (SPEC §11)")
+    if not np.issubdtype(d["actions"].dtype, np.integer):
+        raise ValueError(f"{path}: 'actions' has dtype {d['actions'].dtype}, expected integers (SPEC §11: int16)")
     n = len(d["actions"])
     if d["obs"].shape != (n, EPISODE_STEPS + 1, 39) or d["actions"].shape != (n, EPISODE_STEPS):
         raise ValueError(f"{path}: obs has shape {d['obs'].shape}, actions {d['actions'].shape}; expected [N,201,39] and [N,200]")

@@ -28,9 +28,18 @@ def resolve_device(name: str | None) -> torch.device:
     """``cuda`` when available for ``None``/``"auto"``, else the named device (checked)."""
     if name is None or name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"--device {name!r} is not a torch device (use cpu, cuda or cuda:N): {exc}") from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"--device {name!r}: device type {dev.type!r} is not supported (use cpu, cuda or cuda:N)")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
+        raise ValueError(f"--device {name!r} requested but CUDA is not available")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {name!r} requested but MPS is not available")
     return dev
 
 
@@ -80,9 +89,22 @@ def load_model(model_dir: str | Path, device: str | torch.device | None = None) 
     path = Path(model_dir) / MODEL_FILE
     if not path.exists():
         raise FileNotFoundError(f"{path}: no trained model (run `alchemy-mbrl train --out {model_dir}` to completion)")
+    if path.is_dir():
+        raise ValueError(f"{path}: is a directory, expected the model file written by `alchemy-mbrl train`")
     dev = resolve_device(None if device is None else str(device))
-    blob = torch.load(path, map_location=dev, weights_only=False)
-    model = WorldModel(model_config_from_dict(blob["config"])).to(dev)
-    model.load_state_dict(blob["state_dict"])
+    try:
+        blob = torch.load(path, map_location=dev, weights_only=False)
+    except Exception as exc:  # not a torch file, truncated, corrupt
+        raise ValueError(f"{path}: not a model file written by `alchemy-mbrl train` (cannot be loaded: "
+                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    if not isinstance(blob, dict) or "config" not in blob or "state_dict" not in blob:
+        raise ValueError(f"{path}: not a model file written by `alchemy-mbrl train` (no 'config' and 'state_dict'; "
+                         "a training checkpoint.pt is not a model.pt)")
+    try:
+        model = WorldModel(model_config_from_dict(blob["config"])).to(dev)
+        model.load_state_dict(blob["state_dict"])
+    except (TypeError, ValueError, RuntimeError, KeyError) as exc:
+        raise ValueError(f"{path}: model file does not match this package's world model: "
+                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     model.eval()
     return model

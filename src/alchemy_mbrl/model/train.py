@@ -139,15 +139,8 @@ def train(
     another live process is training the same directory.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with exclusive_lock(out / LOCK_FILE, f"model directory {out}"):
-        return _train(model_cfg, train_cfg, manifest, out, stop_after=stop_after, progress=progress)
-
-
-def _train(model_cfg: ModelConfig, train_cfg: TrainConfig, manifest: str | Path, out: Path, *,
-           stop_after: int | None, progress: bool) -> dict[str, Any]:
-    from tqdm import tqdm
-
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: exists and is not a directory (--out names the model directory)")
     device = resolve_device(train_cfg.device)
     if train_cfg.threads:
         torch.set_num_threads(int(train_cfg.threads))
@@ -158,6 +151,17 @@ def _train(model_cfg: ModelConfig, train_cfg: TrainConfig, manifest: str | Path,
     train_data = load_split(manifest, "train", train_cfg.max_train_episodes)
     val_data = load_split(manifest, "validation", train_cfg.val_episodes or None)
     micro = min(train_cfg.micro_batch or train_cfg.batch_size, train_cfg.batch_size)
+    out.mkdir(parents=True, exist_ok=True)  # only once the inputs are known to be good
+    with exclusive_lock(out / LOCK_FILE, f"model directory {out}"):
+        return _train(model_cfg, train_cfg, out, device, amp_dtype, train_data, val_data, micro,
+                      stop_after=stop_after, progress=progress)
+
+
+def _train(model_cfg: ModelConfig, train_cfg: TrainConfig, out: Path, device: torch.device,
+           amp_dtype: torch.dtype | None, train_data: EpisodeArrays, val_data: EpisodeArrays, micro: int, *,
+           stop_after: int | None, progress: bool) -> dict[str, Any]:
+    """The training loop of :func:`train`, run while holding the model directory's lock."""
+    from tqdm import tqdm
 
     torch.manual_seed(train_cfg.seed)
     model = WorldModel(model_cfg).to(device)

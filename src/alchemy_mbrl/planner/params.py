@@ -39,13 +39,20 @@ class PlannerParams:
     q_normalisation: str = "none"
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name == "q_normalisation":
+                if not isinstance(v, str):
+                    raise ValueError(f"planner parameter q_normalisation must be a string, got {v!r}")
+            elif isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"planner parameter {f.name} must be a number, got {v!r}")
         if not (math.isfinite(self.temperature) and self.temperature >= 0):
             raise ValueError(f"temperature must be a finite number >= 0, got {self.temperature}")
-        if not math.isfinite(self.c1):
-            raise ValueError(f"c1 must be finite, got {self.c1}")
+        if not (math.isfinite(self.c1) and self.c1 >= 0):
+            raise ValueError(f"c1 must be a finite number >= 0, got {self.c1}")
         if not (math.isfinite(self.c2) and self.c2 > 0):
             raise ValueError(f"c2 must be > 0, got {self.c2}")
-        if int(self.k) != self.k or self.k < 1:
+        if not math.isfinite(self.k) or int(self.k) != self.k or self.k < 1:
             raise ValueError(f"k must be an integer >= 1, got {self.k}")
         if not (0.0 <= self.gamma <= 1.0):
             raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
@@ -70,11 +77,14 @@ class PlannerParams:
         p = Path(path)
         try:
             data = json.loads(p.read_text())
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ValueError(f"{p}: not valid JSON ({exc})") from exc
         if not isinstance(data, dict):
             raise ValueError(f"{p}: expected a JSON object of planner parameters")
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except ValueError as exc:
+            raise ValueError(f"{p}: {exc}") from None
 
     def to_dict(self) -> dict:
         return asdict(self)

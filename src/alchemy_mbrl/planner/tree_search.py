@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from alchemy_mbrl import rng
-from alchemy_mbrl.env.alchemy import EPISODE_STEPS, NUM_ACTIONS
+from alchemy_mbrl.env.alchemy import EPISODE_STEPS, NUM_ACTIONS, OBS_DIM
 from alchemy_mbrl.planner.params import PlannerParams
 from alchemy_mbrl.planner.simulator import RootContext, Simulator
 
@@ -358,6 +358,46 @@ class SearchResult:
     root_values: np.ndarray
 
 
+def available_memory_bytes() -> int:
+    """Memory this process may still allocate: ``MemAvailable`` of ``/proc/meminfo`` (Linux), else the
+    physical memory; ``ALCHEMY_MAX_SEARCH_BYTES`` overrides it (for tests, or to leave room for others)."""
+    import os
+
+    override = os.environ.get("ALCHEMY_MAX_SEARCH_BYTES")
+    if override:
+        return int(override)
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
+
+
+#: Fraction of the available memory the search trees of one evaluation may take.
+MEMORY_FRACTION = 0.8
+
+
+def search_bytes(budget: int, k: int, node_bytes: int = 0, num_actions: int = NUM_ACTIONS) -> int:
+    """Bytes of the preallocated arrays of ONE search (:meth:`Tree.allocate`) plus the simulator's
+    ``node_bytes`` per decision node: ``(1 + budget*K)`` nodes, ``budget + 1`` statistic slots of
+    ``num_actions`` actions, ``budget`` chance nodes of K children; plus the transient K x K x 40
+    boolean comparison of :func:`merge_samples` at every expansion (what dominates for a large K)."""
+    nodes = 1 + budget * k
+    slot = num_actions * (4 + 8 + 4) + 8  # visits int32, value float64, child_chance int32; visits_sum int64
+    merge = k * k * (OBS_DIM + 2)
+    return nodes * (4 + 4 + node_bytes) + (budget + 1) * slot + budget * (k * 8 + 8) + merge
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.3g} GiB" if n >= 2**27 else f"{n / 2**20:.3g} MiB"
+
+
 class TreeSearch:
     """Algorithm 1 over any :class:`~alchemy_mbrl.planner.simulator.Simulator`, B searches in lockstep.
 
@@ -385,6 +425,29 @@ class TreeSearch:
         self.num_actions = int(num_actions)
         self.tree: Tree | None = None
 
+    def check_memory(self, batch_size: int, limit: int | None = None) -> int:
+        """Estimate the memory of ``batch_size`` searches (budget x K x batch nodes) and refuse, before
+        anything is allocated, when it exceeds ``limit`` (default: 80 % of the available memory).
+
+        Returns the estimate in bytes; raises ``ValueError`` with the estimate, the limit and the
+        largest ``--batch`` that fits (or the advice to lower the budget or K when none does).
+        """
+        k = self.params.k
+        per_search = search_bytes(self.budget, k, int(getattr(self.simulator, "node_bytes", 0)), self.num_actions)
+        total = per_search * int(batch_size)
+        if limit is None:
+            limit = int(MEMORY_FRACTION * available_memory_bytes())
+        if total > limit:
+            fits = limit // per_search
+            advice = (f"lower --batch to {fits} or less (results do not depend on the batch)" if fits >= 1 else
+                      "even --batch 1 does not fit: lower --budget or the planner's k")
+            raise ValueError(
+                f"the search trees would need about {_gib(total)} (batch {batch_size} x budget {self.budget:,} x "
+                f"K {k} nodes, {_gib(per_search)} per search), more than the limit of {_gib(limit)} "
+                f"({MEMORY_FRACTION:.0%} of the available memory); {advice}"
+            )
+        return total
+
     def run(self, context: RootContext, keys: np.ndarray) -> SearchResult:
         """Search from the B roots of ``context`` with per-search keys ``keys [B]`` (uint64)."""
         bsz = context.batch_size
@@ -395,6 +458,8 @@ class TreeSearch:
             raise ValueError(f"cannot plan at t={context.t}: the episode ends at t={self.horizon}")
         k = self.params.k
         if self.tree is None or self.tree.batch_size != bsz or self.tree.budget != self.budget or self.tree.k != k:
+            self.tree = None
+            self.check_memory(bsz)
             self.tree = Tree.allocate(bsz, self.budget, k, self.num_actions)
         tree = self.tree
         tree.reset(context.t)

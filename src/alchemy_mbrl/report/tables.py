@@ -72,8 +72,18 @@ TABLE2_COLUMNS: tuple[str, ...] = (
 )
 
 
-def _summary(path: str | Path) -> tuple[float, float, int]:
+def _summary(path: str | Path, **expected: Any) -> tuple[float, float, int]:
+    """``(mean, sem, n)`` of a returns summary whose own ``policy``/``simulator``/``budget`` (when it
+    records them) must be the ``expected`` ones: a summary is never relabelled."""
     s = read_summary(path)
+    for key, want in expected.items():
+        got = s.get(key)
+        if got is None or got == "":
+            continue
+        if str(got) != str(want):
+            raise ValueError(f"{path}: the summary is for {key} {got!r}, but was given as {key} {want!r}")
+    if s["n"] < 1:
+        raise ValueError(f"{path}: the summary holds n = {s['n']} episodes")
     return s["mean"], s["sem"], s["n"]
 
 
@@ -94,6 +104,8 @@ def parse_planner_spec(spec: str) -> PlannerResult:
         result = PlannerResult(sim, int(budget), Path(path))
     except ValueError:
         raise ValueError(f"planner result '{spec}': expected SIMULATOR:BUDGET=PATH") from None
+    if result.budget < 1:
+        raise ValueError(f"planner result '{spec}': the budget must be an integer >= 1")
     if result.simulator not in SIMULATOR_LABELS:
         raise ValueError(f"planner result '{spec}': simulator must be one of {sorted(SIMULATOR_LABELS)}")
     return result
@@ -114,7 +126,7 @@ def build_table1(planner: list[PlannerResult], baselines: dict[str, Path]) -> pd
     rows: list[dict[str, Any]] = []
     order = {name: i for i, name in enumerate(SIMULATOR_LABELS)}
     for r in sorted(planner, key=lambda r: (order[r.simulator], r.budget)):
-        mean, sem, n = _summary(r.summary)
+        mean, sem, n = _summary(r.summary, policy="planner", simulator=r.simulator, budget=r.budget)
         paper = PAPER_TABLE1.get(r.budget) if r.simulator == "learned" else None
         rows.append(
             {
@@ -131,7 +143,7 @@ def build_table1(planner: list[PlannerResult], baselines: dict[str, Path]) -> pd
     for name in BASELINE_LABELS:
         if name not in baselines:
             continue
-        mean, sem, n = _summary(baselines[name])
+        mean, sem, n = _summary(baselines[name], policy=name)
         paper = PAPER_RANDOM_HEURISTIC if name == "random-heuristic" else None
         rows.append(
             {
@@ -158,6 +170,9 @@ def build_table1(planner: list[PlannerResult], baselines: dict[str, Path]) -> pd
 
 def build_table2(model_evals: dict[str, Path], bayes: Path | None) -> pd.DataFrame:
     """Table 2: validation entropy of each architecture and the Bayes-optimal floor."""
+    unknown = [a for a in model_evals if a not in ARCH_LABELS]
+    if unknown:
+        raise ValueError(f"unknown architecture(s) {unknown} in --model-eval; choose from {', '.join(ARCH_LABELS)}")
     rows: list[dict[str, Any]] = []
     names = [a for a in PAPER_TABLE2 if a in model_evals] + [a for a in model_evals if a not in PAPER_TABLE2]
     for arch in names:
@@ -174,6 +189,8 @@ def _table2_row(model: str, label: str, path: Path, paper: tuple[float, float | 
     for key in ("entropy_nats_per_step", "chemistry_nats_per_step"):
         if key not in e:
             raise ValueError(f"{path}: model evaluation lacks '{key}' (see docs/formats.md)")
+    if e.get("model") not in (None, model):
+        raise ValueError(f"{path}: the evaluation is of model {e['model']!r}, but was given as {model!r}")
     return {
         "model": model,
         "architecture": label,

@@ -39,6 +39,9 @@ class BayesSimulator:
     """Exact Bayesian simulator (``name = "bayes"``) implementing :class:`~alchemy_mbrl.planner.simulator.Simulator`."""
 
     name = "bayes"
+    #: Bytes stored per tree node (observation codes, t, constraint id, parent); the posteriors are
+    #: stored only while they fit in ``store_bytes``, otherwise recomputed.
+    node_bytes = OBS_DIM + 2 + 4 + 4
 
     def __init__(self, store_bytes: int = 64 * 2**20) -> None:
         """``store_bytes``: budget for storing every node's posterior; above it, posteriors are recomputed."""

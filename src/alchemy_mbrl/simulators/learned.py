@@ -98,6 +98,16 @@ class LearnedSimulator:
     def _node_rows(self) -> int:
         return int(self.parent.shape[0]) if hasattr(self, "parent") else -1
 
+    @property
+    def node_bytes(self) -> int:
+        """Bytes stored per tree node: parent, depth, observation and reward codes (int64), and the
+        K/V of the node's token (Transformer) or the backbone's hidden state (GRU), float32."""
+        cfg = self.model.config
+        per = 8 * (3 + codec.OBS_DIM)
+        if self.model.is_transformer:
+            return per + 4 * cfg.n_layers * 2 * cfg.d_model
+        return per + 4 * cfg.gru_backbone_layers * cfg.gru_backbone_hidden
+
     def _allocate(self, b: int, max_nodes: int) -> None:
         cfg = self.model.config
         dev = self.device

@@ -34,6 +34,9 @@ class OracleSimulator:
 
     name = "oracle"
 
+    #: Bytes stored per tree node (the node's State: t, 3 stones, 12 potions and their used flags).
+    node_bytes = 2 + 2 * NUM_STONES + 2 * NUM_POTIONS
+
     def __init__(self) -> None:
         self._nodes: State | None = None  # fields shaped [B, max_nodes, ...]
         self._graph_id: np.ndarray | None = None  # [B]

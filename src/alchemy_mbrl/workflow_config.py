@@ -1,0 +1,136 @@
+"""Checks of the Snakemake workflow's config that a JSON schema cannot express.
+
+The Snakefile validates the config against ``workflow/schemas/config.schema.yaml`` and then calls
+:func:`validate_workflow_config`, so that everything a job would later reject fails when the
+workflow loads, before any job runs, with a ``ValueError`` naming the key:
+
+* strict integers: JSON Schema's ``integer`` accepts ``2.0``, which later becomes a wildcard
+  ``budget-2.0`` or a float seed; every key the schema types as an integer must be a YAML integer;
+* cross-field rules: ``data.validation_shards < data.shards``, the architectures the HPO and the
+  evaluation plan with are trained, ``evaluate.chunks <= evaluate.episodes``, at least two
+  validation episodes for ``model-eval``'s standard error;
+* ``train.options`` and ``train.architecture_options``: resolved through the package's own
+  training config (:func:`alchemy_mbrl.model.config.resolve_config`) for every architecture;
+* ``hpo.space``: through the HPO's own :class:`alchemy_mbrl.hpo.SearchSpace` (bounds in order,
+  positive lower bounds on a log scale, no negative ``temperature``/``c1``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = ["validate_workflow_config", "train_overrides", "strict_integer_errors"]
+
+
+def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
+    while isinstance(schema, dict) and "$ref" in schema:
+        ref = schema["$ref"]
+        if not ref.startswith("#/"):
+            break
+        node: Any = root
+        for part in ref[2:].split("/"):
+            node = node[part]
+        schema = {**node, **{k: v for k, v in schema.items() if k != "$ref"}}
+    return schema
+
+
+def _wants_integer(schema: dict[str, Any]) -> bool:
+    t = schema.get("type")
+    types = t if isinstance(t, list) else [t]
+    return "integer" in types and "number" not in types
+
+
+def strict_integer_errors(value: Any, schema: dict[str, Any], root: dict[str, Any] | None = None,
+                          key: str = "") -> list[str]:
+    """Keys (dotted, with ``[i]`` for list items) whose schema says integer but whose value is a float."""
+    root = schema if root is None else root
+    schema = _resolve(schema, root)
+    errors: list[str] = []
+    if _wants_integer(schema) and (isinstance(value, float) or isinstance(value, bool)):
+        errors.append(f"{key or '(top level)'}: must be an integer, got {value!r}")
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for k, v in value.items():
+            sub = props.get(k, extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                errors += strict_integer_errors(v, sub, root, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, v in enumerate(value):
+            errors += strict_integer_errors(v, schema["items"], root, f"{key}[{i}]")
+    return errors
+
+
+def train_overrides(config: dict[str, Any], arch: str) -> dict[str, Any]:
+    """The ``alchemy-mbrl train --config`` overrides of architecture ``arch`` (what the workflow writes
+    to ``results/train_configs/{arch}.yaml``): steps, batch size, seed, time cap, then
+    ``train.options``, then ``train.architecture_options.{arch}``."""
+    t = config["train"]
+    cfg = {"steps": t["steps"], "batch_size": t["batch_size"], "seed": config["seed"], "max_seconds": t["max_seconds"]}
+    cfg.update(t.get("options") or {})
+    cfg.update((t.get("architecture_options") or {}).get(arch) or {})
+    return cfg
+
+
+def validate_workflow_config(config: dict[str, Any], schema: dict[str, Any] | str | Path | None = None) -> None:
+    """Raise ``ValueError`` (``config: KEY: problem``) for the first rule of this module's docstring that
+    ``config`` breaks. ``schema`` (the workflow's schema, a mapping or a YAML path) enables the
+    strict-integer check."""
+    problems: list[str] = []
+    if schema is not None:
+        if not isinstance(schema, dict):
+            import yaml
+
+            schema = yaml.safe_load(Path(schema).read_text())
+        problems += strict_integer_errors(config, schema)
+    if problems:
+        raise ValueError("config: " + "; ".join(problems[:5]))
+
+    data, train, hpo, ev = config["data"], config["train"], config["hpo"], config["evaluate"]
+    if data["validation_shards"] >= data["shards"]:
+        problems.append(f"data.validation_shards ({data['validation_shards']}) must be smaller than data.shards "
+                        f"({data['shards']}): some shards must remain for training")
+    archs = list(train["architectures"])
+    if not archs:
+        problems.append("train.architectures: must list at least one architecture")
+    if hpo["simulator"] == "learned" and hpo["architecture"] not in archs:
+        problems.append(f"hpo.architecture: '{hpo['architecture']}' is not in train.architectures {archs}")
+    if ev["architecture"] not in archs:
+        problems.append(f"evaluate.architecture: '{ev['architecture']}' is not in train.architectures {archs}")
+    n_eval = train.get("eval_max_episodes")
+    if n_eval is not None and n_eval < 2:
+        problems.append(f"train.eval_max_episodes: must be null or >= 2 (model-eval's standard error needs two "
+                        f"episodes), got {n_eval}")
+    if ev["chunks"] > ev["episodes"]:
+        problems.append(f"evaluate.chunks ({ev['chunks']}) must not exceed evaluate.episodes ({ev['episodes']}): "
+                        "a chunk would be empty")
+    if hpo["initial_points"] < 1:
+        problems.append("hpo.initial_points: must be >= 1")
+
+    from alchemy_mbrl.model.config import ARCHITECTURES, resolve_config
+
+    for name, opts in (("train.options", train.get("options")),
+                       *((f"train.architecture_options.{a}", o) for a, o in (train.get("architecture_options") or {}).items())):
+        if opts is not None and not isinstance(opts, dict):
+            problems.append(f"{name}: must be a mapping of train --config keys")
+    if not problems:
+        for arch in archs:
+            if arch not in ARCHITECTURES:
+                continue
+            where = "train.options" + (f" / train.architecture_options.{arch}"
+                                       if arch in (train.get("architecture_options") or {}) else "")
+            try:
+                resolve_config(arch, train_overrides(config, arch))
+            except (ValueError, TypeError) as exc:
+                problems.append(f"{where} (architecture {arch}): {exc}")
+                break
+
+    from alchemy_mbrl.hpo import SearchSpace
+
+    try:
+        SearchSpace.from_dict({**hpo["space"], "gamma": hpo["gamma"]})
+    except (ValueError, TypeError) as exc:
+        problems.append(f"hpo.space: {exc}")
+    if problems:
+        raise ValueError("config: " + "; ".join(problems))
