@@ -445,6 +445,30 @@ class WorldModel(nn.Module):
             raise TypeError("the GRU backbone takes a GRUState as past")
         return self.backbone(x, past)
 
+    def kv_buffers(self, batch: int, capacity: int, dtype: torch.dtype | None = None,
+                   device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
+        """Empty K and V step buffers ``[L, B, H, capacity, d_head]`` for :meth:`encode_step` (Transformer)."""
+        cfg = self.config
+        dev = device if device is not None else next(self.parameters()).device
+        shape = (cfg.n_layers, batch, cfg.n_heads, capacity, cfg.d_model // cfg.n_heads)
+        dt = dtype or torch.float32
+        return torch.zeros(shape, dtype=dt, device=dev), torch.zeros(shape, dtype=dt, device=dev)
+
+    def encode_step(self, obs_codes: Tensor, prev_reward_codes: Tensor, actions: Tensor, positions: Tensor,
+                    k_buf: Tensor, v_buf: Tensor, slot: int, attn_mask: Tensor | None = None) -> Tensor:
+        """Features ``[B, D]`` of ONE new token per row over preallocated K/V buffers (Transformer, inference).
+
+        ``obs_codes [B, 39]``, ``prev_reward_codes [B]``, ``actions [B]``, ``positions [B]`` (< max_len,
+        unchecked: no device sync). ``k_buf, v_buf`` from :meth:`kv_buffers`: slots ``0..slot-1`` hold the
+        earlier tokens; the new token's per-layer K/V are written at ``slot``. ``attn_mask [B, 1, 1, slot + 1]``
+        (additive float in the buffers' dtype, or bool) hides slots a row must not see; ``None``: all.
+        Equals :meth:`encode` with the visible slots as a :class:`KVCache` (tested).
+        """
+        if not self.is_transformer:
+            raise TypeError("encode_step needs the Transformer backbone")
+        x = self.input_encoding(obs_codes[:, None], prev_reward_codes[:, None], actions[:, None])
+        return self.backbone.decode(x, positions[:, None], k_buf, v_buf, slot, attn_mask)[:, 0]
+
     # ---- training -----------------------------------------------------------------------
 
     def token_losses(self, obs_codes: Tensor, actions: Tensor, reward_codes: Tensor) -> tuple[Tensor, Tensor]:
