@@ -561,7 +561,7 @@ class WorldModel(nn.Module):
         u = u_all.reshape(n, 1 + OBS_DIM)
         r = inverse_cdf(logp_r.exp().repeat_interleave(k, dim=0), u[:, 0], NUM_REWARD_CODES)
         codes = _sample_observation_codes(logits, h0, gates_in, w_hh_t, b_hh, w_gru_t, u[:, 1:].contiguous(),
-                                          self._obs_offsets, self._obs_num_valid, head.uses_gru, hsz)
+                                          self._obs_offsets, self._obs_num_valid, head.uses_gru, hsz, GRU_START_INDEX)
         # log-probabilities of the drawn codes, all dimensions at once (logits now include the GRU part)
         ld = logits.double()
         top = ld.amax(dim=-1, keepdim=True)
@@ -633,7 +633,7 @@ class WorldModel(nn.Module):
 
 def _sample_observation_codes_eager(
     logits: Tensor, h: Tensor, gates_in: Tensor, w_hh_t: Tensor, b_hh: Tensor, w_gru_t: Tensor, u: Tensor,
-    offsets: list[int], num_valid: list[int], uses_gru: bool, hsz: int,
+    offsets: list[int], num_valid: list[int], uses_gru: bool, hsz: int, start_index: int,
 ) -> Tensor:
     """The 39-step autoregressive draw of :meth:`WorldModel.sample_next` (compiled by TorchScript below).
 
@@ -644,19 +644,28 @@ def _sample_observation_codes_eager(
     Returns the codes ``[N, 39]`` int64. GRU equations as ``torch.nn.GRU`` (gate order r, z, n).
     """
     n = logits.shape[1]
+    m = logits.shape[2]
     codes = torch.empty(n, len(num_valid), dtype=torch.long, device=logits.device)
-    prev = torch.full((n,), GRU_START_INDEX, dtype=torch.long, device=logits.device)
+    prev = torch.full((n,), start_index, dtype=torch.long, device=logits.device)
+    gh = torch.empty(0)
+    if uses_gru:
+        gh = torch.addmm(b_hh, h, w_hh_t)
+        # one matmul per step gives dimension i's GRU logits AND the next step's hidden gates
+        w_cat = torch.cat([w_gru_t, w_hh_t.unsqueeze(0).expand(w_gru_t.shape[0], -1, -1)], dim=2)  # [39, h, M + 3h]
+    else:
+        w_cat = torch.empty(0)
     for i in range(len(num_valid)):
         li = logits[i]
         if uses_gru:
             gi = gates_in.index_select(0, prev)
-            gh = torch.addmm(b_hh, h, w_hh_t)
             rz = torch.sigmoid(gi[:, : 2 * hsz] + gh[:, : 2 * hsz])
             # the n-gate columns of gates_in / w_hh_t / b_hh arrive doubled (exact), so this is sigmoid(2x)
             # and tanh(x) = 2 sigmoid(2x) - 1 (CPU tanh is ~6x slower than sigmoid at this size)
             ng = torch.sigmoid(torch.addcmul(gi[:, 2 * hsz :], rz[:, :hsz], gh[:, 2 * hsz :])).mul_(2.0).sub_(1.0)
             h = torch.lerp(ng, h, rz[:, hsz:])  # (1 - z) * n + z * h
-            li.addmm_(h, w_gru_t[i])
+            both = torch.mm(h, w_cat[i])
+            li.add_(both[:, :m])
+            gh = both[:, m:] + b_hh
         ld = li.double()
         # unnormalised CDF (softmax over a width-7 dimension is ~15x slower than these ops on CPU)
         cdf = torch.exp(ld - ld.amax(dim=-1, keepdim=True)).cumsum(dim=-1)

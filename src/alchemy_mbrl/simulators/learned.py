@@ -238,8 +238,9 @@ class LearnedSimulator:
                 self._ensure_capacity(b, slot + 1)
                 attn_mask = None
                 if dmax > 0:
-                    rows_e = torch.as_tensor(self._path_rows(par_np, depth, dmax), device=dev)
-                    kv = self.node_kv[par.new_tensor(bi)[:, None], rows_e]  # [B, D, L, 2, H, dh]
+                    flat = self._path_rows(par_np, depth, dmax) + (bi * self.node_kv.shape[1])[:, None]
+                    kv = self.node_kv.view(-1, *self.node_kv.shape[2:]).index_select(
+                        0, torch.as_tensor(flat.reshape(-1), device=dev)).view(b, dmax, *self.node_kv.shape[2:])
                     self._kbuf[:, :, :, t:slot] = kv[:, :, :, 0].permute(2, 0, 3, 1, 4)
                     self._vbuf[:, :, :, t:slot] = kv[:, :, :, 1].permute(2, 0, 3, 1, 4)
                     hidden = np.arange(dmax)[None, :] >= depth[:, None]  # padding of shorter paths
