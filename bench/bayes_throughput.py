@@ -22,9 +22,9 @@ import numpy as np
 
 from alchemy_mbrl import bayes
 from alchemy_mbrl import rng as crng
-from alchemy_mbrl.data import codec
+from alchemy_mbrl.env import codec
 from alchemy_mbrl.data.shards import generate_episodes
-from alchemy_mbrl.simulators.base import RootContext
+from alchemy_mbrl.planner.simulator import RootContext
 from alchemy_mbrl.simulators.bayes import BayesSimulator
 
 ROOT_STEPS = (0, 10, 40, 100, 180)
@@ -73,7 +73,7 @@ def main() -> None:
     d = generate_episodes(np.random.default_rng(0), max(args.episodes, 64))
     d["actions"] = d["actions"].astype(np.int64)
     d["reward_codes"] = codec.encode_reward(d["rewards"])
-    bayes.tables()  # build once, outside the timings
+    bayes.constraint_tables()  # build once, outside the timings
     rows: list[tuple[str, float, float, str]] = []
     wall, cpu = bench_entropy({k: v[: args.episodes] for k, v in d.items()})
     rows.append(("entropy: episodes/s (200 steps each)", wall, cpu, f"10,000 episodes in {1e4 / wall:.0f} s"))

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from alchemy_mbrl import rng
-from alchemy_mbrl.data import codec
+from alchemy_mbrl.env import codec
 from alchemy_mbrl.model.config import resolve_config
 from alchemy_mbrl.model.world_model import WorldModel, episode_inputs
 

@@ -17,7 +17,7 @@ import time
 import numpy as np
 import torch
 
-from alchemy_mbrl.data import codec
+from alchemy_mbrl.env import codec
 from alchemy_mbrl.model.config import ARCHITECTURES, resolve_config
 from alchemy_mbrl.model.train import autocast_dtype
 from alchemy_mbrl.model.world_model import WorldModel

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from alchemy_mbrl.data import codec
+from alchemy_mbrl.env import codec
 from alchemy_mbrl.data.shards import load_shard, write_manifest, write_shard
 from alchemy_mbrl.model.config import resolve_config
 from alchemy_mbrl.model.world_model import WorldModel

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,15 +13,14 @@ from scipy import stats
 
 from alchemy_mbrl import bayes
 from alchemy_mbrl import rng as crng
-from alchemy_mbrl.data import codec
+from alchemy_mbrl.env import codec
 from alchemy_mbrl.data.shards import generate_episodes
 from alchemy_mbrl.env.alchemy import STONE_CODE_TABLE, ObservationTables, State, apply_actions, begin_trial, observe
 from alchemy_mbrl.env.chemistry import NUM_CHEMISTRIES, Chemistry, all_chemistries, chemistry_prior
-from alchemy_mbrl.simulators.base import RootContext, Simulator
+from alchemy_mbrl.planner.simulator import RootContext, Simulator
 from alchemy_mbrl.simulators.bayes import BayesSimulator, compress, decompress
 
-TRACES = Path(os.environ.get("ALCHEMY_TRACES", "/work/shared/alchemy/golden/traces.npz"))
-FLOOR_TRIAL_START = 9 * (3 * math.log(8) + 12 * math.log(6)) / 200
+FLOOR_TRIAL_START = 9 * (3 * math.log(8) + 12 * math.log(6)) / 200  # the reference value, written out
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +32,8 @@ def episodes() -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def traces() -> dict[str, np.ndarray]:
-    if not TRACES.exists():
-        pytest.skip(f"reference traces not found at {TRACES} (set ALCHEMY_TRACES)")
-    t = dict(np.load(TRACES))
+def traces(golden_traces_path: Path) -> dict[str, np.ndarray]:
+    t = dict(np.load(golden_traces_path))
     chem = Chemistry(t["potion_perm"], t["potion_sign"], t["stone_sign"], t["graph_id"])
     return {
         "obs_codes": codec.encode_observation(t["obs"]),
@@ -432,14 +428,15 @@ def test_a_misspecified_prior_predicts_worse(episodes: dict) -> None:
 
 
 def test_bayes_entropy_command(tmp_path: Path) -> None:
-    from alchemy_mbrl import bayes_commands
+    from alchemy_mbrl.bayes.entropy import bayes_entropy
+    from alchemy_mbrl.cli import bayes as bayes_cli
     from alchemy_mbrl.data.shards import write_manifest, write_shard
 
     a = write_shard(tmp_path / "s0.h5", shard=0, num_shards=2, episodes=20, seed=3, progress=False)
     b = write_shard(tmp_path / "s1.h5", shard=1, num_shards=2, episodes=30, seed=3, progress=False)
     write_manifest(tmp_path / "manifest.json", [a, b], validation=1)
     parser = argparse.ArgumentParser()
-    bayes_commands.register(parser.add_subparsers())
+    bayes_cli.register(parser.add_subparsers())
     out = tmp_path / "floor.json"
     args = parser.parse_args(["bayes-entropy", "--data", str(tmp_path / "manifest.json"), "--out", str(out), "--max-episodes", "25", "--batch-episodes", "10", "--no-progress"])
     assert args.func(args) == 0
@@ -447,7 +444,7 @@ def test_bayes_entropy_command(tmp_path: Path) -> None:
     assert res["model"] == "bayes" and res["n_episodes"] == 25 and res["n_transitions"] == 5000
     assert math.isclose(res["entropy_nats_per_step"], res["trial_start_nats_per_step"] + res["chemistry_nats_per_step"], rel_tol=1e-12)
     assert res["trial_start_nats_per_step"] >= FLOOR_TRIAL_START and res["entropy_sem"] > 0
-    per_dim = bayes_commands.bayes_entropy(tmp_path / "manifest.json", max_episodes=25, progress=False, per_dimension=True)
+    per_dim = bayes_entropy(tmp_path / "manifest.json", max_episodes=25, progress=False, per_dimension=True)
     assert len(per_dim["per_dimension_nats_per_step"]) == 40
     assert math.isclose(sum(per_dim["per_dimension_nats_per_step"]), res["entropy_nats_per_step"], rel_tol=1e-9)
     assert per_dim["per_dimension_nats_per_step"][0] == 0.0  # rewards are predictable from the observation
@@ -458,7 +455,7 @@ def test_bayes_entropy_command(tmp_path: Path) -> None:
     lp = bayes.episode_log_probs(d["obs_codes"][:25], d["actions"][:25].astype(np.int64), codec.encode_reward(d["rewards"][:25]))
     assert math.isclose(res["entropy_nats_per_step"], -lp.sum() / 5000, rel_tol=1e-12)
     with pytest.raises(ValueError):
-        bayes_commands.bayes_entropy(tmp_path / "manifest.json", max_episodes=0)
+        bayes_entropy(tmp_path / "manifest.json", max_episodes=0)
     # data that no chemistry can produce is reported, naming the episode and step
     import h5py
 
@@ -467,7 +464,7 @@ def test_bayes_entropy_command(tmp_path: Path) -> None:
         codes[5, 15:17] = ((codes[4, 15] + 1) % 6, 0)  # potion 0 present with another colour mid-trial
         f["obs_codes"][3] = codes
     with pytest.raises(ValueError, match="episode 3, step 5"):
-        bayes_commands.bayes_entropy(tmp_path / "manifest.json", progress=False)
+        bayes_entropy(tmp_path / "manifest.json", progress=False)
 
 
 def test_learned_model_cannot_beat_the_floor() -> None:
@@ -633,6 +630,6 @@ def test_planner_runs_with_the_bayes_simulator() -> None:
     evaluate = pytest.importorskip("alchemy_mbrl.evaluate")
     from alchemy_mbrl.simulators import make_simulator
 
-    df = evaluate.evaluate_planner(make_simulator("bayes"), 4, 2, seed=0, batch_size=2, progress=False)
+    df = evaluate.evaluate_policy(evaluate.PlannerPolicy(make_simulator("bayes"), 4), 2, seed=0, batch_size=2, progress=False)
     assert len(df) == 2 and (df["simulator"] == "bayes").all()
     assert ((df["return"] >= -90) & (df["return"] <= 450)).all()

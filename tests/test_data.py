@@ -10,7 +10,8 @@ import pytest
 from scipy import stats
 
 from alchemy_mbrl.cli import main
-from alchemy_mbrl.data import codec, shards
+from alchemy_mbrl.data import shards
+from alchemy_mbrl.env import codec
 from alchemy_mbrl.data.shards import ShardError, load_shard, manifest_shards, open_shard, read_manifest, sha256_of, write_shard
 from alchemy_mbrl.env import AlchemyEnv, Chemistry, TrialItems
 from alchemy_mbrl.env.chemistry import VERTEX_COORDS

@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 from alchemy_mbrl.cli import main
-from alchemy_mbrl.env import AlchemyEnv, Chemistry, TrialItems
+from alchemy_mbrl.env import AlchemyEnv, Chemistry
 from alchemy_mbrl.env.chemistry import (
     GRAPH_EDGES,
     GRAPH_NUM_CONSTRAINTS,

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alchemy_mbrl.data import codec
+from alchemy_mbrl.env import codec
 from alchemy_mbrl.env import FIRST, LAST, MID, AlchemyEnv, Chemistry, TrialItems
 from alchemy_mbrl.env.chemistry import GRAPH_EDGES, MOVE_TABLE, NUM_CHEMISTRIES, VERTEX_COORDS, VERTEX_VALUE
 

@@ -7,14 +7,13 @@ import pytest
 import torch
 
 from alchemy_mbrl import rng
-from alchemy_mbrl.data import codec
+from alchemy_mbrl.env import codec
 from alchemy_mbrl.model.config import ARCHITECTURES, resolve_config
 from alchemy_mbrl.model.world_model import (
     INPUT_CATEGORIES,
     START_REWARD_CODE,
     GRUState,
     KVCache,
-    WorldModel,
     episode_inputs,
 )
 from .model_helpers import ARCHS, random_codes, tiny_model

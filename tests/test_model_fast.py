@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from alchemy_mbrl import rng
-from alchemy_mbrl.data import codec
+from alchemy_mbrl.env import codec
 from alchemy_mbrl.model.config import resolve_config
 from alchemy_mbrl.model.world_model import INPUT_CATEGORIES, KVCache, WorldModel, episode_inputs
 from .model_helpers import ARCHS, random_codes, tiny_model

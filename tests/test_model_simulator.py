@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from alchemy_mbrl import rng
-from alchemy_mbrl.data import codec
+from alchemy_mbrl.env import codec
 from alchemy_mbrl.model.world_model import episode_inputs
-from alchemy_mbrl.simulators.base import RootContext, Simulator
+from alchemy_mbrl.planner.simulator import RootContext, Simulator
 from alchemy_mbrl.simulators.learned import LearnedSimulator
 from .model_helpers import random_codes, tiny_model
 

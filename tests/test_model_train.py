@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from alchemy_mbrl.data import codec
+from alchemy_mbrl.env import codec
 from alchemy_mbrl.data.shards import load_shard
-from alchemy_mbrl.model import commands
+from alchemy_mbrl.cli import model as commands
 from alchemy_mbrl.model.config import resolve_config
 from alchemy_mbrl.model.data import EpisodeSampler, load_split
-from alchemy_mbrl.model.evaluate import TRIAL_START_FLOOR_NATS, TRIAL_START_TARGETS, evaluate_model, per_episode_losses
-from alchemy_mbrl.model.train import load_model, train
+from alchemy_mbrl.env.constants import TRIAL_START_FLOOR_NATS, TRIAL_START_TARGETS
+from alchemy_mbrl.model.evaluate import evaluate_model, per_episode_losses
+from alchemy_mbrl.model.checkpoint import load_model
 from alchemy_mbrl.model.world_model import WorldModel
 from .model_helpers import ARCHS, TINY, make_dataset
 
@@ -239,8 +240,8 @@ def test_cli_is_registered_and_fast_to_import() -> None:
     import sys
 
     src = Path(__file__).resolve().parents[1] / "src"
-    code = ("import sys; from alchemy_mbrl import cli; assert 'alchemy_mbrl.model.commands' in cli.COMMAND_MODULES; "
-            "import alchemy_mbrl.model.commands; assert 'torch' not in sys.modules, 'torch imported at CLI start'")
+    code = ("import sys; from alchemy_mbrl import cli; assert 'alchemy_mbrl.cli.model' in cli.COMMAND_MODULES; "
+            "cli.build_parser(); assert 'torch' not in sys.modules, 'torch imported at CLI start'")
     r = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": str(src)}, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 

@@ -18,7 +18,7 @@ from alchemy_mbrl.planner import (
     merge_samples,
     selection_scores,
 )
-from alchemy_mbrl.simulators.base import RootContext, Simulator
+from alchemy_mbrl.planner.simulator import RootContext, Simulator
 
 
 # ----------------------------------------------------------------------------------------

@@ -15,12 +15,12 @@ from alchemy_mbrl.evaluate import chunk_episodes, merge_returns, parse_chunk
 @pytest.fixture()
 def run_cli(monkeypatch):
     """``alchemy-mbrl`` with only this module's commands (others may not be importable here)."""
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ["alchemy_mbrl.planner.commands"])
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ["alchemy_mbrl.cli.evaluate"])
     return cli.main
 
 
 def test_planner_commands_are_registered() -> None:
-    assert "alchemy_mbrl.planner.commands" in cli.COMMAND_MODULES
+    assert "alchemy_mbrl.cli.evaluate" in cli.COMMAND_MODULES
 
 
 def test_chunks_are_disjoint_and_cover_all_episodes() -> None:
@@ -76,7 +76,7 @@ def test_merge_rejects_duplicates_and_gaps(tmp_path) -> None:
     "extra, message",
     [
         (["--simulator", "oracle", "--chunk", "3/2"], "bad chunk"),
-        (["--simulator", "oracle", "--budget", "0"], "--budget must be >= 1"),
+        (["--simulator", "oracle", "--budget", "0"], "--budget must be an integer >= 1"),
         (["--simulator", "learned"], "needs --model"),
         (["--simulator", "oracle", "--params", "/nonexistent/hp.json"], "hp.json"),
     ],

@@ -7,10 +7,11 @@ import pytest
 
 from alchemy_mbrl import rng
 from alchemy_mbrl.env.alchemy import AlchemyEnv
-from alchemy_mbrl.evaluate import episode_setup, play_planner_episodes
+from alchemy_mbrl.evaluate import PlannerPolicy, episode_setup, evaluate_policy, play_episodes
 from alchemy_mbrl.planner import PlannerParams, TreeSearch
-from alchemy_mbrl.simulators import Simulator, make_simulator
-from alchemy_mbrl.simulators.base import RootContext
+from alchemy_mbrl.planner.simulator import Simulator
+from alchemy_mbrl.simulators import make_simulator
+from alchemy_mbrl.planner.simulator import RootContext
 from alchemy_mbrl.simulators.oracle import OracleSimulator
 
 
@@ -101,10 +102,9 @@ def test_batched_searches_equal_one_at_a_time() -> None:
 
 def test_whole_episodes_batched_equal_one_at_a_time() -> None:
     episodes = np.arange(3)
-    search = TreeSearch(OracleSimulator(), budget=3, params=PlannerParams())
-    together = play_planner_episodes(search, seed=7, episodes=episodes)
+    together = play_episodes(PlannerPolicy(OracleSimulator(), 3, PlannerParams()), seed=7, episodes=episodes)
     for e in episodes:
-        alone = play_planner_episodes(TreeSearch(OracleSimulator(), budget=3), seed=7, episodes=np.array([e]))
+        alone = play_episodes(PlannerPolicy(OracleSimulator(), 3), seed=7, episodes=np.array([e]))
         np.testing.assert_array_equal(alone.actions[0], together.actions[e])
         assert alone.returns[0] == together.returns[e]
 
@@ -126,8 +126,6 @@ def test_oracle_planner_score_rises_with_budget() -> None:
     (~20 per episode); at 60 it plans potion-then-cauldron chains (~100). The threshold is far
     below the measured gap (docs/planner.md) but far above the noise (s.e. of a difference ~10).
     """
-    from alchemy_mbrl.evaluate import evaluate_planner
-
-    low = evaluate_planner(OracleSimulator(), 5, 12, seed=4, batch_size=12, progress=False)["return"].to_numpy()
-    high = evaluate_planner(OracleSimulator(), 60, 12, seed=4, batch_size=12, progress=False)["return"].to_numpy()
+    low = evaluate_policy(PlannerPolicy(OracleSimulator(), 5), 12, seed=4, batch_size=12, progress=False)["return"].to_numpy()
+    high = evaluate_policy(PlannerPolicy(OracleSimulator(), 60), 12, seed=4, batch_size=12, progress=False)["return"].to_numpy()
     assert high.mean() > low.mean() + 40, (low.mean(), high.mean())

@@ -12,6 +12,7 @@ import pytest
 
 from alchemy_mbrl.cli import main
 from alchemy_mbrl.report import tables
+from alchemy_mbrl.stats import format_mean_sem
 
 
 def write_summary(path: Path, mean: float, sem: float, n: int) -> str:
@@ -147,5 +148,5 @@ def test_latex_escape(text: str, expected: str) -> None:
     [((175.0, 2.5, 8), "175.0 ± 2.5 (n=8)"), ((1.2882, 0.00036, None, 3), "1.2882 ± 0.0004"),
      ((146.2, 0.8, 1000), "146.2 ± 0.8 (n=1,000)"), ((float("nan"), 1.0), "—"), ((1.31, None, None, 2), "1.31")],
 )
-def test_fmt_score_shows_the_uncertainty(args: tuple, expected: str) -> None:
-    assert tables.fmt_score(*args) == expected
+def test_format_mean_sem_shows_the_uncertainty(args: tuple, expected: str) -> None:
+    assert format_mean_sem(*args) == expected

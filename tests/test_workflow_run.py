@@ -16,7 +16,6 @@ import pytest
 import yaml
 
 from tests.workflow_support import (
-    REPO,
     SNAKEFILE,
     TEST_CONFIG,
     env,

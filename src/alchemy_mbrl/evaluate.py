@@ -1,41 +1,152 @@
-"""Play real episodes with the tree-search planner and write per-episode returns (docs/formats.md).
+"""Play real episodes with any policy and write per-episode returns (docs/formats.md).
 
-Episode ``i`` of an evaluation with global seed ``S`` (the CSV's ``seed`` column) is fully
-determined by ``(S, i)``: its chemistry and trial items come from
-:func:`alchemy_mbrl.env.baselines.episode_setup`, the same episodes the baselines play for
-that seed (so planner and baseline scores are paired), and the planner's random choices at
-real step t use ``rng.fold_in(rng.fold_in(policy_key_i, PLANNER_STREAM), t)``. Episodes are played B
-at a time in lockstep (one batched search per real step), and nothing depends on which
-episodes share a batch, so ``--chunk i/n`` runs can be merged into exactly the result of one
-unchunked run (for simulators whose outputs do not depend on the batch composition: the
-oracle does not; for the learned model, floating-point results of batched GPU kernels may).
+One play loop for every policy: the tree-search planner over a simulator, and the baselines
+(random heuristic, uniform random). Episode ``i`` of an evaluation with global seed ``S`` (the
+CSV's ``seed`` column) is fully determined by ``(S, i)``: its chemistry and trial items come from
+:func:`episode_setup`, so every policy plays the same episodes for a seed (scores are paired),
+and the policy's random choices at real step t derive from the episode's policy key alone
+(the planner: ``fold_in(fold_in(key, PLANNER_STREAM), t)``; the baselines: ``fold_in(key, t)``).
+Episodes are played B at a time in lockstep and nothing depends on which episodes share a
+batch, so ``--chunk i/n`` runs merge into exactly the result of one unchunked run (for
+simulators whose outputs do not depend on the batch composition: the oracle and the exact
+Bayesian model do not; for the learned model, floating-point results of batched GPU kernels may).
 """
 
 from __future__ import annotations
 
-import json
-import math
-import os
+import dataclasses
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
 from alchemy_mbrl import rng
-from alchemy_mbrl.data.codec import encode_reward
-from alchemy_mbrl.env.alchemy import EPISODE_STEPS, OBS_DIM, AlchemyEnv
-from alchemy_mbrl.env.baselines import episode_setup
+from alchemy_mbrl.env.alchemy import AlchemyEnv, TrialItems
+from alchemy_mbrl.env.baselines import BASELINE_POLICIES
+from alchemy_mbrl.env.chemistry import GRAPH_PROBS, NUM_POTION_MAPS, NUM_STONE_MAPS, Chemistry
+from alchemy_mbrl.env.codec import encode_reward
+from alchemy_mbrl.env.constants import EPISODE_STEPS, NUM_POTIONS, NUM_STONES, NUM_TRIALS, OBS_DIM
+from alchemy_mbrl.io import atomic_write, write_json
 from alchemy_mbrl.planner.params import PlannerParams
+from alchemy_mbrl.planner.simulator import RootContext, Simulator
 from alchemy_mbrl.planner.tree_search import TreeSearch
-from alchemy_mbrl.simulators.base import RootContext, Simulator
+from alchemy_mbrl.stats import returns_summary
 
 #: Columns of the per-episode returns CSV (docs/formats.md).
 RETURN_COLUMNS = ["episode", "seed", "return", "policy", "simulator", "budget", "seconds"]
 
-#: Stream tag of the planner's randomness inside an episode key.
+#: The policies ``evaluate --policy`` plays.
+POLICIES: tuple[str, ...] = ("planner", *BASELINE_POLICIES)
+#: Episodes played in lockstep by default: planner searches are memory-heavy, baselines are not.
+DEFAULT_BATCH: dict[str, int] = {"planner": 64, **{p: 4096 for p in BASELINE_POLICIES}}
+
+#: Stream tag of the planner's randomness inside an episode's policy key.
 PLANNER_STREAM = 1
+
+# Salts that separate the independent random streams of one episode.
+_CHEM_M, _CHEM_I, _CHEM_G, _ITEM_STONES, _ITEM_POTIONS, _POLICY = range(1, 7)
+
+
+def episode_setup(seed: int, episodes: np.ndarray) -> tuple[Chemistry, TrialItems, np.ndarray]:
+    """Chemistry, trial items and policy key of each episode index, from ``(seed, episode)`` alone.
+
+    Episode i of an evaluation with global seed S is the same whatever batch or chunk it is
+    played in: everything random about it derives from ``rng.episode_keys(S, i)``
+    (counter-based, vectorised). Returns ``(chemistry, items, policy_keys [E] uint64)``.
+    """
+    keys = rng.episode_keys(seed, np.asarray(episodes, dtype=np.int64))
+    m = rng.integers(rng.fold_in(keys, _CHEM_M), NUM_POTION_MAPS)
+    i = rng.integers(rng.fold_in(keys, _CHEM_I), NUM_STONE_MAPS)
+    g = rng.categorical(rng.fold_in(keys, _CHEM_G), np.broadcast_to(GRAPH_PROBS, (len(keys), len(GRAPH_PROBS))))
+    stones = rng.integers(rng.fold_in(keys, _ITEM_STONES), 8, (NUM_TRIALS, NUM_STONES))
+    potions = rng.integers(rng.fold_in(keys, _ITEM_POTIONS), 6, (NUM_TRIALS, NUM_POTIONS))
+    return Chemistry.from_indices(m, i, g), TrialItems(stones, potions), rng.fold_in(keys, _POLICY)
+
+
+class Policy(Protocol):
+    """What the play loop needs of a policy (B episodes in lockstep).
+
+    ``name``, ``simulator`` and ``budget`` fill the CSV's columns (``simulator`` is ``""`` and
+    ``budget`` ``None`` for policies without a model or a search).
+    """
+
+    name: str
+    simulator: str
+    budget: int | None
+
+    def act(self, context: RootContext, keys: np.ndarray) -> np.ndarray:
+        """Actions ``[B]`` (int64, 0..39) at real step ``context.t``.
+
+        ``context`` holds the real history and the true chemistry and state (a policy uses what
+        it is allowed to know); ``keys [B]`` are the episodes' policy keys, the same at every
+        step (fold in ``context.t`` for per-step randomness). Called for t = 0..199 in order;
+        t = 0 starts a new batch.
+        """
+        ...
+
+
+class PlannerPolicy:
+    """Algorithm 1 over ``simulator`` with ``budget`` expansions per real step."""
+
+    name = "planner"
+
+    def __init__(self, simulator: Simulator, budget: int, params: PlannerParams | None = None) -> None:
+        self.search = TreeSearch(simulator, int(budget), params or PlannerParams())
+        self.simulator = simulator.name
+        self.budget: int | None = int(budget)
+
+    def act(self, context: RootContext, keys: np.ndarray) -> np.ndarray:
+        ctx = dataclasses.replace(context, state=None if context.state is None else context.state.copy())
+        return self.search.run(ctx, rng.fold_in(rng.fold_in(keys, PLANNER_STREAM), context.t)).actions
+
+
+class BaselinePolicy:
+    """A model-free baseline of :mod:`alchemy_mbrl.env.baselines` (two uniforms per step)."""
+
+    simulator = ""
+    budget: int | None = None
+
+    def __init__(self, name: str) -> None:
+        if name not in BASELINE_POLICIES:
+            raise ValueError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINE_POLICIES)}")
+        self.name = name
+        self._actions = BASELINE_POLICIES[name]
+
+    def act(self, context: RootContext, keys: np.ndarray) -> np.ndarray:
+        assert context.state is not None
+        return self._actions(context.state, rng.uniform(rng.fold_in(keys, context.t), (2,)))
+
+
+def make_policy(
+    policy: str,
+    *,
+    simulator: str | None = None,
+    budget: int | None = None,
+    params: PlannerParams | str | Path | None = None,
+    model_dir: str | Path | None = None,
+    device: str | None = None,
+) -> Policy:
+    """Build a policy by name, checking that the options given belong to it (``ValueError`` otherwise)."""
+    if policy not in POLICIES:
+        raise ValueError(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
+    if policy != "planner":
+        given = [flag for flag, v in (("--simulator", simulator), ("--budget", budget), ("--params", params),
+                                      ("--model", model_dir)) if v is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} apply to --policy planner only, not {policy}")
+        return BaselinePolicy(policy)
+    if simulator is None:
+        raise ValueError("--policy planner needs --simulator (oracle, bayes or learned)")
+    if budget is None or isinstance(budget, bool) or int(budget) != budget or budget < 1:
+        raise ValueError(f"--budget must be an integer >= 1 (expansions per real step), got {budget}")
+    if isinstance(params, (str, Path)):
+        params = PlannerParams.from_json(params)
+    from alchemy_mbrl.simulators import make_simulator
+
+    sim = make_simulator(simulator, model_dir=None if model_dir is None else str(model_dir), device=device)
+    return PlannerPolicy(sim, int(budget), params)
 
 
 def parse_chunk(spec: str) -> tuple[int, int]:
@@ -60,7 +171,7 @@ def chunk_episodes(episodes: int, chunk: tuple[int, int] = (0, 1)) -> np.ndarray
     return np.arange(i * episodes // n, (i + 1) * episodes // n, dtype=np.int64)
 
 
-@dataclass
+@dataclasses.dataclass
 class EpisodeBatchResult:
     """Returns ``[n]`` (float64) and actions ``[n, 200]`` of a batch of played episodes."""
 
@@ -69,16 +180,13 @@ class EpisodeBatchResult:
     seconds: float
 
 
-def play_planner_episodes(
-    search: TreeSearch, seed: int, episodes: np.ndarray, progress: object | None = None
-) -> EpisodeBatchResult:
-    """Play episodes ``episodes`` (one lockstep batch) with ``search`` planning every real step.
+def play_episodes(policy: Policy, seed: int, episodes: np.ndarray, progress: Any | None = None) -> EpisodeBatchResult:
+    """Play episodes ``episodes`` (one lockstep batch) with ``policy`` acting at every real step.
 
     ``progress`` is an optional tqdm bar, advanced once per real step.
     """
     start = time.perf_counter()
     chemistry, items, policy_keys = episode_setup(seed, episodes)
-    planner_keys = rng.fold_in(policy_keys, PLANNER_STREAM)
     bsz = len(policy_keys)
     env = AlchemyEnv(bsz, seed=0)
     ts = env.reset(chemistry, items)
@@ -94,73 +202,73 @@ def play_planner_episodes(
             actions=actions[:, :t],
             reward_codes=rcodes[:, :t],
             chemistry=chemistry,
-            state=env.state.copy(),
+            state=env.state,
         )
-        result = search.run(context, rng.fold_in(planner_keys, t))
-        actions[:, t] = result.actions
-        ts = env.step(result.actions)
+        actions[:, t] = policy.act(context, policy_keys)
+        ts = env.step(actions[:, t])
         obs[:, t + 1] = ts.observation_codes
         rcodes[:, t] = encode_reward(ts.reward)
         returns += ts.reward
         if progress is not None:
-            progress.update(1)  # type: ignore[attr-defined]
+            progress.update(1)
     return EpisodeBatchResult(returns, actions, time.perf_counter() - start)
 
 
-def evaluate_planner(
-    simulator: Simulator,
-    budget: int,
+def _check_count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or int(value) != value or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value}")
+    return int(value)
+
+
+def evaluate_policy(
+    policy: Policy,
     episodes: int,
     seed: int = 0,
     chunk: tuple[int, int] = (0, 1),
-    params: PlannerParams | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Per-episode returns (columns :data:`RETURN_COLUMNS`) of the planner on chunk ``chunk``."""
-    if int(budget) != budget or budget < 1:
-        raise ValueError(f"--budget must be an integer >= 1 (expansions per real step), got {budget}")
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"--batch must be an integer >= 1, got {batch_size}")
-    if int(episodes) != episodes or episodes < 1:
-        raise ValueError(f"--episodes must be an integer >= 1, got {episodes}")
-    indices = chunk_episodes(int(episodes), chunk)
-    search = TreeSearch(simulator, int(budget), params or PlannerParams())
+    """Per-episode returns (columns :data:`RETURN_COLUMNS`) of ``policy`` on chunk ``chunk``."""
+    episodes = _check_count("--episodes", episodes)
+    batch_size = _check_count("--batch", DEFAULT_BATCH.get(policy.name, 64) if batch_size is None else batch_size)
+    if isinstance(seed, bool) or int(seed) != seed or not 0 <= seed < 2**64:
+        raise ValueError(f"--seed must be an integer in 0..2^64-1, got {seed}")
+    indices = chunk_episodes(episodes, chunk)
     batches = [indices[j : j + batch_size] for j in range(0, len(indices), batch_size)]
-    rows: list[dict] = []
+    rows: list[dict[str, Any]] = []
     bar = None
     if progress and len(indices):
         from tqdm import tqdm
 
-        bar = tqdm(total=len(batches) * EPISODE_STEPS, unit="step", desc=f"{simulator.name} budget={budget}")
+        desc = policy.name if policy.budget is None else f"{policy.simulator} budget={policy.budget}"
+        bar = tqdm(total=len(batches) * EPISODE_STEPS, unit="step", desc=desc)
     try:
         for batch in batches:
-            res = play_planner_episodes(search, seed, batch, bar)
+            res = play_episodes(policy, int(seed), batch, bar)
             for e, ret in zip(batch, res.returns):
                 rows.append(
                     {
                         "episode": int(e),
                         "seed": int(seed),
                         "return": float(ret),
-                        "policy": "planner",
-                        "simulator": simulator.name,
-                        "budget": int(budget),
+                        "policy": policy.name,
+                        "simulator": policy.simulator,
+                        "budget": policy.budget,
                         "seconds": res.seconds / len(batch),
                     }
                 )
     finally:
         if bar is not None:
             bar.close()
-    return pd.DataFrame(rows, columns=RETURN_COLUMNS)
+    df = pd.DataFrame(rows, columns=RETURN_COLUMNS)
+    df["budget"] = df["budget"].astype("Int64")
+    return df
 
 
 def write_returns(df: pd.DataFrame, out: str | Path) -> None:
-    """Write a returns table as CSV (``seed`` as an unsigned 64-bit integer, exact floats)."""
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    df.to_csv(tmp, index=False, float_format="%.17g")
-    os.replace(tmp, path)  # never a partial file under the final name, even if interrupted
+    """Write a returns table as CSV (``seed`` as an unsigned 64-bit integer, exact floats), atomically."""
+    with atomic_write(out) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.17g")
 
 
 def read_returns(path: str | Path) -> pd.DataFrame:
@@ -175,19 +283,11 @@ def read_returns(path: str | Path) -> pd.DataFrame:
     return df
 
 
-def summarise(returns: np.ndarray) -> dict:
-    """``mean``, ``sem`` (standard error of the mean), ``n``, ``std`` (ddof=1) of per-episode returns."""
-    r = np.asarray(returns, dtype=np.float64)
-    n = len(r)
-    std = float(r.std(ddof=1)) if n > 1 else 0.0
-    return {"mean": float(r.mean()), "sem": std / math.sqrt(n) if n > 1 else 0.0, "n": int(n), "std": std,
-            "unit": "return per episode"}
-
-
-def merge_returns(paths: list[str | Path], out: str | Path, summary: str | Path | None = None) -> dict:
+def merge_returns(paths: list[str | Path], out: str | Path, summary: str | Path | None = None) -> dict[str, Any]:
     """Concatenate chunk CSVs (sorted by episode), check episodes ``0..n-1`` appear once, summarise.
 
-    Returns the summary dict (also written to ``summary`` as JSON when given).
+    Returns the summary dict (:func:`alchemy_mbrl.stats.returns_summary` plus ``policy``,
+    ``simulator`` and ``budget``; also written to ``summary`` as JSON when given).
     """
     if not paths:
         raise ValueError("merge-returns needs at least one returns CSV")
@@ -202,24 +302,15 @@ def merge_returns(paths: list[str | Path], out: str | Path, summary: str | Path 
         missing = np.setdiff1d(np.arange(ep.max() + 1 if len(ep) else 0), ep)
         raise ValueError(f"episodes must be 0..n-1 with none missing; missing {missing[:10].tolist()}"
                          f"{' ...' if len(missing) > 10 else ''}")
-    meta: dict = {}
+    meta: dict[str, Any] = {}
     for col in ("policy", "simulator", "budget"):
         values = df[col].astype(str).unique().tolist()
         if len(values) > 1:
             raise ValueError(f"cannot merge returns of different {col}s: {values}")
         v = values[0] if values else ""
-        meta[col] = int(v) if col == "budget" and v not in ("", "nan") else v
+        meta[col] = int(v) if col == "budget" and v not in ("", "nan", "<NA>") else v
     write_returns(df, out)
-    result = {**summarise(df["return"].to_numpy()), **meta}
+    result = {**returns_summary(df["return"].to_numpy()), **meta}
     if summary is not None:
-        sp = Path(summary)
-        sp.parent.mkdir(parents=True, exist_ok=True)
-        tmp = sp.with_name(f"{sp.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        os.replace(tmp, sp)
+        write_json(summary, result)
     return result
-
-
-def format_summary(s: dict) -> str:
-    """``mean ± standard error (n)``."""
-    return f"{s['mean']:.1f} ± {s['sem']:.1f} (n={s['n']})"

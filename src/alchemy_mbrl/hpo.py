@@ -19,7 +19,6 @@ The surrogate is a Gaussian process (``base_estimator="GP"``); the objective is
 
 from __future__ import annotations
 
-import json
 import math
 import pickle
 from dataclasses import dataclass, field
@@ -28,10 +27,11 @@ from typing import Any
 
 import numpy as np
 
+from alchemy_mbrl import stats
+from alchemy_mbrl.io import atomic_write, write_json
+
 #: Hyperparameters searched, in the order of the optimizer's dimensions.
 PARAM_NAMES: tuple[str, ...] = ("temperature", "c1", "c2", "k")
-#: Paper's Table 4 (found at 1,250 expansions); used as documentation and in the report.
-PAPER_PARAMS: dict[str, float | int] = {"temperature": 0.55, "c1": 0.57, "c2": 16.15, "k": 3, "gamma": 0.99}
 STATE_VERSION = 1
 
 
@@ -147,13 +147,9 @@ def new_state(
 
 
 def save_state(state: HPOState, path: str | Path) -> None:
-    """Pickle ``state`` atomically (write a temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    """Pickle ``state`` atomically (:func:`alchemy_mbrl.io.atomic_write`)."""
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:
         pickle.dump(state, f)
-    tmp.replace(path)
 
 
 def load_state(path: str | Path) -> HPOState:
@@ -186,12 +182,7 @@ def ask(state: HPOState, n_points: int) -> list[dict[str, float | int]]:
 
 def read_summary(path: str | Path) -> dict[str, Any]:
     """A ``merge-returns`` summary JSON (needs ``mean``, ``sem`` and ``n``)."""
-    path = Path(path)
-    with open(path) as f:
-        summary = json.load(f)
-    for key in ("mean", "sem", "n"):
-        if key not in summary:
-            raise ValueError(f"{path}: summary lacks '{key}'")
+    summary = stats.read_summary(path)
     if not math.isfinite(float(summary["mean"])):
         raise ValueError(f"{path}: mean return is not finite ({summary['mean']})")
     return summary
@@ -230,7 +221,7 @@ def best(state: HPOState) -> dict[str, Any]:
     params = {name: top[name] for name in (*PARAM_NAMES, "gamma")}
     return {
         **params,
-        "score": {"mean": top["mean"], "sem": top["sem"], "n": top["n"], "unit": "return per episode"},
+        "score": {"mean": top["mean"], "sem": top["sem"], "n": top["n"], "unit": stats.RETURN_UNIT},
         "trial": top["trial"],
         "round": top["round"],
         "point": top["point"],
@@ -254,3 +245,42 @@ def history_rows(state: HPOState) -> list[dict[str, Any]]:
 HISTORY_COLUMNS: tuple[str, ...] = (
     "trial", "round", "point", "temperature", "c1", "c2", "k", "gamma", "mean", "sem", "n", "best_mean", "best_sem",
 )
+
+
+def ask_round(
+    round: int,
+    state_in: str | Path,
+    points: int,
+    out_dir: str | Path,
+    *,
+    bounds: dict[str, Any] | None = None,
+    gamma: float = 0.99,
+    log_scale: list[str] | tuple[str, ...] = (),
+    seed: int = 0,
+    initial_points: int = 10,
+    acq_func: str = "gp_hedge",
+    acq_optimizer: str = "sampling",
+) -> list[dict[str, Any]]:
+    """``hpo ask``: load round ``round - 1``'s state (or start round 0 when ``state_in`` is ``"none"``),
+    ask ``points`` points and write ``OUT_DIR/point-<p>.json``, ``points.json`` and ``asked.pkl``."""
+    if str(state_in) == "none":
+        bounds = bounds or {}
+        missing = [f"--{n}" for n in PARAM_NAMES if bounds.get(n) is None]
+        if missing:
+            raise ValueError(f"a fresh optimisation (--state-in none) needs {' '.join(missing)}")
+        if round != 0:
+            raise ValueError(f"--state-in none starts round 0, but --round is {round}")
+        space = SearchSpace.from_dict({**bounds, "gamma": gamma, "log_scale": list(log_scale)})
+        state = new_state(space, seed=seed, initial_points=initial_points, acq_func=acq_func,
+                          acq_optimizer=acq_optimizer)
+    else:
+        state = load_state(state_in)
+        if state.rounds_told != round:
+            raise ValueError(f"{state_in} holds {state.rounds_told} finished rounds, so it cannot start round {round}")
+    asked = ask(state, points)
+    out = Path(out_dir)
+    for p, params in enumerate(asked):
+        write_json(out / f"point-{p}.json", params)
+    write_json(out / "points.json", {"round": round, "points": asked})
+    save_state(state, out / "asked.pkl")
+    return asked

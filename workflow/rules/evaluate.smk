@@ -2,7 +2,8 @@
 # the learned model at every budget of evaluate.budgets, and the reference simulators
 # (exact Bayesian model, true chemistry) at evaluate.reference_budgets. Each (simulator,
 # budget) is split into evaluate.chunks parallel jobs over disjoint episode ranges, merged.
-# Baselines (random heuristic, uniform random) run as one job each.
+# Baselines (random heuristic, uniform random) are played by the same `evaluate` command (one
+# job each, all episodes) and summarised by the same `merge-returns`.
 
 EVAL_ARCH = config["evaluate"]["architecture"]
 
@@ -73,7 +74,7 @@ rule baseline:
     conda:
         ENV
     shell:
-        "{params.cli} baseline --policy {wildcards.policy} --episodes {params.episodes} --seed {params.seed}"
+        "{params.cli} evaluate --policy {wildcards.policy} --episodes {params.episodes} --seed {params.seed}"
         " --out {output} --no-progress > {log} 2>&1"
 
 

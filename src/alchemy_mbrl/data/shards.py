@@ -16,7 +16,7 @@ so that any shard can be regenerated independently and byte-identically. Layout
 
 Datasets are chunked by episodes and gzip-compressed. File attributes record the seed,
 shard index, number of shards, level, policy, codec tables and package version.
-A shard is written to ``PATH.tmp-<pid>`` and renamed into place only when complete.
+A shard is written through :func:`alchemy_mbrl.io.atomic_write`: renamed into place only when complete.
 """
 
 from __future__ import annotations
@@ -33,16 +33,16 @@ import numpy as np
 from tqdm import tqdm
 
 from alchemy_mbrl import __version__
-from alchemy_mbrl.data import codec
-from alchemy_mbrl.env.alchemy import EPISODE_STEPS, OBS_DIM, STEPS_PER_TRIAL, AlchemyEnv
+from alchemy_mbrl.env import codec
+from alchemy_mbrl.env.alchemy import AlchemyEnv
+from alchemy_mbrl.env.constants import EPISODE_STEPS, OBS_DIM, TRIAL_START
+from alchemy_mbrl.io import atomic_write, write_json
 
 FORMAT_VERSION = 1
 LEVEL = "alchemy/perceptual_mapping_randomized_with_random_bottleneck"
 GENERATION_BATCH = 4096  # episodes stepped together; part of the format's determinism contract
 CHUNK_EPISODES = 256
 
-TRIAL_START: np.ndarray = np.zeros(EPISODE_STEPS + 1, dtype=bool)
-TRIAL_START[0:EPISODE_STEPS:STEPS_PER_TRIAL] = True
 
 _SPECS: dict[str, tuple[tuple[int, ...], np.dtype]] = {
     "obs_codes": ((EPISODE_STEPS + 1, OBS_DIM), np.dtype(np.uint8)),
@@ -107,13 +107,11 @@ def write_shard(
     if not 0 <= shard < num_shards:
         raise ValueError(f"--shard must be in 0..{num_shards - 1}, got {shard}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     ss = shard_seed_sequence(seed, shard)
     n_batches = -(-episodes // GENERATION_BATCH)
     batch_seeds = ss.spawn(n_batches)
     chunk = min(CHUNK_EPISODES, episodes)
-    try:
+    with atomic_write(path) as tmp:
         with h5py.File(tmp, "w", track_order=True) as f:
             dsets = {
                 name: f.create_dataset(
@@ -151,10 +149,6 @@ def write_shard(
                     dsets[name][lo:hi] = arr
                 bar.update(hi - lo)
             bar.close()
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
@@ -289,10 +283,7 @@ def write_manifest(out: str | Path, shards: list[str | Path], validation: int) -
         },
         "shards": entries,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, out)
+    write_json(out, manifest)
     return manifest
 
 
@@ -330,3 +321,35 @@ def read_manifest(path: str | Path, verify: bool = False) -> list[ManifestEntry]
 def manifest_shards(path: str | Path, split: str, verify: bool = False) -> list[Path]:
     """Paths of the ``split`` ('train' or 'validation') shards of a manifest."""
     return [e.path for e in read_manifest(path, verify) if e.split == split]
+
+
+@dataclass(frozen=True)
+class ShardReport:
+    """What ``data inspect`` found in one readable shard."""
+
+    path: Path
+    split: str
+    episodes: int
+    seed: int
+    shard: int
+    num_shards: int
+
+
+def inspect_shards(paths: list[Path]) -> list[ShardReport]:
+    """Validate shard files (or every shard of a manifest ``.json``, re-checking SHA-256) by reading them whole.
+
+    Raises :class:`ShardError` (a ``ValueError``) naming the first bad file.
+    """
+    targets: list[tuple[Path, str]] = []
+    for p in map(Path, paths):
+        if p.suffix == ".json":
+            targets += [(e.path, e.split) for e in read_manifest(p, verify=True)]
+        else:
+            targets.append((p, "-"))
+    reports = []
+    for p, split in targets:
+        with open_shard(p) as s:
+            s.read(keys=("obs_codes",))  # decompress everything once: catches corrupt chunks
+            a = s.attrs
+            reports.append(ShardReport(p, split, s.episodes, int(a["seed"]), int(a["shard"]), int(a["num_shards"])))
+    return reports

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from alchemy_mbrl.data import codec
+from alchemy_mbrl.env import codec
 from alchemy_mbrl.env.chemistry import (
     MAX_VERTEX,
     MOVE_TABLE,
@@ -29,13 +29,15 @@ from alchemy_mbrl.env.chemistry import (
     sample_chemistries,
 )
 
-NUM_TRIALS = 10
-STEPS_PER_TRIAL = 20
-EPISODE_STEPS = NUM_TRIALS * STEPS_PER_TRIAL  # 200
-NUM_STONES = 3
-NUM_POTIONS = 12
-NUM_ACTIONS = 40
-OBS_DIM = 39
+from alchemy_mbrl.env.constants import (  # noqa: E402  (re-exported: the environment's public constants)
+    EPISODE_STEPS,
+    NUM_ACTIONS,
+    NUM_POTIONS,
+    NUM_STONES,
+    NUM_TRIALS,
+    OBS_DIM,
+    STEPS_PER_TRIAL,
+)
 
 FIRST, MID, LAST = 0, 1, 2
 

@@ -23,9 +23,9 @@ _LAZY = {
     "episode_inputs": "alchemy_mbrl.model.world_model",
     "build_model": "alchemy_mbrl.model.world_model",
     "train": "alchemy_mbrl.model.train",
-    "load_model": "alchemy_mbrl.model.train",
+    "load_model": "alchemy_mbrl.model.checkpoint",
     "evaluate_model": "alchemy_mbrl.model.evaluate",
-    "TRIAL_START_FLOOR_NATS": "alchemy_mbrl.model.evaluate",
+    "TRIAL_START_FLOOR_NATS": "alchemy_mbrl.env.constants",
 }
 
 

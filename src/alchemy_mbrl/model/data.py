@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from alchemy_mbrl.data import codec
+from alchemy_mbrl.env import codec
 from alchemy_mbrl.data.shards import manifest_shards, open_shard
 
 _KEYS = ("obs_codes", "actions", "rewards")

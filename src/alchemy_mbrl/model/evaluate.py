@@ -9,30 +9,23 @@ transitions, so they add up to the entropy.
 
 Under the uniform data policy the items of a new trial are independent of the past: 3 stones uniform
 over 8 vertices and 12 potions uniform over 6 colours. Even a model that knows the chemistry cannot
-predict them, so the trial-start part is at least ``TRIAL_START_FLOOR_NATS`` =
-9 x (3 ln 8 + 12 ln 6) / 200 ~ 1.248 nats per step.
+predict them, so the trial-start part is at least
+:data:`~alchemy_mbrl.env.constants.TRIAL_START_FLOOR_NATS` = 9 x (3 ln 8 + 12 ln 6) / 200 ~ 1.248 nats per step.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from alchemy_mbrl.data.shards import TRIAL_START
+from alchemy_mbrl.env.constants import EPISODE_STEPS, TRIAL_START_FLOOR_NATS, TRIAL_START_TARGETS
 from alchemy_mbrl.model.data import EpisodeArrays, load_split
 from alchemy_mbrl.model.train import autocast_dtype, to_device
+from alchemy_mbrl.stats import entropy_record
 from alchemy_mbrl.model.world_model import WorldModel
-
-#: Transitions per episode, and the 9 trial starts that are prediction targets.
-EPISODE_STEPS: int = 200
-TRIAL_START_TARGETS: np.ndarray = TRIAL_START[1:].copy()  # [200] bool, transition t predicts obs_{t+1}
-#: Entropy of the new items at the 9 observed trial starts, per step of the episode (nats).
-TRIAL_START_FLOOR_NATS: float = 9 * (3 * math.log(8) + 12 * math.log(6)) / EPISODE_STEPS
-
 
 @torch.no_grad()
 def per_episode_losses(model: WorldModel, data: EpisodeArrays, batch_episodes: int = 50,
@@ -44,7 +37,7 @@ def per_episode_losses(model: WorldModel, data: EpisodeArrays, batch_episodes: i
     device = device or next(model.parameters()).device
     amp_dtype = autocast_dtype(device, amp)
     model.eval()
-    mask = torch.as_tensor(TRIAL_START_TARGETS, device=device)
+    mask = torch.tensor(TRIAL_START_TARGETS, device=device)
     totals, starts = [], []
     for lo in range(0, data.episodes, batch_episodes):
         o, a, r = to_device(data.take(slice(lo, lo + batch_episodes)), device)
@@ -61,23 +54,19 @@ def evaluate_model(model: WorldModel, manifest: str | Path, max_episodes: int | 
     """The ``model-eval`` JSON record (see ``docs/formats.md``) on the manifest's validation shards."""
     data = load_split(manifest, "validation", max_episodes)
     total, start = per_episode_losses(model, data, batch_episodes, amp=amp)
-    n_ep = len(total)
-    per_step = total / EPISODE_STEPS
-    return {
-        "model": name or model.config.arch,
-        "entropy_nats_per_step": float(per_step.mean()),
-        "entropy_sem": float(per_step.std(ddof=1) / math.sqrt(n_ep)) if n_ep > 1 else float("nan"),
-        "trial_start_nats_per_step": float(start.sum() / (n_ep * EPISODE_STEPS)),
-        "chemistry_nats_per_step": float((total - start).sum() / (n_ep * EPISODE_STEPS)),
-        "trial_start_floor_nats_per_step": TRIAL_START_FLOOR_NATS,
-        "n_transitions": int(n_ep * EPISODE_STEPS),
-        "n_episodes": int(n_ep),
-    }
+    return entropy_record(name or model.config.arch, total, start, EPISODE_STEPS, TRIAL_START_FLOOR_NATS)
 
 
-def format_result(res: dict[str, Any]) -> str:
-    return (
-        f"entropy: {res['entropy_nats_per_step']:.4f} ± {res['entropy_sem']:.4f} nats/step ({res['n_episodes']} episodes)"
-        f" | trial-start part {res['trial_start_nats_per_step']:.4f} (floor {TRIAL_START_FLOOR_NATS:.4f})"
-        f" | chemistry part {res['chemistry_nats_per_step']:.4f}"
-    )
+
+def evaluate_model_dir(model_dir: str | Path, manifest: str | Path, max_episodes: int | None = None,
+                       batch_episodes: int = 50, device: str | None = None, amp: bool = False) -> dict[str, Any]:
+    """``alchemy-mbrl model-eval``: load a trained model directory and score it (:func:`evaluate_model`)."""
+    from alchemy_mbrl.model.checkpoint import load_model
+
+    if not Path(manifest).exists():
+        raise FileNotFoundError(f"{manifest}: manifest does not exist")
+    if max_episodes is not None and max_episodes < 2:
+        raise ValueError("--max-episodes must be >= 2 (the standard error needs two episodes)")
+    if batch_episodes < 1:
+        raise ValueError(f"--batch-episodes must be >= 1, got {batch_episodes}")
+    return evaluate_model(load_model(model_dir, device), manifest, max_episodes, batch_episodes, amp=amp)

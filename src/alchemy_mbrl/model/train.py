@@ -4,7 +4,7 @@
 
     config.yaml      the resolved configuration (model + training)
     train_log.csv    step, epoch, train_loss, val_loss, learning_rate, seconds, tokens_per_s
-    checkpoint.pt    model, optimiser, GradScaler, torch RNG and data-order state (atomic: temp + rename)
+    checkpoint.pt    model, optimiser, GradScaler, torch RNG and data-order state (model/checkpoint.py)
     model.pt         final weights + model config (written when the step or time budget is reached)
 
 Re-running the same command after an interruption resumes from ``checkpoint.pt``; on CPU the final
@@ -16,30 +16,30 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import yaml
 
 from alchemy_mbrl import __version__
-from alchemy_mbrl.model.config import ModelConfig, TrainConfig, config_to_dict, model_config_from_dict
+from alchemy_mbrl.model.config import ModelConfig, TrainConfig, config_to_dict, load_config_file, resolve_config
 from alchemy_mbrl.model.data import EpisodeArrays, EpisodeSampler, load_split
+from alchemy_mbrl.env.constants import EPISODE_STEPS
+from alchemy_mbrl.io import write_csv, write_text
+from alchemy_mbrl.model.checkpoint import (
+    CHECKPOINT_FILE,
+    MODEL_FILE,
+    load_checkpoint,
+    resolve_device,
+    save,
+    save_model,
+)
 from alchemy_mbrl.model.world_model import WorldModel
 
 LOG_COLUMNS = ("step", "epoch", "train_loss", "val_loss", "learning_rate", "seconds", "tokens_per_s")
-EPISODE_TOKENS = 200
-
-
-def resolve_device(name: str | None) -> torch.device:
-    if name is None or name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
-    return dev
 
 
 def autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
@@ -73,20 +73,6 @@ def mean_loss(model: WorldModel, data: EpisodeArrays, batch_episodes: int, devic
         n += rn.numel()
     model.train(was_training)
     return total / n
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _write_yaml(path: Path, data: dict[str, Any]) -> None:
-    import yaml
-
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
-    os.replace(tmp, path)
 
 
 #: Training keys that must not change when resuming (they change what the weights are).
@@ -149,13 +135,10 @@ def train(
     sampler = EpisodeSampler(train_data.episodes, train_cfg.seed)
     step, seconds = 0, 0.0
 
-    ckpt_path, log_path = out / "checkpoint.pt", out / "train_log.csv"
+    ckpt_path, log_path = out / CHECKPOINT_FILE, out / "train_log.csv"
     resolved = config_to_dict(model_cfg, train_cfg)
     if ckpt_path.exists():
-        try:
-            ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
-        except Exception as exc:  # truncated or corrupt file
-            raise ValueError(f"{ckpt_path}: cannot read checkpoint ({exc}); delete it to restart") from exc
+        ckpt = load_checkpoint(ckpt_path, device)
         _check_resumable(ckpt, model_cfg, train_cfg, ckpt_path)
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
@@ -165,19 +148,14 @@ def train(
         if device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"].cpu(), device)
         step, seconds = int(ckpt["step"]), float(ckpt["seconds"])
-    _write_yaml(out / "config.yaml", resolved)
+    write_text(out / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
     log_rows = _read_log(log_path, step)
 
     def write_log() -> None:
-        tmp = log_path.with_name(log_path.name + ".tmp")
-        with tmp.open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=LOG_COLUMNS)
-            w.writeheader()
-            w.writerows(log_rows)
-        os.replace(tmp, log_path)
+        write_csv(log_path, LOG_COLUMNS, log_rows)
 
     def save_checkpoint() -> None:
-        _atomic_save(
+        save(
             {
                 "model": model.state_dict(),
                 "optimizer": opt.state_dict(),
@@ -196,7 +174,7 @@ def train(
     def time_left() -> bool:
         return train_cfg.max_seconds is None or seconds < train_cfg.max_seconds
 
-    final_path = out / "model.pt"
+    final_path = out / MODEL_FILE
     if (step >= train_cfg.steps or not time_left()) and final_path.exists():
         # already finished: re-running the command is a no-op
         done = torch.load(final_path, map_location="cpu", weights_only=False)
@@ -231,7 +209,7 @@ def train(
         seconds += time.perf_counter() - t0
         loss_acc += step_loss
         loss_n += 1
-        tokens_since += len(idx) * EPISODE_TOKENS
+        tokens_since += len(idx) * EPISODE_STEPS
         bar.update(1)
         last = step >= train_cfg.steps or not time_left() or (stop_after is not None and step >= stop_after)
         do_val = last or (train_cfg.val_every > 0 and step % train_cfg.val_every == 0)
@@ -261,22 +239,29 @@ def train(
         return {"step": step, "finished": False, "val_loss": val_loss, "seconds": seconds}
     save_checkpoint()
     write_log()
-    _atomic_save(
-        {"config": dataclasses.asdict(model_cfg), "state_dict": model.state_dict(), "step": step,
-         "val_loss": val_loss, "package_version": __version__},
-        out / "model.pt",
-    )
+    save_model(final_path, model_cfg, model, step, val_loss)
     return {"step": step, "finished": True, "val_loss": val_loss, "seconds": seconds}
 
 
-def load_model(model_dir: str | Path, device: str | torch.device | None = None) -> WorldModel:
-    """The trained :class:`WorldModel` of a model directory (``model.pt``), in eval mode."""
-    path = Path(model_dir) / "model.pt"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no trained model (run `alchemy-mbrl train --out {model_dir}` to completion)")
-    dev = resolve_device(None if device is None else str(device))
-    blob = torch.load(path, map_location=dev, weights_only=False)
-    model = WorldModel(model_config_from_dict(blob["config"])).to(dev)
-    model.load_state_dict(blob["state_dict"])
-    model.eval()
-    return model
+
+def train_from_cli(
+    arch: str,
+    manifest: str | Path,
+    out_dir: str | Path,
+    *,
+    config_file: str | Path | None = None,
+    micro_batch: int | None = None,
+    device: str | None = None,
+    stop_after: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """``alchemy-mbrl train``: resolve the configuration (architecture, YAML overrides, options), then :func:`train`."""
+    if not Path(manifest).exists():
+        raise FileNotFoundError(f"{manifest}: manifest does not exist")
+    overrides = load_config_file(config_file)
+    if micro_batch is not None:
+        overrides = {**overrides, "micro_batch": micro_batch}
+    if device is not None:
+        overrides = {**overrides, "device": device}
+    model_cfg, train_cfg = resolve_config(arch, overrides)
+    return train(model_cfg, train_cfg, manifest, out_dir, stop_after=stop_after, progress=progress)

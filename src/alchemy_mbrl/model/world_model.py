@@ -32,12 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from alchemy_mbrl.data import codec
+from alchemy_mbrl.env import codec
+from alchemy_mbrl.env.codec import NUM_REWARD_CODES
+from alchemy_mbrl.env.constants import NUM_ACTIONS, OBS_DIM
 from alchemy_mbrl.model.config import ModelConfig
 
-OBS_DIM: int = codec.OBS_DIM
-NUM_REWARD_CODES: int = codec.NUM_REWARD_CODES
-NUM_ACTIONS: int = 40
 #: Input category of the reward before the first observation (t = 0): an extra "start" code.
 START_REWARD_CODE: int = NUM_REWARD_CODES
 #: Width of the one-hot input token: observation categories, 5 reward codes + start, 40 actions.

@@ -47,7 +47,7 @@ from alchemy_mbrl import rng
 from alchemy_mbrl.env.alchemy import EPISODE_STEPS, NUM_ACTIONS
 from alchemy_mbrl.planner import tree_numba
 from alchemy_mbrl.planner.params import PlannerParams
-from alchemy_mbrl.simulators.base import RootContext, Simulator
+from alchemy_mbrl.planner.simulator import RootContext, Simulator
 
 # Stream tags folded into a search's key for its different random choices.
 _TAG_EXPAND = 0
@@ -393,7 +393,7 @@ class SearchResult:
 
 
 class TreeSearch:
-    """Algorithm 1 over any :class:`~alchemy_mbrl.simulators.base.Simulator`, B searches in lockstep.
+    """Algorithm 1 over any :class:`~alchemy_mbrl.planner.simulator.Simulator`, B searches in lockstep.
 
     Example::
 

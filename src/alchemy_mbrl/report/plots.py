@@ -15,10 +15,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from alchemy_mbrl.report.tables import PAPER_TABLE1, RETURN_UNIT, ENTROPY_UNIT  # noqa: E402
+from alchemy_mbrl.io import atomic_write  # noqa: E402
+from alchemy_mbrl.report.tables import PAPER_TABLE1  # noqa: E402
+from alchemy_mbrl.stats import ENTROPY_UNIT, RETURN_UNIT  # noqa: E402
 
 _SIM_STYLE = {"learned": ("C0", "o"), "bayes": ("C2", "s"), "oracle": ("C3", "^")}
 
@@ -26,11 +28,13 @@ _SIM_STYLE = {"learned": ("C0", "o"), "bayes": ("C2", "s"), "oracle": ("C3", "^"
 def save_figure(fig: plt.Figure, prefix: str | Path) -> list[Path]:
     """Save ``PREFIX.png`` (150 dpi) and ``PREFIX.pdf``; close the figure."""
     prefix = Path(prefix)
-    prefix.parent.mkdir(parents=True, exist_ok=True)
     paths = [prefix.with_suffix(".png"), prefix.with_suffix(".pdf")]
-    fig.savefig(paths[0], dpi=150, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight")
-    plt.close(fig)
+    try:
+        for path, dpi in zip(paths, (150, None)):
+            with atomic_write(path) as tmp:
+                fig.savefig(tmp, format=path.suffix[1:], dpi=dpi, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return paths
 
 

@@ -11,7 +11,6 @@ per quantity), ``PREFIX.md`` (Markdown for humans) and ``PREFIX.tex`` (a LaTeX `
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +18,16 @@ from typing import Any
 
 import pandas as pd
 
-RETURN_UNIT = "return per episode"
-ENTROPY_UNIT = "nats per step"
+from alchemy_mbrl.io import atomic_write, write_text
+from alchemy_mbrl.stats import (
+    ENTROPY_UNIT,
+    RETURN_UNIT,
+    as_float,
+    format_mean_sem,
+    is_number,
+    read_json_object,
+    read_summary,
+)
 
 #: Paper's Table 1, learned model + tree search: expansions -> (mean, s.e.) of the score.
 PAPER_TABLE1: dict[int, tuple[float, float]] = {
@@ -65,24 +72,9 @@ TABLE2_COLUMNS: tuple[str, ...] = (
 )
 
 
-def read_json(path: str | Path) -> dict[str, Any]:
-    """A JSON object from ``path``; ``ValueError`` naming the file if it is not one."""
-    path = Path(path)
-    try:
-        obj = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: invalid JSON ({exc})") from exc
-    if not isinstance(obj, dict):
-        raise ValueError(f"{path}: expected a JSON object")
-    return obj
-
-
 def _summary(path: str | Path) -> tuple[float, float, int]:
-    s = read_json(path)
-    for key in ("mean", "sem", "n"):
-        if key not in s:
-            raise ValueError(f"{path}: returns summary lacks '{key}' (see docs/formats.md)")
-    return float(s["mean"]), float(s["sem"]), int(s["n"])
+    s = read_summary(path)
+    return s["mean"], s["sem"], s["n"]
 
 
 @dataclass(frozen=True)
@@ -178,7 +170,7 @@ def build_table2(model_evals: dict[str, Path], bayes: Path | None) -> pd.DataFra
 
 
 def _table2_row(model: str, label: str, path: Path, paper: tuple[float, float | None] | None) -> dict[str, Any]:
-    e = read_json(path)
+    e = read_json_object(path)
     for key in ("entropy_nats_per_step", "chemistry_nats_per_step"):
         if key not in e:
             raise ValueError(f"{path}: model evaluation lacks '{key}' (see docs/formats.md)")
@@ -186,35 +178,13 @@ def _table2_row(model: str, label: str, path: Path, paper: tuple[float, float | 
         "model": model,
         "architecture": label,
         "entropy": float(e["entropy_nats_per_step"]),
-        "entropy_sem": float(e.get("entropy_sem", math.nan)),
+        "entropy_sem": as_float(e.get("entropy_sem")),
         "chemistry": float(e["chemistry_nats_per_step"]),
-        "trial_start": float(e.get("trial_start_nats_per_step", math.nan)),
+        "trial_start": as_float(e.get("trial_start_nats_per_step")),
         "n_episodes": int(e["n_episodes"]) if "n_episodes" in e else pd.NA,
         "paper_entropy": paper[0] if paper else math.nan,
         "paper_chemistry": paper[1] if paper and paper[1] is not None else math.nan,
     }
-
-
-def _isnum(x: Any) -> bool:
-    return x is not None and x is not pd.NA and not (isinstance(x, float) and math.isnan(x))
-
-
-def fmt_score(mean: Any, sem: Any, n: Any = None, digits: int = 1) -> str:
-    """``mean ± s.e. (n=...)``; an em dash when there is no number.
-
-    At least ``digits`` decimals, more when needed to show two significant figures of the
-    standard error (so that ``1.2882 ± 0.0004`` does not print as ``1.288 ± 0.000``).
-    """
-    if not _isnum(mean):
-        return "—"
-    if _isnum(sem) and 0 < float(sem) < 1:
-        digits = min(max(digits, -math.floor(math.log10(float(sem)))), 6)
-    text = f"{float(mean):.{digits}f}"
-    if _isnum(sem):
-        text += f" ± {float(sem):.{digits}f}"
-    if _isnum(n):
-        text += f" (n={int(n):,})"
-    return text
 
 
 def table1_display(df: pd.DataFrame) -> pd.DataFrame:
@@ -223,10 +193,10 @@ def table1_display(df: pd.DataFrame) -> pd.DataFrame:
         {
             "Agent": df["agent"],
             f"Ours: score, {RETURN_UNIT} (mean ± s.e., n episodes)": [
-                fmt_score(m, s, n) for m, s, n in zip(df["mean"], df["sem"], df["n"])
+                format_mean_sem(m, s, n) for m, s, n in zip(df["mean"], df["sem"], df["n"])
             ],
             f"Paper: score, {RETURN_UNIT} (mean ± s.e.)": [
-                fmt_score(m, s) for m, s in zip(df["paper_mean"], df["paper_sem"])
+                format_mean_sem(m, s) for m, s in zip(df["paper_mean"], df["paper_sem"])
             ],
             "Source": df["source"],
         }
@@ -239,12 +209,12 @@ def table2_display(df: pd.DataFrame) -> pd.DataFrame:
         {
             "Model": df["architecture"],
             f"Ours: validation entropy, {ENTROPY_UNIT} (mean ± s.e.)": [
-                fmt_score(m, s, None, 3) for m, s in zip(df["entropy"], df["entropy_sem"])
+                format_mean_sem(m, s, None, 3) for m, s in zip(df["entropy"], df["entropy_sem"])
             ],
-            f"Ours: chemistry part, {ENTROPY_UNIT}": [fmt_score(c, None, None, 3) for c in df["chemistry"]],
-            "Validation episodes": [f"{int(n):,}" if _isnum(n) else "—" for n in df["n_episodes"]],
-            f"Paper: entropy, {ENTROPY_UNIT}": [fmt_score(p, None, None, 2) for p in df["paper_entropy"]],
-            f"Paper: chemistry part, {ENTROPY_UNIT}": [fmt_score(p, None, None, 3) for p in df["paper_chemistry"]],
+            f"Ours: chemistry part, {ENTROPY_UNIT}": [format_mean_sem(c, None, None, 3) for c in df["chemistry"]],
+            "Validation episodes": [f"{int(n):,}" if is_number(n) else "—" for n in df["n_episodes"]],
+            f"Paper: entropy, {ENTROPY_UNIT}": [format_mean_sem(p, None, None, 2) for p in df["paper_entropy"]],
+            f"Paper: chemistry part, {ENTROPY_UNIT}": [format_mean_sem(p, None, None, 3) for p in df["paper_chemistry"]],
         }
     )
 
@@ -303,9 +273,9 @@ TABLE2_CAPTION = (
 def write_table(df: pd.DataFrame, display: pd.DataFrame, prefix: str | Path, caption: str, label: str) -> list[Path]:
     """Write ``PREFIX.csv`` (raw numbers), ``PREFIX.md`` and ``PREFIX.tex``; return the paths."""
     prefix = Path(prefix)
-    prefix.parent.mkdir(parents=True, exist_ok=True)
     paths = [prefix.with_suffix(".csv"), prefix.with_suffix(".md"), prefix.with_suffix(".tex")]
-    df.to_csv(paths[0], index=False)
-    paths[1].write_text(to_markdown(display, caption))
-    paths[2].write_text(to_latex(display, caption, label))
+    with atomic_write(paths[0]) as tmp:
+        df.to_csv(tmp, index=False)
+    write_text(paths[1], to_markdown(display, caption))
+    write_text(paths[2], to_latex(display, caption, label))
     return paths

@@ -1,9 +1,11 @@
-"""Simulators the planner can search with: oracle (true chemistry), learned (world model), bayes (exact posterior)."""
+"""Simulators the planner can search with: oracle (true chemistry), learned (world model), bayes (exact posterior).
 
-from alchemy_mbrl.simulators.base import RootContext, Simulator
+Each implements :class:`alchemy_mbrl.planner.simulator.Simulator`, the planner's interface to its models.
+"""
 
-__all__ = ["RootContext", "Simulator"]
+from alchemy_mbrl.planner.simulator import Simulator
 
+__all__ = ["SIMULATORS", "make_simulator"]
 
 SIMULATORS = ("oracle", "learned", "bayes")
 

@@ -30,13 +30,13 @@ from __future__ import annotations
 import numpy as np
 
 from alchemy_mbrl import bayes
-from alchemy_mbrl.data import codec
+from alchemy_mbrl.env import codec
 from alchemy_mbrl.env.alchemy import OBS_DIM
-from alchemy_mbrl.simulators.base import RootContext
+from alchemy_mbrl.planner.simulator import RootContext
 
 
 class BayesSimulator:
-    """Exact Bayesian simulator (``name = "bayes"``) implementing :class:`~alchemy_mbrl.simulators.base.Simulator`."""
+    """Exact Bayesian simulator (``name = "bayes"``) implementing :class:`~alchemy_mbrl.planner.simulator.Simulator`."""
 
     name = "bayes"
 

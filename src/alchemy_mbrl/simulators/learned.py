@@ -1,4 +1,4 @@
-"""The learned world model as a planner :class:`~alchemy_mbrl.simulators.base.Simulator`.
+"""The learned world model as a planner :class:`~alchemy_mbrl.planner.simulator.Simulator`.
 
 Transformer backbone: a preallocated per-step K/V buffer ``[L, B, H, S_cap, d_head]`` (K and V).
   * Slots ``0..t-1`` hold the real tokens 0..t-1 ("root history"). :meth:`set_roots` writes only the
@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from alchemy_mbrl import rng
-from alchemy_mbrl.data import codec
-from alchemy_mbrl.simulators.base import RootContext
+from alchemy_mbrl.env import codec
+from alchemy_mbrl.planner.simulator import RootContext
 
 
 class LearnedSimulator:
@@ -62,7 +62,7 @@ class LearnedSimulator:
 
     @classmethod
     def load(cls, model_dir: str | Path, device: str | None = None) -> "LearnedSimulator":
-        from alchemy_mbrl.model.train import load_model
+        from alchemy_mbrl.model.checkpoint import load_model
 
         return cls(load_model(model_dir, device))
 

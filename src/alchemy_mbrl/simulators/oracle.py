@@ -26,11 +26,11 @@ from alchemy_mbrl.env.alchemy import (
     begin_trial,
     observe,
 )
-from alchemy_mbrl.simulators.base import RootContext
+from alchemy_mbrl.planner.simulator import RootContext
 
 
 class OracleSimulator:
-    """True-chemistry simulator over B searches (implements :class:`~alchemy_mbrl.simulators.base.Simulator`)."""
+    """True-chemistry simulator over B searches (implements :class:`~alchemy_mbrl.planner.simulator.Simulator`)."""
 
     name = "oracle"
 

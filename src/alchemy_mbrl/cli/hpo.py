@@ -15,44 +15,17 @@ points) and ``OUT_DIR/point-<p>.json`` (one planner parameter file per point).
 from __future__ import annotations
 
 import argparse
-import csv
-import json
-from pathlib import Path
 
 from alchemy_mbrl import hpo
-
-
-def _write_json(path: Path, obj: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    tmp.replace(path)
+from alchemy_mbrl.io import write_csv, write_json
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
     """Load or create the optimizer, ask a batch of points, write them and the state."""
-    if args.state_in == "none":
-        bounds = {n: getattr(args, n) for n in hpo.PARAM_NAMES}
-        missing = [f"--{n}" for n, b in bounds.items() if b is None]
-        if missing:
-            raise ValueError(f"a fresh optimisation (--state-in none) needs {' '.join(missing)}")
-        if args.round != 0:
-            raise ValueError(f"--state-in none starts round 0, but --round is {args.round}")
-        space = hpo.SearchSpace.from_dict({**bounds, "gamma": args.gamma, "log_scale": args.log_scale})
-        state = hpo.new_state(space, seed=args.seed, initial_points=args.initial_points, acq_func=args.acq_func,
-                              acq_optimizer=args.acq_optimizer)
-    else:
-        state = hpo.load_state(args.state_in)
-        if state.rounds_told != args.round:
-            raise ValueError(
-                f"{args.state_in} holds {state.rounds_told} finished rounds, so it cannot start round {args.round}"
-            )
-    points = hpo.ask(state, args.points)
-    out = Path(args.out_dir)
-    for p, params in enumerate(points):
-        _write_json(out / f"point-{p}.json", params)
-    _write_json(out / "points.json", {"round": args.round, "points": points})
-    hpo.save_state(state, out / "asked.pkl")
+    bounds = {n: getattr(args, n) for n in hpo.PARAM_NAMES}
+    hpo.ask_round(args.round, args.state_in, args.points, args.out_dir, bounds=bounds, gamma=args.gamma,
+                  log_scale=args.log_scale, seed=args.seed, initial_points=args.initial_points,
+                  acq_func=args.acq_func, acq_optimizer=args.acq_optimizer)
     return 0
 
 
@@ -69,17 +42,11 @@ def cmd_best(args: argparse.Namespace) -> int:
     """Write the best evaluated point (params; optionally with its score) and the history as CSV."""
     state = hpo.load_state(args.state)
     top = hpo.best(state)
-    _write_json(Path(args.out), {name: top[name] for name in (*hpo.PARAM_NAMES, "gamma")})
+    write_json(args.out, {name: top[name] for name in (*hpo.PARAM_NAMES, "gamma")})
     if args.summary:
-        _write_json(Path(args.summary), top)
+        write_json(args.summary, top)
     if args.history:
-        path = Path(args.history)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(hpo.HISTORY_COLUMNS))
-            writer.writeheader()
-            for row in hpo.history_rows(state):
-                writer.writerow({k: row[k] for k in hpo.HISTORY_COLUMNS})
+        write_csv(args.history, hpo.HISTORY_COLUMNS, hpo.history_rows(state))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""CLI: ``alchemy-mbrl generate`` (one HDF5 shard) and ``alchemy-mbrl data manifest``."""
+"""``alchemy-mbrl generate`` (one HDF5 shard), ``data manifest`` and ``data inspect``: :mod:`alchemy_mbrl.data.shards`."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--out", type=Path, required=True)
     g.add_argument("--compression", type=int, default=4, choices=range(10), metavar="0-9", help="gzip level (default 4)")
     g.add_argument("--no-progress", action="store_true")
-    g.set_defaults(func=_generate)
+    g.set_defaults(func=cmd_generate)
 
     data = sub.add_parser("data", help="dataset utilities (manifest, inspect)")
     dsub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
@@ -25,13 +25,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("shards", nargs="+", type=Path)
     m.add_argument("--validation", type=int, required=True, help="the last K shards are held out for validation")
     m.add_argument("--out", type=Path, required=True)
-    m.set_defaults(func=_manifest)
+    m.set_defaults(func=cmd_manifest)
     i = dsub.add_parser("inspect", help="validate shards (or a manifest's shards, re-checking SHA-256) and print a summary")
     i.add_argument("paths", nargs="+", type=Path, help="shard files or a manifest .json")
-    i.set_defaults(func=_inspect)
+    i.set_defaults(func=cmd_inspect)
 
 
-def _generate(args: argparse.Namespace) -> int:
+def cmd_generate(args: argparse.Namespace) -> int:
     from alchemy_mbrl.data.shards import write_shard
 
     t0 = time.perf_counter()
@@ -42,7 +42,7 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _manifest(args: argparse.Namespace) -> int:
+def cmd_manifest(args: argparse.Namespace) -> int:
     from alchemy_mbrl.data.shards import write_manifest
 
     m = write_manifest(args.out, list(args.shards), args.validation)
@@ -51,21 +51,11 @@ def _manifest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _inspect(args: argparse.Namespace) -> int:
-    from alchemy_mbrl.data.shards import open_shard, read_manifest
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from alchemy_mbrl.data.shards import inspect_shards
 
-    paths: list[tuple[Path, str]] = []
-    for p in args.paths:
-        if p.suffix == ".json":
-            paths += [(e.path, e.split) for e in read_manifest(p, verify=True)]
-        else:
-            paths.append((p, "-"))
-    total = 0
-    for p, split in paths:
-        with open_shard(p) as s:
-            s.read(keys=("obs_codes",))  # decompress everything once: catches corrupt chunks
-            a = s.attrs
-            total += s.episodes
-            print(f"{p}: {s.episodes} episodes, seed {a['seed']}, shard {a['shard']}/{a['num_shards']}, split {split}: ok")
-    print(f"{len(paths)} shards, {total} episodes: all readable")
+    reports = inspect_shards(args.paths)
+    for r in reports:
+        print(f"{r.path}: {r.episodes} episodes, seed {r.seed}, shard {r.shard}/{r.num_shards}, split {r.split}: ok")
+    print(f"{len(reports)} shards, {sum(r.episodes for r in reports)} episodes: all readable")
     return 0

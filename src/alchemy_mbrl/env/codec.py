@@ -24,9 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
-NUM_STONES = 3
-NUM_POTIONS = 12
-OBS_DIM = 39
+from alchemy_mbrl.env.constants import NUM_POTIONS, NUM_STONES, OBS_DIM
+
 NUM_REWARD_CODES = 5
 
 #: Feature kinds, in the order of one stone block then one potion block.

@@ -36,7 +36,7 @@ def cmd_table2(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_plot(args: argparse.Namespace) -> int:
+def cmd_plots(args: argparse.Namespace) -> int:
     """Draw one figure."""
     from alchemy_mbrl.report import plots
 
@@ -76,12 +76,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s = psub.add_parser("score", help="score vs expansions (log x), paper's points, baselines")
     s.add_argument("--table1", required=True, help="table1.csv written by `report table1`")
     s.add_argument("--out", required=True, help="path prefix: writes PREFIX.png, PREFIX.pdf")
-    s.set_defaults(func=cmd_plot)
+    s.set_defaults(func=cmd_plots)
     tr = psub.add_parser("training", help="training and validation curves per architecture")
     tr.add_argument("--log", nargs="+", required=True, metavar="ARCH=TRAIN_LOG_CSV")
     tr.add_argument("--out", required=True, help="path prefix: writes PREFIX.png, PREFIX.pdf")
-    tr.set_defaults(func=cmd_plot)
+    tr.set_defaults(func=cmd_plots)
     h = psub.add_parser("hpo", help="HPO convergence: trial scores and best so far")
     h.add_argument("--history", required=True, help="history CSV written by `hpo best`")
     h.add_argument("--out", required=True, help="path prefix: writes PREFIX.png, PREFIX.pdf")
-    h.set_defaults(func=cmd_plot)
+    h.set_defaults(func=cmd_plots)
