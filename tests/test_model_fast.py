@@ -97,3 +97,27 @@ def test_encode_step_over_buffer_equals_concatenated_cache() -> None:
             torch.testing.assert_close(f[b], ref[0, -1], atol=2e-5, rtol=1e-4)
             # the new token's K/V were written in place at the step slot
             torch.testing.assert_close(kb[:, b, :, root_len + dmax], kv.k[:, 0, :, -1], atol=2e-5, rtol=1e-4)
+
+
+def test_planning_memory_at_paper_budget_fits_one_gpu() -> None:
+    """Budget 10,000, B = 250, paper-size model, K/V in bf16: well under the 40 GB goal (issue 14)."""
+    from alchemy_mbrl.simulators.learned import planning_memory_bytes
+
+    cfg, _ = resolve_config("original")
+    mem = planning_memory_bytes(cfg, batch=250, budget=10_000, k=3, kv_bytes=2)
+    assert mem["total"] < 40e9
+    assert 7.5e9 < mem["node_store"] < 7.9e9  # 10,001 rows x 250 x 3 layers x (K, V) x 256 x 2 bytes
+
+
+def test_simulator_node_store_matches_estimate() -> None:
+    from alchemy_mbrl.planner.simulator import RootContext
+    from alchemy_mbrl.simulators.learned import LearnedSimulator, planning_memory_bytes
+
+    model = tiny_model("original")
+    sim = LearnedSimulator(model)
+    obs, actions, rewards = _history(2, 3, seed=0)
+    sim.set_roots(RootContext(3, obs.numpy(), actions.numpy(), rewards.numpy().astype(np.uint8)), max_nodes=1 + 5 * 3)
+    keys = rng.episode_keys(0, np.arange(2))
+    sim.expand(np.zeros(2, np.int64), np.array([1, 2]), np.array([[1, 2, 3]] * 2), keys)
+    est = planning_memory_bytes(model.config, batch=2, budget=5, k=3, kv_bytes=4)
+    assert sim.node_kv.numel() * 4 == est["node_store"]

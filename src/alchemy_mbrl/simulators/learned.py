@@ -30,6 +30,27 @@ from alchemy_mbrl.env import codec
 from alchemy_mbrl.planner.simulator import RootContext
 
 
+def planning_memory_bytes(cfg, batch: int, budget: int, k: int = 3, kv_bytes: int = 2) -> dict[str, int]:
+    """Device memory of :class:`LearnedSimulator`'s per-step state for one search of ``budget`` expansions.
+
+    ``cfg``: the model's :class:`~alchemy_mbrl.model.config.ModelConfig`; ``kv_bytes``: bytes per stored
+    K/V value (2 for the bf16/fp16 autocast dtype on CUDA, 4 for float32 on CPU). Excludes the model's
+    weights and the transient activations of one expansion (~B*K rows), and the tree's NumPy arrays
+    (host memory, :class:`~alchemy_mbrl.planner.tree_search.Tree`).
+    """
+    nodes = 1 + budget * k
+    rows = 1 + budget  # node-store rows: the root + one per expansion
+    if cfg.backbone == "transformer":
+        per_token = cfg.n_layers * 2 * cfg.d_model
+        store = rows * batch * per_token * kv_bytes
+        step = batch * per_token * (cfg.max_len + 1) * kv_bytes
+    else:
+        store = rows * batch * cfg.gru_backbone_layers * cfg.gru_backbone_hidden * 4
+        step = 0
+    codes = nodes * batch * (codec.OBS_DIM + 1)  # uint8 observation and reward codes per node
+    return {"node_store": store, "step_buffer": step, "node_codes": codes, "total": store + step + codes}
+
+
 class LearnedSimulator:
     """Tree-search simulator backed by a trained :class:`~alchemy_mbrl.model.world_model.WorldModel`."""
 
