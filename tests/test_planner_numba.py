@@ -61,3 +61,11 @@ def test_merge_kernel_equals_merge_samples() -> None:
     obs[:, 7] = obs[:, 1]
     rewards = g.choice([0.0, 1.0], (50, 9))
     np.testing.assert_array_equal(tree_numba.merge_kernel(obs, rewards), merge_samples(obs, rewards))
+
+
+def test_iteration_keys_equal_rng_fold_in() -> None:
+    keys = rng.episode_keys(2, np.arange(7))
+    a, b = tree_numba.iteration_keys(keys, 13, 1, 0)
+    it = rng.fold_in(keys, 13)
+    np.testing.assert_array_equal(a, rng.fold_in(it, 1))
+    np.testing.assert_array_equal(b, rng.fold_in(it, 0))

@@ -62,6 +62,18 @@ def _uniform(key):
 
 
 @njit(cache=True)
+def iteration_keys(keys, i, tag_a, tag_b):
+    """``(fold_in(fold_in(keys, i), tag_a), fold_in(fold_in(keys, i), tag_b))`` in one pass (uint64 [B])."""
+    a = np.empty_like(keys)
+    b = np.empty_like(keys)
+    for j in range(keys.shape[0]):
+        it = _fold_in(keys[j], i)
+        a[j] = _fold_in(it, tag_a)
+        b[j] = _fold_in(it, tag_b)
+    return a, b
+
+
+@njit(cache=True)
 def _numpy_sum(a):
     """``a.sum()`` in NumPy's summation order (pairwise: 8 partial sums per block of up to 128)."""
     n = a.shape[0]

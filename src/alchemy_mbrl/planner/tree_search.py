@@ -440,14 +440,15 @@ class TreeSearch:
             table = _weight_table(self.budget, self.params.c1, self.params.c2, tree.value.shape[2])
             max_depth = min(self.budget, max(self.horizon - int(context.t), 0)) + 2
         for i in range(self.budget):
-            it_keys = rng.fold_in(keys, i)
             if fast:
-                path = _select_compiled(tree, self.params, rng.fold_in(it_keys, _TAG_SELECT), self.horizon, table, max_depth)
-                _expand_compiled(tree, self.simulator, path, rng.fold_in(it_keys, _TAG_EXPAND), self.params.reward_scale)
+                sel_keys, exp_keys = tree_numba.iteration_keys(keys, i, _TAG_SELECT, _TAG_EXPAND)
+                path = _select_compiled(tree, self.params, sel_keys, self.horizon, table, max_depth)
+                _expand_compiled(tree, self.simulator, path, exp_keys, self.params.reward_scale)
                 tree_numba.backup_kernel(path.nodes, path.actions, path.chances, path.valid, tree.chance_reward,
                                          tree.slot, tree.value, tree.visits, tree.visits_sum, tree.q_min, tree.q_max,
                                          float(self.params.gamma))
                 continue
+            it_keys = rng.fold_in(keys, i)
             path = select(tree, self.params, rng.fold_in(it_keys, _TAG_SELECT), self.horizon)
             expand(tree, self.simulator, path, rng.fold_in(it_keys, _TAG_EXPAND), self.params.reward_scale)
             backup(tree, path, self.params.gamma)
