@@ -102,3 +102,23 @@ def test_half_precision_kv_store_runs_and_stays_close() -> None:
         outs.append(np.stack([o1, o2]))
     assert sims[1].node_kv.dtype == torch.bfloat16 and sims[1]._kbuf.dtype == torch.bfloat16
     assert (outs[0] == outs[1]).mean() > 0.95
+
+
+def test_whole_search_with_reused_path_slots_equals_rewriting_them() -> None:
+    """Keeping path K/V in the step buffer between expansions changes nothing (deep trees, many steps)."""
+    from alchemy_mbrl.planner import PlannerParams, TreeSearch
+
+    model = tiny_model("original")
+    b = 5
+    obs, acts, rew = real_history(b, 12, seed=4)
+    keys = rng.episode_keys(8, np.arange(b))
+    results = []
+    for reuse in (False, True):
+        sim = LearnedSimulator(model)
+        sim.reuse_path_slots = reuse
+        search = TreeSearch(sim, 40, PlannerParams())
+        runs = [search.run(RootContext(t, obs[:, : t + 1], acts[:, :t], rew[:, :t]), keys) for t in (10, 11, 12)]
+        results.append(runs)
+    for a, c in zip(*results):
+        np.testing.assert_array_equal(a.root_visits, c.root_visits)
+        np.testing.assert_allclose(a.root_values, c.root_values, rtol=0, atol=1e-12)

@@ -69,6 +69,9 @@ class LearnedSimulator:
         self._real: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # obs, actions, reward codes encoded so far
         self._t = 0
         self._kbuf: torch.Tensor | None = None  # [L, B, H, S_cap, dh] (Transformer)
+        self._slot_rows = np.zeros((0, 0), dtype=np.int64)  # [B, S_cap] node-store row held by each path slot, -1: none
+        #: keep path K/V in the buffer between expansions and rewrite only the slots that changed
+        self.reuse_path_slots = True
         self._vbuf: torch.Tensor | None = None
         self._root_h: torch.Tensor | None = None  # [L, B, H] (GRU)
         self._n_rows = 1  # rows of the node store in use (row 0: the root)
@@ -107,6 +110,7 @@ class LearnedSimulator:
         """Step buffers for ``b`` rows holding at least ``slots`` tokens (grown, root slots kept)."""
         if self._kbuf is not None and self._kbuf.shape[1] == b and self._kbuf.shape[3] >= slots:
             return
+        self._slot_rows = np.full((b, max(slots, self.max_len + 1)), -1, dtype=np.int64)
         cap = max(slots, self.max_len + 1)
         k, v = self.model.kv_buffers(b, cap, self.kv_dtype, self.device)
         if self._kbuf is not None and self._kbuf.shape[1] == b:
@@ -159,6 +163,8 @@ class LearnedSimulator:
         self.depth[:, 0] = 0
         self.node_e[:, 0] = 0
         self._n_rows = 1
+        if self.model.is_transformer:
+            self._slot_rows.fill(-1)  # node-store rows are reused from this step on: nothing in the buffer is valid
         self.obs[:, 0] = torch.as_tensor(obs[:, t], device=self.device).to(self.obs.dtype)
         self.reward_code[:, 0] = int(START_REWARD_CODE) if t == 0 else torch.as_tensor(rew[:, t - 1], device=self.device).to(self.reward_code.dtype)
         if not self.model.is_transformer:
@@ -259,12 +265,23 @@ class LearnedSimulator:
                 self._ensure_capacity(b, slot + 1)
                 attn_mask = None
                 if dmax > 0:
-                    flat = self._path_rows(par_np, depth, dmax) + (bi * self.node_kv.shape[1])[:, None]
-                    kv = self.node_kv.view(-1, *self.node_kv.shape[2:]).index_select(
-                        0, torch.as_tensor(flat.reshape(-1), device=dev)).view(b, dmax, *self.node_kv.shape[2:])
-                    self._kbuf[:, :, :, t:slot] = kv[:, :, :, 0].permute(2, 0, 3, 1, 4)
-                    self._vbuf[:, :, :, t:slot] = kv[:, :, :, 1].permute(2, 0, 3, 1, 4)
+                    path_e = self._path_rows(par_np, depth, dmax)
                     hidden = np.arange(dmax)[None, :] >= depth[:, None]  # padding of shorter paths
+                    # write only the path slots whose content changed since the last expansion (consecutive
+                    # selections share most of their path): _slot_rows[b, s] = node-store row held in slot s
+                    held = self._slot_rows[:, t:slot]
+                    if not self.reuse_path_slots:
+                        held.fill(-1)
+                    bs, js = np.nonzero((path_e != held) & ~hidden)
+                    if len(bs):
+                        flat = path_e[bs, js] + bs * self.node_kv.shape[1]
+                        kv = self.node_kv.view(-1, *self.node_kv.shape[2:]).index_select(
+                            0, torch.as_tensor(flat, device=dev))  # [n, L, 2, H, dh]
+                        bt = torch.as_tensor(bs, device=dev)
+                        st = torch.as_tensor(t + js, device=dev)
+                        self._kbuf[:, bt, :, st] = kv[:, :, 0]
+                        self._vbuf[:, bt, :, st] = kv[:, :, 1]
+                        held[bs, js] = path_e[bs, js]
                     if hidden.any():
                         mk = np.zeros((b, slot + 1), dtype=np.float32)
                         mk[:, t:slot][hidden] = -np.inf
@@ -275,6 +292,7 @@ class LearnedSimulator:
                 # this token's K/V -> row e of the node store (all rows: unmasked ones are never referenced)
                 self.node_kv[:, e, :, 0] = self._kbuf[:, :, :, slot].transpose(0, 1)
                 self.node_kv[:, e, :, 1] = self._vbuf[:, :, :, slot].transpose(0, 1)
+                self._slot_rows[:, slot] = e  # the buffer slot now holds row e's K/V in every row
             else:
                 h = self.node_h[par.new_tensor(bi), torch.as_tensor(self.node_e[bi, par_np], device=dev)]
                 f3, st = self.model.encode(tok_o[:, None], tok_r[:, None], tok_a[:, None],
