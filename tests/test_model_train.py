@@ -252,3 +252,122 @@ def test_untrained_model_scores_uniform_losses(manifest: Path) -> None:
     res = evaluate_model(WorldModel(cfg), manifest, max_episodes=4)
     uniform = float(np.log(codec.NUM_CATEGORIES).sum() + np.log(5))
     assert res["entropy_nats_per_step"] == pytest.approx(uniform, rel=0.15)
+
+
+# ---- issue 11: resume off the CPU, the log through Snakemake's deletions, one trainer per directory ----
+
+
+class _MappedOffCpu:
+    """Stands for an RNG state that ``torch.load`` mapped to a GPU: not a CPU ByteTensor, so
+    ``torch.set_rng_state`` refuses it (as it refuses a CUDA tensor) until it is moved with ``.to``/``.cpu``."""
+
+    def __init__(self, t: torch.Tensor) -> None:
+        self._t = t
+
+    def to(self, *args: object, **kw: object) -> torch.Tensor:
+        return self._t.to(*args, **kw)
+
+    def cpu(self) -> torch.Tensor:
+        return self._t.cpu()
+
+
+def test_resume_restores_rng_state_mapped_off_cpu(manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkpoint whose RNG state comes back on a non-CPU device (as ``map_location="cuda"`` did) resumes
+    without error, to the weights of an uninterrupted run."""
+    from alchemy_mbrl.model import checkpoint as ckpt_mod
+    from alchemy_mbrl.model import train as train_mod
+
+    with pytest.raises(TypeError, match="ByteTensor"):  # the defect: what a GPU-mapped state does
+        torch.set_rng_state(torch.load(_stopped_run(manifest, tmp_path / "probe", 2), weights_only=False,
+                                       map_location="meta")["rng"]["torch"])
+    real = ckpt_mod.load_checkpoint
+
+    def load_mapped_off_cpu(*args: object, **kw: object) -> dict:
+        ckpt = real(*args, **kw)
+        ckpt["rng"]["torch"] = _MappedOffCpu(ckpt["rng"]["torch"])
+        return ckpt
+
+    monkeypatch.setattr(train_mod, "load_checkpoint", load_mapped_off_cpu)
+    cfg = write_config(tmp_path / "c.yaml", steps=4, batch_size=4, val_every=2, checkpoint_every=2)
+    base = ["--config", str(cfg), "--data", str(manifest), "--no-progress"]
+    assert cli("train", *base, "--out", str(tmp_path / "straight")) == 0
+    assert cli("train", *base, "--out", str(tmp_path / "resumed"), "--stop-after", "2") == 0
+    assert cli("train", *base, "--out", str(tmp_path / "resumed")) == 0  # resumes through the stub
+    a = torch.load(tmp_path / "straight" / "model.pt", weights_only=False)["state_dict"]
+    b = torch.load(tmp_path / "resumed" / "model.pt", weights_only=False)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)  # dropout masks after the resume drew the same numbers
+    # and a checkpoint always loads to the CPU, whatever device trains
+    assert real(tmp_path / "resumed" / "checkpoint.pt")["rng"]["torch"].device.type == "cpu"
+
+
+def _stopped_run(manifest: Path, out: Path, stop: int) -> Path:
+    cfg = write_config(out.parent / f"{out.name}.yaml", steps=stop + 2, batch_size=2)
+    assert cli("train", "--config", str(cfg), "--data", str(manifest), "--no-progress", "--out", str(out),
+               "--stop-after", str(stop)) == 0
+    return out / "checkpoint.pt"
+
+
+def test_training_log_survives_snakemake_deleting_outputs(manifest: Path, tmp_path: Path) -> None:
+    """Snakemake deletes a failed job's declared outputs (``model.pt``, ``train_log.csv``); re-running
+    ``train`` restores the whole log from the checkpoint and never writes a NaN validation loss."""
+    import pandas as pd
+
+    cfg = write_config(tmp_path / "c.yaml", steps=14, batch_size=2, val_every=4, checkpoint_every=4)
+    base = ["--config", str(cfg), "--data", str(manifest), "--no-progress"]
+    assert cli("train", *base, "--out", str(tmp_path / "straight")) == 0
+    ref = pd.read_csv(tmp_path / "straight" / "train_log.csv")
+    out = tmp_path / "m"
+    # killed at step 10 (after the checkpoint of step 8 and the rows up to 10), the log deleted
+    assert cli("train", *base, "--out", str(out), "--stop-after", "10") == 0
+    (out / "train_log.csv").unlink()
+    assert cli("train", *base, "--out", str(out)) == 0
+    log = pd.read_csv(out / "train_log.csv")
+    assert log["step"].tolist() == list(range(1, 15))  # one row per logged step: no gap, no duplicate
+    np.testing.assert_array_equal(log["train_loss"].to_numpy(), ref["train_loss"].to_numpy())
+    both = ref["val_loss"].notna().to_numpy()  # steps 4, 8, 12, 14 (the stopped run also validated at 10)
+    assert log["step"][both].tolist() == [4, 8, 12, 14]
+    np.testing.assert_allclose(log["val_loss"][both].to_numpy(), ref["val_loss"][both].to_numpy(), rtol=1e-6)
+    final = torch.load(out / "model.pt", weights_only=False)["val_loss"]
+    assert math.isfinite(final) and final == pytest.approx(ref["val_loss"].iloc[-1], abs=1e-6)
+    # killed after the final checkpoint but before model.pt: both outputs deleted, checkpoint at the last step
+    (out / "train_log.csv").unlink()
+    (out / "model.pt").unlink()
+    assert cli("train", *base, "--out", str(out)) == 0
+    assert pd.read_csv(out / "train_log.csv")["step"].tolist() == list(range(1, 15))
+    assert torch.load(out / "model.pt", weights_only=False)["val_loss"] == final
+    # finished: a deleted log alone comes back too, the weights untouched
+    (out / "train_log.csv").unlink()
+    before = (out / "model.pt").read_bytes()
+    assert cli("train", *base, "--out", str(out)) == 0
+    assert pd.read_csv(out / "train_log.csv")["step"].tolist() == list(range(1, 15))
+    assert (out / "model.pt").read_bytes() == before
+
+
+def test_second_trainer_of_a_directory_fails_at_once(manifest: Path, tmp_path: Path) -> None:
+    """A live trainer holds the directory: a second one fails naming the directory and the other PID;
+    once the holder is killed (kill -9: its lock is stale), training proceeds."""
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "m"
+    src = Path(__file__).resolve().parents[1] / "src"
+    code = ("import sys, time; from alchemy_mbrl.io import exclusive_lock\n"
+            f"with exclusive_lock({str(out / '.train.lock')!r}, 'x'):\n"
+            "    print('locked', flush=True); time.sleep(60)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code], env={"PYTHONPATH": str(src)}, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        cfg = write_config(tmp_path / "c.yaml", steps=2, batch_size=2)
+        base = ["--config", str(cfg), "--data", str(manifest), "--no-progress", "--out", str(out)]
+        with pytest.raises(OSError, match=rf"model directory {out}.*PID {holder.pid}\b"):
+            cli("train", *base)
+        assert not (out / "checkpoint.pt").exists()
+        from alchemy_mbrl.cli import main
+
+        assert main(["train", *base]) == 2  # the CLI: a one-line error, exit status 2
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert cli("train", *base) == 0  # the dead holder's lock is taken over
+    assert (out / "model.pt").exists()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import re
 import signal
@@ -150,3 +152,47 @@ def test_missing_model_fails_with_a_message_naming_it(tmp_path: Path) -> None:
     )
     assert out.returncode == 2
     assert f"{tmp_path / 'none' / 'model.pt'}: no trained model" in out.stderr
+
+
+@pytest.mark.slow
+def test_hard_kill_unlock_rerun_incomplete_keeps_the_training_log(tmp_path: Path) -> None:
+    """kill -9 of Snakemake mid-training (its training job lives on, orphaned) -> `--unlock` ->
+    `--rerun-incomplete`: the re-run's `train` fails at once naming the orphan; once the orphan is
+    stopped, the next re-run resumes from the checkpoint and ends with the whole log and a finite
+    validation loss, although Snakemake deleted `train_log.csv` (issue 11)."""
+    import torch
+
+    cfg = yaml.safe_load(TEST_CONFIG.read_text())
+    cfg["train"].update(architectures=["original"], steps=300)
+    cfg["train"]["options"].update(checkpoint_every=25, log_every=25, val_every=100)
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    target = "results/models/original/model.pt"
+    model_dir = tmp_path / "results" / "models" / "original"
+    cmd = [snakemake_exe(), "--snakefile", str(SNAKEFILE), "--directory", str(tmp_path), "--configfile", str(config),
+           "--cores", "1", target]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 600
+    while proc.poll() is None and time.monotonic() < deadline and not (model_dir / "checkpoint.pt").exists():
+        time.sleep(0.2)
+    assert proc.poll() is None, "the workflow finished or failed before training could be interrupted"
+    lock = (model_dir / ".train.lock").read_text().split()
+    trainer = int(lock[0])
+    os.kill(proc.pid, signal.SIGKILL)  # Snakemake only: its training job runs on, as after a hard kill
+    proc.wait()
+    try:
+        assert snakemake(["--unlock", target], tmp_path, config=config).returncode == 0
+        blocked = snakemake(["--cores", "1", "--rerun-incomplete", target], tmp_path, config=config)
+        if not (model_dir / "model.pt").exists():  # (unless the orphan finished first)
+            assert blocked.returncode != 0
+            log = (tmp_path / "logs" / "train" / "original.log").read_text()
+            assert f"model directory results/models/original is in use by another process (PID {trainer} " in log, log
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(trainer, signal.SIGKILL)  # the orphaned trainer this test started through Snakemake
+    rerun = snakemake(["--cores", "1", "--rerun-incomplete", target], tmp_path, config=config)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    steps = pd.read_csv(model_dir / "train_log.csv")["step"].tolist()
+    assert steps == list(range(25, 301, 25)), steps  # every logged step once, no gap
+    assert math.isfinite(torch.load(model_dir / "model.pt", weights_only=False)["val_loss"])

@@ -180,10 +180,12 @@ class EpisodeBatchResult:
     seconds: float
 
 
-def play_episodes(policy: Policy, seed: int, episodes: np.ndarray, progress: Any | None = None) -> EpisodeBatchResult:
+def play_episodes(policy: Policy, seed: int, episodes: np.ndarray, progress: Any | None = None,
+                  steps: int = EPISODE_STEPS) -> EpisodeBatchResult:
     """Play episodes ``episodes`` (one lockstep batch) with ``policy`` acting at every real step.
 
-    ``progress`` is an optional tqdm bar, advanced once per real step.
+    ``progress`` is an optional tqdm bar, advanced once per real step. ``steps`` < 200 stops the
+    episodes early (``gpu-check`` times a few planner steps); returns then cover those steps only.
     """
     start = time.perf_counter()
     chemistry, items, policy_keys = episode_setup(seed, episodes)
@@ -195,7 +197,7 @@ def play_episodes(policy: Policy, seed: int, episodes: np.ndarray, progress: Any
     rcodes = np.zeros((bsz, EPISODE_STEPS), dtype=np.uint8)
     returns = np.zeros(bsz, dtype=np.float64)
     obs[:, 0] = ts.observation_codes
-    for t in range(EPISODE_STEPS):
+    for t in range(steps):
         context = RootContext(
             t=t,
             obs_codes=obs[:, : t + 1],

@@ -33,7 +33,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write", "write_text", "write_json", "write_csv", "live_temporary_files"]
+__all__ = ["atomic_write", "write_text", "write_json", "write_csv", "live_temporary_files", "exclusive_lock",
+           "LockHeldError"]
 
 _LIVE: set[Path] = set()
 _LOCK = threading.Lock()
@@ -142,3 +143,41 @@ def write_csv(path: str | os.PathLike[str], columns: Sequence[str], rows: Iterab
         writer.writeheader()
         for row in rows:
             writer.writerow({c: row[c] for c in columns})
+
+
+class LockHeldError(OSError):
+    """Another live process holds the lock (the message names the locked thing and that process)."""
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike[str], what: str) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``path`` for the block, or fail at once.
+
+    The lock is ``flock`` on the file, so the kernel releases it when its holder dies, however it
+    dies: a lock left by a dead process (after ``kill -9``) is taken over. The file records the
+    holder's PID and host, which the ``LockHeldError`` of a second process names together with
+    ``what`` (e.g. the model directory). The file is left in place (removing it would race with a
+    process that has just opened it); it is not an output.
+    """
+    import fcntl
+    import socket
+
+    lock = Path(path)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").split()
+            pid = holder[0] if holder else "?"
+            host = holder[1] if len(holder) > 1 else "?"
+            raise LockHeldError(
+                f"{what} is in use by another process (PID {pid} on {host}; lock file {lock}); "
+                "wait for it to finish or stop it, then re-run"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

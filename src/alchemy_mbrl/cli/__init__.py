@@ -24,6 +24,7 @@ COMMAND_MODULES: list[str] = [
     "alchemy_mbrl.cli.data",
     "alchemy_mbrl.cli.evaluate",
     "alchemy_mbrl.cli.model",
+    "alchemy_mbrl.cli.gpu_check",
     "alchemy_mbrl.cli.bayes",
     "alchemy_mbrl.cli.hpo",
     "alchemy_mbrl.cli.report",

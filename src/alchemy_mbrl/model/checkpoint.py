@@ -40,12 +40,30 @@ def save(obj: Any, path: str | Path) -> None:
         torch.save(obj, tmp)
 
 
-def load_checkpoint(path: str | Path, device: torch.device) -> dict[str, Any]:
-    """A training checkpoint; ``ValueError`` naming the file if it cannot be read."""
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A training checkpoint, every tensor on the CPU; ``ValueError`` naming the file if it cannot be read.
+
+    Always loaded to the CPU, whatever the training device: ``load_state_dict`` of the model and of
+    the optimiser move the tensors to the parameters' device, and the RNG states must stay CPU
+    ``ByteTensor``s (``torch.set_rng_state`` raises ``TypeError`` on a CUDA tensor).
+    """
     try:
-        return torch.load(path, map_location=device, weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # truncated or corrupt file
         raise ValueError(f"{path}: cannot read checkpoint ({exc}); delete it to restart") from exc
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """The torch CPU RNG state, and the CUDA one when training on CUDA (for the checkpoint)."""
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
+def restore_rng(state: dict[str, Any], device: torch.device) -> None:
+    """Restore :func:`rng_state`; the states are moved to the CPU first, wherever they were mapped."""
+    torch.set_rng_state(state["torch"].to("cpu", torch.uint8))
+    if device.type == "cuda" and state.get("cuda") is not None:
+        torch.cuda.set_rng_state(state["cuda"].to("cpu", torch.uint8), device)
 
 
 def save_model(path: str | Path, model_cfg: ModelConfig, model: WorldModel, step: int, val_loss: float) -> None:

@@ -67,7 +67,8 @@ class TrainConfig:
     grad_clip: float | None = None  # max global gradient norm (the paper does not clip: None)
     seed: int = 0
     device: str | None = None  # None = cuda if available else cpu
-    amp: bool = True  # bf16 autocast on CUDA (fp16 + GradScaler where bf16 is unsupported); ignored on CPU
+    amp: bool | str = True  # bf16 autocast on CUDA (fp16 + GradScaler where bf16 is unsupported), off on CPU;
+    # "bf16": bf16 autocast on any device, CPU included (tests and `gpu-check --device cpu`)
     val_every: int = 1000  # steps between validations (0 = only at the end)
     val_episodes: int = 1000  # validation episodes used during training (0 = all)
     checkpoint_every: int = 1000  # steps between checkpoints (a checkpoint is also written at the end)
@@ -94,6 +95,8 @@ def _coerce(cls: type, key: str, value: Any) -> Any:
     default = next(f.default for f in fields(cls) if f.name == key)
     if value is None:
         return None
+    if key == "amp" and value == "bf16":
+        return value
     try:
         if isinstance(default, bool):
             if not isinstance(value, bool):

@@ -29,10 +29,11 @@ from alchemy_mbrl.model.world_model import WorldModel
 
 @torch.no_grad()
 def per_episode_losses(model: WorldModel, data: EpisodeArrays, batch_episodes: int = 50,
-                       device: torch.device | None = None, amp: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                       device: torch.device | None = None, amp: bool | str = False) -> tuple[np.ndarray, np.ndarray]:
     """Per-episode sums of the transition cross-entropy: ``(total [N], trial_start [N])`` in nats (float64).
 
-    Float32 by default: bf16 logits would bias a 0.07-nat chemistry part; ``amp=True`` trades that for speed.
+    Float32 by default: bf16 logits would bias a 0.07-nat chemistry part; ``amp=True`` trades that for speed
+    (``amp`` as in :func:`~alchemy_mbrl.model.train.autocast_dtype`: ``"bf16"`` autocasts on CPU too).
     """
     device = device or next(model.parameters()).device
     amp_dtype = autocast_dtype(device, amp)
@@ -50,7 +51,7 @@ def per_episode_losses(model: WorldModel, data: EpisodeArrays, batch_episodes: i
 
 
 def evaluate_model(model: WorldModel, manifest: str | Path, max_episodes: int | None = None,
-                   batch_episodes: int = 50, name: str | None = None, amp: bool = False) -> dict[str, Any]:
+                   batch_episodes: int = 50, name: str | None = None, amp: bool | str = False) -> dict[str, Any]:
     """The ``model-eval`` JSON record (see ``docs/formats.md``) on the manifest's validation shards."""
     data = load_split(manifest, "validation", max_episodes)
     total, start = per_episode_losses(model, data, batch_episodes, amp=amp)
@@ -59,7 +60,7 @@ def evaluate_model(model: WorldModel, manifest: str | Path, max_episodes: int | 
 
 
 def evaluate_model_dir(model_dir: str | Path, manifest: str | Path, max_episodes: int | None = None,
-                       batch_episodes: int = 50, device: str | None = None, amp: bool = False) -> dict[str, Any]:
+                       batch_episodes: int = 50, device: str | None = None, amp: bool | str = False) -> dict[str, Any]:
     """``alchemy-mbrl model-eval``: load a trained model directory and score it (:func:`evaluate_model`)."""
     from alchemy_mbrl.model.checkpoint import load_model
 

@@ -4,11 +4,15 @@
 
     config.yaml      the resolved configuration (model + training)
     train_log.csv    step, epoch, train_loss, val_loss, learning_rate, seconds, tokens_per_s
-    checkpoint.pt    model, optimiser, GradScaler, torch RNG and data-order state (model/checkpoint.py)
+    checkpoint.pt    model, optimiser, GradScaler, torch RNG and data-order state, the log rows so far
+                     and the last validation loss (model/checkpoint.py)
     model.pt         final weights + model config (written when the step or time budget is reached)
+    .train.lock      held while a trainer runs (a second trainer of the directory fails at once)
 
 Re-running the same command after an interruption resumes from ``checkpoint.pt``; on CPU the final
-weights equal those of an uninterrupted run bit for bit (``tests/test_model_train.py``).
+weights equal those of an uninterrupted run bit for bit (``tests/test_model_train.py``). The log is
+restored from the checkpoint, so it survives the deletion of ``train_log.csv`` (Snakemake deletes the
+declared outputs of a failed job), and ``model.pt`` always carries a finite validation loss.
 """
 
 from __future__ import annotations
@@ -28,22 +32,34 @@ from alchemy_mbrl import __version__
 from alchemy_mbrl.model.config import ModelConfig, TrainConfig, config_to_dict, load_config_file, resolve_config
 from alchemy_mbrl.model.data import EpisodeArrays, EpisodeSampler, load_split
 from alchemy_mbrl.env.constants import EPISODE_STEPS
-from alchemy_mbrl.io import write_csv, write_text
+from alchemy_mbrl.io import exclusive_lock, write_csv, write_text
 from alchemy_mbrl.model.checkpoint import (
     CHECKPOINT_FILE,
     MODEL_FILE,
     load_checkpoint,
     resolve_device,
+    restore_rng,
+    rng_state,
     save,
     save_model,
 )
 from alchemy_mbrl.model.world_model import WorldModel
 
 LOG_COLUMNS = ("step", "epoch", "train_loss", "val_loss", "learning_rate", "seconds", "tokens_per_s")
+LOG_FILE = "train_log.csv"
+#: Held (``flock``) by the process training a model directory; see :func:`alchemy_mbrl.io.exclusive_lock`.
+LOCK_FILE = ".train.lock"
 
 
-def autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
-    """bf16 on CUDA where supported, else fp16 on CUDA; ``None`` (no autocast) on CPU or with amp off."""
+def autocast_dtype(device: torch.device, amp: bool | str) -> torch.dtype | None:
+    """The autocast dtype of ``amp`` on ``device`` (``None`` = no autocast).
+
+    ``True``: bf16 on CUDA where supported, else fp16 (with a GradScaler); no autocast on CPU.
+    ``"bf16"``: bf16 on any device: CPU autocast runs the same model code as CUDA autocast, which is how
+    the tests and ``gpu-check --device cpu`` exercise the mixed-precision path without a GPU.
+    """
+    if amp == "bf16":
+        return torch.bfloat16
     if not amp or device.type != "cuda":
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -91,10 +107,18 @@ def _check_resumable(ckpt: dict[str, Any], model_cfg: ModelConfig, train_cfg: Tr
 
 
 def _read_log(path: Path, upto_step: int) -> list[dict[str, str]]:
+    """Rows of an existing log up to ``upto_step`` (checkpoints written before the log was kept in them)."""
     if not path.exists():
         return []
     with path.open(newline="") as f:
         return [row for row in csv.DictReader(f) if int(row["step"]) <= upto_step]
+
+
+def _last_val_loss(rows: list[dict[str, Any]]) -> float:
+    for row in reversed(rows):
+        if str(row.get("val_loss", "")) != "":
+            return float(row["val_loss"])
+    return float("nan")
 
 
 def train(
@@ -111,11 +135,19 @@ def train(
     ``stop_after``: debug/testing: stop once this many steps are done, after writing a checkpoint, as if
     the job had been killed (no ``model.pt``). The step budget (``steps``) and the wall-clock budget
     (``max_seconds``, summed over resumed runs) end training normally, writing ``model.pt``.
+    Raises :class:`~alchemy_mbrl.io.LockHeldError` (naming the directory and the other process) when
+    another live process is training the same directory.
     """
-    from tqdm import tqdm
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(out / LOCK_FILE, f"model directory {out}"):
+        return _train(model_cfg, train_cfg, manifest, out, stop_after=stop_after, progress=progress)
+
+
+def _train(model_cfg: ModelConfig, train_cfg: TrainConfig, manifest: str | Path, out: Path, *,
+           stop_after: int | None, progress: bool) -> dict[str, Any]:
+    from tqdm import tqdm
+
     device = resolve_device(train_cfg.device)
     if train_cfg.threads:
         torch.set_num_threads(int(train_cfg.threads))
@@ -134,22 +166,25 @@ def train(
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     sampler = EpisodeSampler(train_data.episodes, train_cfg.seed)
     step, seconds = 0, 0.0
+    val_loss = float("nan")
+    log_rows: list[dict[str, Any]] = []
 
-    ckpt_path, log_path = out / CHECKPOINT_FILE, out / "train_log.csv"
+    ckpt_path, log_path = out / CHECKPOINT_FILE, out / LOG_FILE
     resolved = config_to_dict(model_cfg, train_cfg)
-    if ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path, device)
+    resumed = ckpt_path.exists()
+    if resumed:
+        ckpt = load_checkpoint(ckpt_path)  # on the CPU; load_state_dict moves to the device
         _check_resumable(ckpt, model_cfg, train_cfg, ckpt_path)
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         scaler.load_state_dict(ckpt["scaler"])
         sampler.load_state_dict(ckpt["data_order"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        if device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(ckpt["rng"]["cuda"].cpu(), device)
+        restore_rng(ckpt["rng"], device)
         step, seconds = int(ckpt["step"]), float(ckpt["seconds"])
+        # the log rows up to the checkpoint's step (older checkpoints: from train_log.csv, if still there)
+        log_rows = list(ckpt["log"]) if "log" in ckpt else _read_log(log_path, step)
+        val_loss = float(ckpt.get("val_loss", _last_val_loss(log_rows)))
     write_text(out / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
-    log_rows = _read_log(log_path, step)
 
     def write_log() -> None:
         write_csv(log_path, LOG_COLUMNS, log_rows)
@@ -161,10 +196,11 @@ def train(
                 "optimizer": opt.state_dict(),
                 "scaler": scaler.state_dict(),
                 "data_order": sampler.state_dict(),
-                "rng": {"torch": torch.get_rng_state(),
-                        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
+                "rng": rng_state(device),
                 "step": step,
                 "seconds": seconds,
+                "log": list(log_rows),
+                "val_loss": val_loss,
                 "config": resolved,
                 "package_version": __version__,
             },
@@ -176,12 +212,15 @@ def train(
 
     final_path = out / MODEL_FILE
     if (step >= train_cfg.steps or not time_left()) and final_path.exists():
-        # already finished: re-running the command is a no-op
+        # already finished: re-running the command is a no-op (it only restores a deleted log)
+        if not log_path.exists():
+            write_log()
         done = torch.load(final_path, map_location="cpu", weights_only=False)
         return {"step": step, "finished": True, "val_loss": float(done.get("val_loss", float("nan"))), "seconds": seconds}
+    if resumed:
+        write_log()  # the checkpoint's rows: complete again if deleted, rows after the checkpoint dropped
     bar = tqdm(total=train_cfg.steps, initial=step, unit="step", disable=not progress, desc=f"train {model_cfg.arch}")
     loss_acc, loss_n, tokens_since, t_log = 0.0, 0, 0, time.perf_counter()
-    val_loss = float("nan")
     stopped_early = False
     while step < train_cfg.steps and time_left():
         if stop_after is not None and step >= stop_after:
@@ -237,6 +276,10 @@ def train(
     if stopped_early or (stop_after is not None and step >= stop_after and step < train_cfg.steps):
         save_checkpoint()
         return {"step": step, "finished": False, "val_loss": val_loss, "seconds": seconds}
+    if not math.isfinite(val_loss):
+        # no validation in this run or the checkpoint (e.g. resumed at the final step from a checkpoint
+        # written before validation losses were kept in it): validate now, model.pt never carries NaN
+        val_loss = mean_loss(model, val_data, micro, device, amp_dtype)
     save_checkpoint()
     write_log()
     save_model(final_path, model_cfg, model, step, val_loss)

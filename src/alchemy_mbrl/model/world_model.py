@@ -24,7 +24,9 @@ carries its hidden state (``GRUState``).
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +47,28 @@ _REWARD_OFFSET = codec.TOTAL_CATEGORIES
 _ACTION_OFFSET = codec.TOTAL_CATEGORIES + NUM_REWARD_CODES + 1
 #: Input of the observation GRU at dimension 0 (no previous dimension): a learned "start" vector.
 GRU_START_INDEX: int = codec.TOTAL_CATEGORIES
+
+
+# --------------------------------------------------------------------------------------------
+# GRUs in float32 under any autocast
+# --------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def float32_gru() -> Iterator[None]:
+    """Turn autocast off (on every device where it is on) for GRU computations.
+
+    PyTorch's CUDA autocast runs cuDNN RNNs in float16 whatever dtype autocast was given
+    (``aten/src/ATen/cudnn/AutocastRNN.cpp``), i.e. unscaled fp16 under bf16 autocast, where the GRUs'
+    small gradients underflow; CPU autocast runs the GRU's matrix products in bf16. Inside this block
+    the GRUs see autocast off and compute in float32 (their inputs are cast with ``.float()``). Also
+    usable as a decorator.
+    """
+    with contextlib.ExitStack() as stack:
+        for device_type in ("cuda", "cpu"):
+            if torch.is_autocast_enabled(device_type):
+                stack.enter_context(torch.autocast(device_type, enabled=False))
+        yield
 
 
 # --------------------------------------------------------------------------------------------
@@ -284,7 +308,8 @@ class GRUBackbone(nn.Module):
         self.out_dim = cfg.gru_backbone_hidden
 
     def forward(self, x: Tensor, past: GRUState | None) -> tuple[Tensor, GRUState]:
-        out, h = self.gru(self.dropout(x).float(), None if past is None else past.h.float().contiguous())
+        with float32_gru():
+            out, h = self.gru(self.dropout(x).float(), None if past is None else past.h.float().contiguous())
         return out, GRUState(h)
 
 
@@ -361,8 +386,9 @@ class ObservationHead(nn.Module):
                  next_obs_codes[:, :-1].long() + self.offsets[:-1]],
                 dim=1,
             )
-            # float32 in; under CUDA autocast the cuDNN GRU casts to bf16 itself
-            g, _ = self.gru(self.gru_input(prev).float(), self.init_hidden(u).float().contiguous())  # [N, 39, h]
+            x, h0 = self.gru_input(prev).float(), self.init_hidden(u).float().contiguous()
+            with float32_gru():  # float32 under any autocast (cuDNN's autocast would run it in unscaled fp16)
+                g, _ = self.gru(x, h0)  # [N, 39, h]
             logits = logits + torch.einsum("nih,ich->nic", g, self.w_gru.to(g.dtype))
         return self._mask(logits, slice(None))
 
@@ -506,6 +532,7 @@ class WorldModel(nn.Module):
         return r, o
 
     @torch.no_grad()
+    @float32_gru()  # the heads and the unrolled GRU cell in float32 under any autocast
     def sample_next(self, features: Tensor, uniforms: np.ndarray | Tensor) -> Samples:
         """Sample K next (reward, observation) pairs per row by inverse CDF.
 
@@ -587,7 +614,7 @@ class WorldModel(nn.Module):
             raise ValueError(f"uniforms must have shape [B={b}, K, {1 + OBS_DIM}], got {tuple(u_all.shape)}")
         k = u_all.shape[1]
         u_all = u_all.reshape(b * k, 1 + OBS_DIM)
-        f = features.repeat_interleave(k, dim=0)
+        f = features.float().repeat_interleave(k, dim=0)
         logp_r = torch.log_softmax(self.reward_head(f).float(), dim=-1).double()
         r = inverse_cdf(logp_r.exp(), u_all[:, 0], NUM_REWARD_CODES)
         total = logp_r.gather(1, r[:, None]).squeeze(1)
