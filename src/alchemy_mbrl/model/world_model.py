@@ -595,6 +595,7 @@ class WorldModel(nn.Module):
         return Samples(r.view(b, k), codes.view(b, k, OBS_DIM), total.view(b, k))
 
     @torch.no_grad()
+    @float32_gru()
     def sample_next_reference(self, features: Tensor, uniforms: np.ndarray | Tensor) -> Samples:
         """The unfused reference of :meth:`sample_next` (every head per sample, a Python loop, float64 CDF).
 
