@@ -12,6 +12,7 @@ Prints one Markdown table: mean ± s.e. over repeats of the call latency, and sa
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -44,7 +45,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--arch", default="original")
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("ALCHEMY_THREADS", 1)),
+                    help="torch CPU threads (default 1, or $ALCHEMY_THREADS; 0 = torch's choice)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

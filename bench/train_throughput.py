@@ -2,13 +2,16 @@
 
     PYTHONPATH=src python bench/train_throughput.py [--episodes 8] [--steps 3] [--device cpu|cuda|all]
 
-Uses random valid episodes (throughput does not depend on the values). Prints one Markdown table.
+Uses random valid episodes (throughput does not depend on the values). Prints one Markdown table, with
+the loss of the first step (same seed: old and new code must print the same loss). One torch thread by
+default (``--threads`` / ``$ALCHEMY_THREADS``): compare code versions with the same thread count.
 The paper trained 750k steps x 250 episodes x 200 tokens in ~2 days on one RTX 6000 (~217k tokens/s).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -27,8 +30,8 @@ def random_episodes(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, 
             torch.from_numpy(rng.integers(0, 5, (n, 200), dtype=np.uint8)))
 
 
-def measure(arch: str, device: torch.device, episodes: int, steps: int) -> tuple[float, float, int]:
-    """(mean tokens/s, s.e., n timed steps) after one warm-up step."""
+def measure(arch: str, device: torch.device, episodes: int, steps: int) -> tuple[float, float, int, float]:
+    """(mean tokens/s, s.e., n timed steps, loss of the first step) after one warm-up step."""
     m_cfg, t_cfg = resolve_config(arch)
     torch.manual_seed(0)
     model = WorldModel(m_cfg).to(device).train()
@@ -36,6 +39,7 @@ def measure(arch: str, device: torch.device, episodes: int, steps: int) -> tuple
     o, a, r = (x.to(device) for x in random_episodes(episodes))
     amp = autocast_dtype(device, True)
     rates = []
+    first_loss = float("nan")
     for i in range(steps + 1):
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -45,12 +49,15 @@ def measure(arch: str, device: torch.device, episodes: int, steps: int) -> tuple
             loss = model.loss(o, a, r)
         loss.backward()
         opt.step()
+        if i == 0:
+            first_loss = float(loss.detach())
         if device.type == "cuda":
             torch.cuda.synchronize()
         if i:
             rates.append(episodes * 200 / (time.perf_counter() - t0))
     x = np.array(rates)
-    return float(x.mean()), float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan"), len(x)
+    return (float(x.mean()), float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan"), len(x),
+            first_loss)
 
 
 def main() -> None:
@@ -60,21 +67,22 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3, help="timed steps per architecture")
     ap.add_argument("--device", default="all", help="cpu, cuda, or all (cpu + cuda when available)")
     ap.add_argument("--arch", nargs="*", default=list(ARCHITECTURES))
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("ALCHEMY_THREADS", 1)),
+                    help="torch CPU threads (default 1, or $ALCHEMY_THREADS; 0 = torch's choice)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     devices = [d for d in devices if d != "cuda" or torch.cuda.is_available()]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
-    print("| architecture | device | episodes/step | tokens/s (mean ± s.e.) | n steps | days for 750k x 250 episodes |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| architecture | device | episodes/step | tokens/s (mean ± s.e.) | n steps | first-step loss | days for 750k x 250 episodes |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for dev in devices:
         eps = args.episodes if dev == "cpu" else args.gpu_episodes
         for arch in args.arch:
-            mean, se, n = measure(arch, torch.device(dev), eps, args.steps)
+            mean, se, n, loss = measure(arch, torch.device(dev), eps, args.steps)
             days = 750_000 * 250 * 200 / mean / 86400
-            print(f"| {arch} | {dev} | {eps} | {mean:,.0f} ± {se:,.0f} | {n} | {days:,.1f} |", flush=True)
+            print(f"| {arch} | {dev} | {eps} | {mean:,.0f} ± {se:,.0f} | {n} | {loss:.6f} | {days:,.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -83,3 +83,42 @@ def test_set_roots_is_incremental_and_mask_protects_nodes() -> None:
     assert int(inc.depth[0, 1]) == 1 and int(inc.depth[1, 1]) == 0  # masked-out search 1 stored nothing
     with pytest.raises(ValueError, match="children"):
         inc.expand(np.zeros(2, dtype=np.int64), np.array([5, 6]), np.array([[1, 2, 8], [1, 2, 3]]), keys)
+
+
+def test_half_precision_kv_store_runs_and_stays_close() -> None:
+    """CPU analogue of the CUDA path, where K/V are stored in the autocast dtype: with bf16 buffers and node
+    store, expansions run and sample (almost always) what the float32 store samples."""
+    model = tiny_model("original")
+    b, t = 4, 6
+    obs, acts, rew = real_history(b, t, seed=2)
+    sims = [LearnedSimulator(model), LearnedSimulator(model)]
+    sims[1].kv_dtype = torch.bfloat16
+    outs = []
+    for sim in sims:
+        sim.set_roots(RootContext(t, obs, acts, rew), max_nodes=10)
+        keys = rng.episode_keys(3, np.arange(b))
+        o1, _ = sim.expand(np.zeros(b, np.int64), np.arange(b), np.array([[1, 2, 3]] * b), keys)
+        o2, _ = sim.expand(np.array([1, 2, 3, 1]), np.arange(b) + 5, np.array([[4, 5, 6]] * b), rng.fold_in(keys, 1))
+        outs.append(np.stack([o1, o2]))
+    assert sims[1].node_kv.dtype == torch.bfloat16 and sims[1]._kbuf.dtype == torch.bfloat16
+    assert (outs[0] == outs[1]).mean() > 0.95
+
+
+def test_whole_search_with_reused_path_slots_equals_rewriting_them() -> None:
+    """Keeping path K/V in the step buffer between expansions changes nothing (deep trees, many steps)."""
+    from alchemy_mbrl.planner import PlannerParams, TreeSearch
+
+    model = tiny_model("original")
+    b = 5
+    obs, acts, rew = real_history(b, 12, seed=4)
+    keys = rng.episode_keys(8, np.arange(b))
+    results = []
+    for reuse in (False, True):
+        sim = LearnedSimulator(model)
+        sim.reuse_path_slots = reuse
+        search = TreeSearch(sim, 40, PlannerParams())
+        runs = [search.run(RootContext(t, obs[:, : t + 1], acts[:, :t], rew[:, :t]), keys) for t in (10, 11, 12)]
+        results.append(runs)
+    for a, c in zip(*results):
+        np.testing.assert_array_equal(a.root_visits, c.root_visits)
+        np.testing.assert_allclose(a.root_values, c.root_values, rtol=0, atol=1e-12)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from alchemy_mbrl import __version__
@@ -43,7 +44,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def default_threads() -> int:
+    """Intra-op threads per process: ``$ALCHEMY_THREADS``, else ``$OMP_NUM_THREADS``, else 1.
+
+    One thread per process is the default because PyTorch's own default (one per core) collapses
+    10-20x when other jobs load the machine (issue 14); run chunks as parallel processes instead.
+    """
+    for var in ("ALCHEMY_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(var, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return 1
+
+
+def _limit_threads() -> None:
+    n = default_threads()
+    os.environ["OMP_NUM_THREADS"] = str(n)  # read by torch / OpenMP when first imported
+    if "torch" in sys.modules:  # already imported (e.g. in-process callers): set it directly
+        sys.modules["torch"].set_num_threads(n)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _limit_threads()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

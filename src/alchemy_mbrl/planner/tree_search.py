@@ -45,6 +45,7 @@ import numpy as np
 
 from alchemy_mbrl import rng
 from alchemy_mbrl.env.alchemy import EPISODE_STEPS, NUM_ACTIONS, OBS_DIM
+from alchemy_mbrl.planner import tree_numba
 from alchemy_mbrl.planner.params import PlannerParams
 from alchemy_mbrl.planner.simulator import RootContext, Simulator
 
@@ -347,6 +348,39 @@ def backup(tree: Tree, path: Path, gamma: float) -> None:
         tree.visits_sum[b, s] += 1
 
 
+def _weight_table(budget: int, c1: float, c2: float, num_actions: int) -> np.ndarray:
+    """``U``'s numerator for every possible ``sum_b N(b)`` (0..budget), computed by the NumPy expression
+    of :func:`selection_scores` itself, so that the compiled selection is bit-identical to it."""
+    total = np.arange(budget + 2, dtype=np.float64)[:, None]
+    return ((c1 + np.log((c2 + 1.0 + total) / c2)) * np.sqrt(total) / num_actions)[:, 0].copy()
+
+
+def _select_compiled(tree: Tree, params: PlannerParams, keys: np.ndarray, horizon: int, table: np.ndarray,
+                     max_depth: int) -> Path:
+    """:func:`select` through :func:`tree_numba.select_kernel` (same :class:`Path`)."""
+    out = tree_numba.select_kernel(
+        tree.slot, tree.value, tree.visits, tree.visits_sum, tree.child_chance, tree.chance_children,
+        tree.chance_weight, tree.node_t, tree.q_min, tree.q_max, np.asarray(keys, dtype=np.uint64), table,
+        params.q_normalisation == "minmax", int(horizon), int(max_depth))
+    return Path(*out)
+
+
+def _expand_compiled(tree: Tree, simulator: Simulator, path: Path, keys: np.ndarray, reward_scale: float) -> None:
+    """:func:`expand` with its bookkeeping (merge, chance node, slots) in :func:`tree_numba.expand_kernel`."""
+    bsz, k = tree.batch_size, tree.k
+    i = tree.num_expansions
+    if i >= tree.budget:
+        raise RuntimeError(f"the tree holds {tree.budget} expansions; reset it before searching again")
+    grow = ~path.terminal
+    children = np.ascontiguousarray(np.broadcast_to(1 + i * k + np.arange(k, dtype=np.int64), (bsz, k)))
+    obs, rewards = simulator.expand(path.leaf_node, path.leaf_action, children, keys, grow)
+    tree_numba.expand_kernel(
+        np.ascontiguousarray(obs), np.ascontiguousarray(rewards, dtype=np.float64), grow, children, path.leaf_node,
+        path.leaf_action, path.leaf_depth, path.chances, i, float(reward_scale), tree.chance_children,
+        tree.chance_weight, tree.chance_reward, tree.node_t, tree.slot, tree.next_slot, tree.child_chance)
+    tree.num_expansions = i + 1
+
+
 @dataclass
 class SearchResult:
     """Outcome of B searches: the sampled actions ``[B]``, the action probabilities ``[B, A]``,
@@ -424,6 +458,8 @@ class TreeSearch:
         self.horizon = int(horizon)
         self.num_actions = int(num_actions)
         self.tree: Tree | None = None
+        #: use the Numba kernels of :mod:`tree_numba` (bit-identical to the NumPy functions above) when available
+        self.compiled = True
 
     def check_memory(self, batch_size: int, limit: int | None = None) -> int:
         """Estimate the memory of ``batch_size`` searches (budget x K x batch nodes) and refuse, before
@@ -464,7 +500,19 @@ class TreeSearch:
         tree = self.tree
         tree.reset(context.t)
         self.simulator.set_roots(context, tree.max_nodes)
+        fast = self.compiled and tree_numba.AVAILABLE
+        if fast:
+            table = _weight_table(self.budget, self.params.c1, self.params.c2, tree.value.shape[2])
+            max_depth = min(self.budget, max(self.horizon - int(context.t), 0)) + 2
         for i in range(self.budget):
+            if fast:
+                sel_keys, exp_keys = tree_numba.iteration_keys(keys, i, _TAG_SELECT, _TAG_EXPAND)
+                path = _select_compiled(tree, self.params, sel_keys, self.horizon, table, max_depth)
+                _expand_compiled(tree, self.simulator, path, exp_keys, self.params.reward_scale)
+                tree_numba.backup_kernel(path.nodes, path.actions, path.chances, path.valid, tree.chance_reward,
+                                         tree.slot, tree.value, tree.visits, tree.visits_sum, tree.q_min, tree.q_max,
+                                         float(self.params.gamma))
+                continue
             it_keys = rng.fold_in(keys, i)
             path = select(tree, self.params, rng.fold_in(it_keys, _TAG_SELECT), self.horizon)
             expand(tree, self.simulator, path, rng.fold_in(it_keys, _TAG_EXPAND), self.params.reward_scale)
