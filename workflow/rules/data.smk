@@ -4,11 +4,11 @@
 
 rule generate_shard:
     output:
-        "results/data/shard-{shard}.h5",
+        f"{OUT}/data/shard-{{shard}}.h5",
     log:
-        "logs/generate_shard/{shard}.log",
+        f"{LOGS}/generate_shard/{{shard}}.log",
     benchmark:
-        "benchmarks/generate_shard/{shard}.tsv"
+        f"{BENCH}/generate_shard/{{shard}}.tsv"
     params:
         cli=CLI,
         shard=lambda wc: int(wc.shard),
@@ -27,13 +27,13 @@ rule generate_shard:
 
 rule manifest:
     input:
-        expand("results/data/shard-{shard}.h5", shard=SHARDS),
+        expand(f"{OUT}/data/shard-{{shard}}.h5", shard=SHARDS),
     output:
         MANIFEST,
     log:
-        "logs/manifest.log",
+        f"{LOGS}/manifest.log",
     benchmark:
-        "benchmarks/manifest.tsv"
+        f"{BENCH}/manifest.tsv"
     params:
         cli=CLI,
         validation=config["data"]["validation_shards"],

@@ -12,13 +12,13 @@ rule hpo_ask:
     input:
         state=hpo_state_in,
     output:
-        asked="results/hpo/round-{round}/asked.pkl",
-        points="results/hpo/round-{round}/points.json",
-        point_files=expand("results/hpo/round-{{round}}/point-{point}.json", point=range(HPO_POINTS)),
+        asked=f"{OUT}/hpo/round-{{round}}/asked.pkl",
+        points=f"{OUT}/hpo/round-{{round}}/points.json",
+        point_files=expand(f"{OUT}/hpo/round-{{{{round}}}}/point-{{point}}.json", point=range(HPO_POINTS)),
     log:
-        "logs/hpo_ask/round-{round}.log",
+        f"{LOGS}/hpo_ask/round-{{round}}.log",
     benchmark:
-        "benchmarks/hpo_ask/round-{round}.tsv"
+        f"{BENCH}/hpo_ask/round-{{round}}.tsv"
     params:
         cli=CLI,
         state_in=lambda wc, input: input.state[0] if input.state else "none",
@@ -44,14 +44,14 @@ rule hpo_ask:
 
 rule hpo_evaluate:
     input:
-        params="results/hpo/round-{round}/point-{point}.json",
+        params=f"{OUT}/hpo/round-{{round}}/point-{{point}}.json",
         model=planner_model_inputs(HPO_SIM, HPO_ARCH),
     output:
-        "results/hpo/round-{round}/eval/point-{point}/returns.csv",
+        f"{OUT}/hpo/round-{{round}}/eval/point-{{point}}/returns.csv",
     log:
-        "logs/hpo_evaluate/round-{round}/point-{point}.log",
+        f"{LOGS}/hpo_evaluate/round-{{round}}/point-{{point}}.log",
     benchmark:
-        "benchmarks/hpo_evaluate/round-{round}/point-{point}.tsv"
+        f"{BENCH}/hpo_evaluate/round-{{round}}/point-{{point}}.tsv"
     params:
         cli=CLI,
         model=planner_model_arg(HPO_SIM, HPO_ARCH),
@@ -73,14 +73,14 @@ rule hpo_evaluate:
 
 rule hpo_summary:
     input:
-        "results/hpo/round-{round}/eval/point-{point}/returns.csv",
+        f"{OUT}/hpo/round-{{round}}/eval/point-{{point}}/returns.csv",
     output:
-        returns="results/hpo/round-{round}/eval/point-{point}/merged.csv",
-        summary="results/hpo/round-{round}/eval/point-{point}/summary.json",
+        returns=f"{OUT}/hpo/round-{{round}}/eval/point-{{point}}/merged.csv",
+        summary=f"{OUT}/hpo/round-{{round}}/eval/point-{{point}}/summary.json",
     log:
-        "logs/hpo_summary/round-{round}/point-{point}.log",
+        f"{LOGS}/hpo_summary/round-{{round}}/point-{{point}}.log",
     benchmark:
-        "benchmarks/hpo_summary/round-{round}/point-{point}.tsv"
+        f"{BENCH}/hpo_summary/round-{{round}}/point-{{point}}.tsv"
     params:
         cli=CLI,
     threads: 1
@@ -94,14 +94,14 @@ rule hpo_summary:
 
 rule hpo_tell:
     input:
-        asked="results/hpo/round-{round}/asked.pkl",
-        results=expand("results/hpo/round-{{round}}/eval/point-{point}/summary.json", point=range(HPO_POINTS)),
+        asked=f"{OUT}/hpo/round-{{round}}/asked.pkl",
+        results=expand(f"{OUT}/hpo/round-{{{{round}}}}/eval/point-{{point}}/summary.json", point=range(HPO_POINTS)),
     output:
-        "results/hpo/round-{round}/state.pkl",
+        f"{OUT}/hpo/round-{{round}}/state.pkl",
     log:
-        "logs/hpo_tell/round-{round}.log",
+        f"{LOGS}/hpo_tell/round-{{round}}.log",
     benchmark:
-        "benchmarks/hpo_tell/round-{round}.tsv"
+        f"{BENCH}/hpo_tell/round-{{round}}.tsv"
     params:
         cli=CLI,
     threads: 1
@@ -115,15 +115,15 @@ rule hpo_tell:
 
 rule hpo_best:
     input:
-        f"results/hpo/round-{HPO_ROUNDS - 1}/state.pkl",
+        f"{OUT}/hpo/round-{HPO_ROUNDS - 1}/state.pkl",
     output:
-        best="results/hpo/best.json",
-        summary="results/hpo/best_summary.json",
-        history="results/hpo/history.csv",
+        best=f"{OUT}/hpo/best.json",
+        summary=f"{OUT}/hpo/best_summary.json",
+        history=f"{OUT}/hpo/history.csv",
     log:
-        "logs/hpo_best.log",
+        f"{LOGS}/hpo_best.log",
     benchmark:
-        "benchmarks/hpo_best.tsv"
+        f"{BENCH}/hpo_best.tsv"
     params:
         cli=CLI,
     threads: 1

@@ -7,11 +7,11 @@ rule train_config:
     # YAML) from the workflow config, so that editing train.* re-runs training (Snakemake
     # tracks params).
     output:
-        "results/train_configs/{arch}.yaml",
+        f"{OUT}/train_configs/{{arch}}.yaml",
     log:
-        "logs/train_config/{arch}.log",
+        f"{LOGS}/train_config/{{arch}}.log",
     benchmark:
-        "benchmarks/train_config/{arch}.tsv"
+        f"{BENCH}/train_config/{{arch}}.tsv"
     params:
         cfg=lambda wc: json.dumps(train_config(wc.arch), sort_keys=True),
     threads: 1
@@ -26,15 +26,15 @@ rule train_config:
 
 rule train:
     input:
-        config="results/train_configs/{arch}.yaml",
+        config=f"{OUT}/train_configs/{{arch}}.yaml",
         data=MANIFEST,
     output:
-        model="results/models/{arch}/model.pt",
-        log_csv="results/models/{arch}/train_log.csv",
+        model=f"{OUT}/models/{{arch}}/model.pt",
+        log_csv=f"{OUT}/models/{{arch}}/train_log.csv",
     log:
-        "logs/train/{arch}.log",
+        f"{LOGS}/train/{{arch}}.log",
     benchmark:
-        "benchmarks/train/{arch}.tsv"
+        f"{BENCH}/train/{{arch}}.tsv"
     params:
         cli=CLI,
         out=lambda wc: model_dir(wc.arch),
@@ -51,14 +51,14 @@ rule train:
 
 rule model_eval:
     input:
-        model="results/models/{arch}/model.pt",
+        model=f"{OUT}/models/{{arch}}/model.pt",
         data=MANIFEST,
     output:
-        "results/model_eval/{arch}.json",
+        f"{OUT}/model_eval/{{arch}}.json",
     log:
-        "logs/model_eval/{arch}.log",
+        f"{LOGS}/model_eval/{{arch}}.log",
     benchmark:
-        "benchmarks/model_eval/{arch}.tsv"
+        f"{BENCH}/model_eval/{{arch}}.tsv"
     params:
         cli=CLI,
         model=lambda wc: model_dir(wc.arch),
@@ -78,11 +78,11 @@ rule bayes_entropy:
     input:
         data=MANIFEST,
     output:
-        "results/model_eval/bayes.json",
+        f"{OUT}/model_eval/bayes.json",
     log:
-        "logs/bayes_entropy.log",
+        f"{LOGS}/bayes_entropy.log",
     benchmark:
-        "benchmarks/bayes_entropy.tsv"
+        f"{BENCH}/bayes_entropy.tsv"
     params:
         cli=CLI,
         max_episodes=max_episodes_arg(),
