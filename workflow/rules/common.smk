@@ -41,7 +41,9 @@ MANIFEST = f"{OUT}/data/manifest.json"
 if config["hpo"]["architecture"] not in ARCHS and config["hpo"]["simulator"] == "learned":
     raise ValueError(f"config: hpo.architecture '{config['hpo']['architecture']}' is not in train.architectures")
 if config["evaluate"]["architecture"] not in ARCHS:
-    raise ValueError(f"config: evaluate.architecture '{config['evaluate']['architecture']}' is not in train.architectures")
+    raise ValueError(
+        f"config: evaluate.architecture '{config['evaluate']['architecture']}' is not in train.architectures"
+    )
 if config["data"]["validation_shards"] >= NUM_SHARDS:
     raise ValueError("config: data.validation_shards must be smaller than data.shards")
 

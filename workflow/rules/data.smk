@@ -1,3 +1,7 @@
+# Data, training and HPO rules have a priority above the rest, so that the critical path
+# (data -> the HPO's model -> HPO -> learned-model rows) runs first and the independent
+# perfect-model and baseline rows fill the gaps.
+#
 # Dataset: one job per HDF5 shard of uniform-random episodes, then the manifest
 # (checksums; the last data.validation_shards shards are the validation split).
 
@@ -9,17 +13,18 @@ rule generate_shard:
         f"{LOGS}/generate_shard/{{shard}}.log",
     benchmark:
         f"{BENCH}/generate_shard/{{shard}}.tsv"
+    priority: 2
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=mem_mb(2000),
     params:
         cli=CLI,
         shard=lambda wc: int(wc.shard),
         num_shards=NUM_SHARDS,
         episodes=config["data"]["episodes_per_shard"],
         seed=config["seed"],
-    threads: 1
-    resources:
-        mem_mb=mem_mb(2000),
-    conda:
-        ENV
     shell:
         "{params.cli} generate --shard {params.shard} --num-shards {params.num_shards}"
         " --episodes {params.episodes} --seed {params.seed} --out {output} --no-progress > {log} 2>&1"
@@ -34,13 +39,14 @@ rule manifest:
         f"{LOGS}/manifest.log",
     benchmark:
         f"{BENCH}/manifest.tsv"
-    params:
-        cli=CLI,
-        validation=config["data"]["validation_shards"],
+    priority: 2
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=mem_mb(1000),
-    conda:
-        ENV
+    params:
+        cli=CLI,
+        validation=config["data"]["validation_shards"],
     shell:
         "{params.cli} data manifest {input} --validation {params.validation} --out {output} > {log} 2>&1"

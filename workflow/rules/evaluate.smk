@@ -20,6 +20,12 @@ rule evaluate_chunk:
         f"{LOGS}/evaluate_chunk/{{simulator}}/budget-{{budget}}/chunk-{{chunk}}.log",
     benchmark:
         f"{BENCH}/evaluate_chunk/{{simulator}}/budget-{{budget}}/chunk-{{chunk}}.tsv"
+    conda:
+        ENV
+    threads: config["evaluate"]["threads"]
+    resources:
+        mem_mb=mem_mb(config["evaluate"]["mem_mb"]),
+        gpu=lambda wc: GPU if wc.simulator == "learned" else 0,
     params:
         cli=CLI,
         model=lambda wc: planner_model_arg(wc.simulator, EVAL_ARCH),
@@ -27,12 +33,6 @@ rule evaluate_chunk:
         episodes=lambda wc: eval_episodes(wc.simulator),
         chunks=CHUNKS,
         seed=config["evaluate"]["seed"],
-    threads: config["evaluate"]["threads"]
-    resources:
-        mem_mb=mem_mb(config["evaluate"]["mem_mb"]),
-        gpu=lambda wc: GPU if wc.simulator == "learned" else 0,
-    conda:
-        ENV
     shell:
         "{params.cli} evaluate --policy planner --simulator {wildcards.simulator} {params.model}"
         " --budget {wildcards.budget} --episodes {params.episodes} --chunk {wildcards.chunk}/{params.chunks}"
@@ -49,13 +49,13 @@ rule merge_evaluation:
         f"{LOGS}/merge_evaluation/{{simulator}}/budget-{{budget}}.log",
     benchmark:
         f"{BENCH}/merge_evaluation/{{simulator}}/budget-{{budget}}.tsv"
-    params:
-        cli=CLI,
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=mem_mb(1000),
-    conda:
-        ENV
+    params:
+        cli=CLI,
     shell:
         "{params.cli} merge-returns {input} --out {output.returns} --summary {output.summary} > {log} 2>&1"
 
@@ -67,15 +67,15 @@ rule baseline:
         f"{LOGS}/baseline/{{policy}}.log",
     benchmark:
         f"{BENCH}/baseline/{{policy}}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=mem_mb(2000),
     params:
         cli=CLI,
         episodes=config["baselines"]["episodes"],
         seed=config["baselines"]["seed"],
-    threads: 1
-    resources:
-        mem_mb=mem_mb(2000),
-    conda:
-        ENV
     shell:
         "{params.cli} evaluate --policy {wildcards.policy} --episodes {params.episodes} --seed {params.seed}"
         " --out {output} --no-progress > {log} 2>&1"
@@ -91,12 +91,12 @@ rule baseline_summary:
         f"{LOGS}/baseline_summary/{{policy}}.log",
     benchmark:
         f"{BENCH}/baseline_summary/{{policy}}.tsv"
-    params:
-        cli=CLI,
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=mem_mb(1000),
-    conda:
-        ENV
+    params:
+        cli=CLI,
     shell:
         "{params.cli} merge-returns {input} --out {output.returns} --summary {output.summary} > {log} 2>&1"

@@ -19,6 +19,12 @@ rule hpo_ask:
         f"{LOGS}/hpo_ask/round-{{round}}.log",
     benchmark:
         f"{BENCH}/hpo_ask/round-{{round}}.tsv"
+    priority: 2
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=mem_mb(2000),
     params:
         cli=CLI,
         state_in=lambda wc, input: input.state[0] if input.state else "none",
@@ -30,11 +36,6 @@ rule hpo_ask:
         acq_optimizer=config["hpo"]["acq_optimizer"],
         space=hpo_space_args(),
         gamma=config["hpo"]["gamma"],
-    threads: 1
-    resources:
-        mem_mb=mem_mb(2000),
-    conda:
-        ENV
     shell:
         "{params.cli} hpo ask --round {wildcards.round} --state-in {params.state_in} --points {params.points}"
         " --seed {params.seed} --initial-points {params.initial} --acq-func {params.acq}"
@@ -52,6 +53,13 @@ rule hpo_evaluate:
         f"{LOGS}/hpo_evaluate/round-{{round}}/point-{{point}}.log",
     benchmark:
         f"{BENCH}/hpo_evaluate/round-{{round}}/point-{{point}}.tsv"
+    priority: 2
+    conda:
+        ENV
+    threads: config["evaluate"]["threads"]
+    resources:
+        mem_mb=mem_mb(config["evaluate"]["mem_mb"]),
+        gpu=GPU if HPO_SIM == "learned" else 0,
     params:
         cli=CLI,
         model=planner_model_arg(HPO_SIM, HPO_ARCH),
@@ -59,12 +67,6 @@ rule hpo_evaluate:
         budget=config["hpo"]["budget"],
         episodes=config["hpo"]["episodes"],
         seed=lambda wc: hpo_eval_seed(wc.round, wc.point),
-    threads: config["evaluate"]["threads"]
-    resources:
-        mem_mb=mem_mb(config["evaluate"]["mem_mb"]),
-        gpu=GPU if HPO_SIM == "learned" else 0,
-    conda:
-        ENV
     shell:
         "{params.cli} evaluate --policy planner --simulator {params.simulator} {params.model}"
         " --budget {params.budget} --episodes {params.episodes} --chunk 0/1 --seed {params.seed}"
@@ -81,13 +83,14 @@ rule hpo_summary:
         f"{LOGS}/hpo_summary/round-{{round}}/point-{{point}}.log",
     benchmark:
         f"{BENCH}/hpo_summary/round-{{round}}/point-{{point}}.tsv"
-    params:
-        cli=CLI,
+    priority: 2
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=mem_mb(1000),
-    conda:
-        ENV
+    params:
+        cli=CLI,
     shell:
         "{params.cli} merge-returns {input} --out {output.returns} --summary {output.summary} > {log} 2>&1"
 
@@ -102,13 +105,14 @@ rule hpo_tell:
         f"{LOGS}/hpo_tell/round-{{round}}.log",
     benchmark:
         f"{BENCH}/hpo_tell/round-{{round}}.tsv"
-    params:
-        cli=CLI,
+    priority: 2
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=mem_mb(2000),
-    conda:
-        ENV
+    params:
+        cli=CLI,
     shell:
         "{params.cli} hpo tell --state-in {input.asked} --results {input.results} --state-out {output} > {log} 2>&1"
 
@@ -124,13 +128,14 @@ rule hpo_best:
         f"{LOGS}/hpo_best.log",
     benchmark:
         f"{BENCH}/hpo_best.tsv"
-    params:
-        cli=CLI,
+    priority: 2
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=mem_mb(1000),
-    conda:
-        ENV
+    params:
+        cli=CLI,
     shell:
         "{params.cli} hpo best --state {input} --out {output.best} --summary {output.summary}"
         " --history {output.history} > {log} 2>&1"

@@ -27,6 +27,11 @@ rule table1:
         f"{LOGS}/table1.log",
     benchmark:
         f"{BENCH}/table1.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000),
     params:
         cli=CLI,
         planner=" ".join(f"{s}:{b}={summary_path(s, b)}" for s, b in planner_runs()),
@@ -35,11 +40,6 @@ rule table1:
         steps=config["train"]["steps"],
         batch=config["train"]["batch_size"],
         scale=SCALE,
-    threads: 1
-    resources:
-        mem_mb=mem_mb(1000),
-    conda:
-        ENV
     shell:
         "{params.cli} report table1 --planner {params.planner} --baseline {params.baselines}"
         " --train-steps {params.steps} --batch-size {params.batch} --scale {params.scale:q}"
@@ -69,6 +69,11 @@ rule table2:
         f"{LOGS}/table2.log",
     benchmark:
         f"{BENCH}/table2.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000),
     params:
         cli=CLI,
         evals=" ".join(f"{a}={OUT}/model_eval/{a}.json" for a in ARCHS),
@@ -76,11 +81,6 @@ rule table2:
         steps=config["train"]["steps"],
         batch=config["train"]["batch_size"],
         scale=SCALE,
-    threads: 1
-    resources:
-        mem_mb=mem_mb(1000),
-    conda:
-        ENV
     shell:
         "{params.cli} report table2 --model-eval {params.evals} --bayes {input.bayes}"
         " --train-steps {params.steps} --batch-size {params.batch} --scale {params.scale:q}"
@@ -102,15 +102,15 @@ rule plot_score:
         f"{LOGS}/plot_score.log",
     benchmark:
         f"{BENCH}/plot_score.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000),
     params:
         cli=CLI,
         prefix=lambda wc, output: os.path.splitext(output.png)[0],
         scale=SCALE,
-    threads: 1
-    resources:
-        mem_mb=mem_mb(1000),
-    conda:
-        ENV
     shell:
         "{params.cli} report plots score --table1 {input} --scale {params.scale:q} --out {params.prefix} > {log} 2>&1"
 
@@ -131,16 +131,16 @@ rule plot_training:
         f"{LOGS}/plot_training.log",
     benchmark:
         f"{BENCH}/plot_training.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000),
     params:
         cli=CLI,
         logs=" ".join(f"{a}={OUT}/models/{a}/train_log.csv" for a in ARCHS),
         prefix=lambda wc, output: os.path.splitext(output.png)[0],
         scale=SCALE,
-    threads: 1
-    resources:
-        mem_mb=mem_mb(1000),
-    conda:
-        ENV
     shell:
         "{params.cli} report plots training --log {params.logs} --bayes {input.bayes} --scale {params.scale:q}"
         " --out {params.prefix} > {log} 2>&1"
@@ -161,16 +161,16 @@ rule plot_hpo:
         f"{LOGS}/plot_hpo.log",
     benchmark:
         f"{BENCH}/plot_hpo.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000),
     params:
         cli=CLI,
         prefix=lambda wc, output: os.path.splitext(output.png)[0],
         scale=SCALE,
         initial=config["hpo"]["initial_points"],
-    threads: 1
-    resources:
-        mem_mb=mem_mb(1000),
-    conda:
-        ENV
     shell:
         "{params.cli} report plots hpo --history {input} --initial-points {params.initial}"
         " --scale {params.scale:q} --out {params.prefix} > {log} 2>&1"

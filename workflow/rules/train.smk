@@ -12,14 +12,15 @@ rule train_config:
         f"{LOGS}/train_config/{{arch}}.log",
     benchmark:
         f"{BENCH}/train_config/{{arch}}.tsv"
-    params:
-        cfg=lambda wc: json.dumps(train_config(wc.arch), sort_keys=True),
-    threads: 1
-    resources:
-        mem_mb=mem_mb(100),
+    priority: 2
     localrule: True
     conda:
         ENV
+    threads: 1
+    resources:
+        mem_mb=mem_mb(100),
+    params:
+        cfg=lambda wc: json.dumps(train_config(wc.arch), sort_keys=True),
     shell:
         "printf '%s\\n' {params.cfg:q} > {output} 2> {log}"
 
@@ -35,15 +36,16 @@ rule train:
         f"{LOGS}/train/{{arch}}.log",
     benchmark:
         f"{BENCH}/train/{{arch}}.tsv"
-    params:
-        cli=CLI,
-        out=lambda wc: model_dir(wc.arch),
+    priority: 1
+    conda:
+        ENV
     threads: config["train"]["threads"]
     resources:
         mem_mb=mem_mb(config["train"]["mem_mb"]),
         gpu=GPU,
-    conda:
-        ENV
+    params:
+        cli=CLI,
+        out=lambda wc: model_dir(wc.arch),
     shell:
         "{params.cli} train --config {input.config} --data {input.data} --arch {wildcards.arch}"
         " --out {params.out} --no-progress > {log} 2>&1"
@@ -59,16 +61,16 @@ rule model_eval:
         f"{LOGS}/model_eval/{{arch}}.log",
     benchmark:
         f"{BENCH}/model_eval/{{arch}}.tsv"
-    params:
-        cli=CLI,
-        model=lambda wc: model_dir(wc.arch),
-        max_episodes=max_episodes_arg(),
+    conda:
+        ENV
     threads: config["train"]["threads"]
     resources:
         mem_mb=mem_mb(config["train"]["mem_mb"]),
         gpu=GPU,
-    conda:
-        ENV
+    params:
+        cli=CLI,
+        model=lambda wc: model_dir(wc.arch),
+        max_episodes=max_episodes_arg(),
     shell:
         "{params.cli} model-eval --model {params.model} --data {input.data} {params.max_episodes}"
         " --out {output} > {log} 2>&1"
@@ -83,14 +85,14 @@ rule bayes_entropy:
         f"{LOGS}/bayes_entropy.log",
     benchmark:
         f"{BENCH}/bayes_entropy.tsv"
-    params:
-        cli=CLI,
-        max_episodes=max_episodes_arg(),
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=mem_mb(4000),
-    conda:
-        ENV
+    params:
+        cli=CLI,
+        max_episodes=max_episodes_arg(),
     shell:
         "{params.cli} bayes-entropy --data {input.data} {params.max_episodes} --out {output}"
         " --no-progress > {log} 2>&1"
