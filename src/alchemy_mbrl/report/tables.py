@@ -339,8 +339,21 @@ def full_caption(caption: str, scale: str | None = None) -> str:
     return f"[{scale}] {caption}" if scale else caption
 
 
+_HTML_STYLE = (
+    ".alchemy-table{font-family:sans-serif;font-size:14px;margin:1em 0}"
+    ".alchemy-table table{border-collapse:collapse}"
+    ".alchemy-table th,.alchemy-table td{border:1px solid #bbb;padding:4px 8px;text-align:left}"
+    ".alchemy-table th{background:#eee}.alchemy-table td:nth-child(n+2){white-space:nowrap}"
+    ".alchemy-table caption{caption-side:top;text-align:left;padding-bottom:6px;max-width:70em}"
+    ".alchemy-table .scale{background:#fff3cd;border:1px solid #e0c060;padding:6px;max-width:70em}"
+    ".alchemy-table .notes{max-width:70em}"
+)
+
+
 def to_html(display: pd.DataFrame, caption: str, title: str, scale: str | None = None, notes: list[str] = ()) -> str:
-    """A standalone HTML page: the scale banner, the table with its caption, and the notes."""
+    """An HTML5 page (no ``html``/``head``/``body`` tags, which HTML5 lets one omit): the scale banner,
+    the table with its caption, and the notes, in one ``div.alchemy-table`` whose style is scoped to
+    it, so that the same file can also be embedded in another page (the report's front page does)."""
     esc = html.escape
     head = "".join(f"<th>{esc(str(c))}</th>" for c in display.columns)
     body = "\n".join(
@@ -349,17 +362,11 @@ def to_html(display: pd.DataFrame, caption: str, title: str, scale: str | None =
     banner = f'<p class="scale"><strong>Scale:</strong> {esc(scale)}</p>\n' if scale else ""
     notes_html = "".join(f"<li>{esc(n)}</li>" for n in notes)
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        f"<title>{esc(title)}</title>\n"
-        "<style>body{font-family:sans-serif;margin:1em;font-size:14px}"
-        "table{border-collapse:collapse}th,td{border:1px solid #bbb;padding:4px 8px;text-align:left}"
-        "th{background:#eee}td:nth-child(n+2){white-space:nowrap}caption{caption-side:top;text-align:left;"
-        "padding-bottom:6px;max-width:70em}.scale{background:#fff3cd;border:1px solid #e0c060;padding:6px}"
-        "</style>\n</head>\n<body>\n"
-        f"{banner}<table>\n<caption>{esc(caption)}</caption>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n"
-        "</tbody>\n</table>\n"
-        + (f"<ul class=\"notes\">{notes_html}</ul>\n" if notes else "")
-        + "</body>\n</html>\n"
+        f'<!DOCTYPE html>\n<meta charset="utf-8">\n<title>{esc(title)}</title>\n<style>{_HTML_STYLE}</style>\n'
+        f'<div class="alchemy-table">\n{banner}<table>\n<caption>{esc(caption)}</caption>\n'
+        f"<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>\n"
+        + (f'<ul class="notes">{notes_html}</ul>\n' if notes else "")
+        + "</div>\n"
     )
 
 
