@@ -174,6 +174,11 @@ def test_scale_line_labels_and_notes(tmp_path: Path) -> None:
     assert page.count("<tr>") == 1 + len(pd.read_csv(prefix.with_suffix(".csv")))
     assert "80.8 ± 6.9 (n=24)" in page and SCALE in page and 'class="notes"' in page
     assert SCALE in prefix.with_suffix(".tex").read_text()
+    planner[1] = f"bayes:60={write_summary(tmp_path / 'b60.json', 80.8, 6.93, 24)}"  # same print, other episodes
+    assert main(["report", "table1", "--planner", *planner, "--out", str(prefix)]) == 0
+    md = prefix.with_suffix(".md").read_text()
+    assert "print the same at 60 (s.e. 6.900 vs 6.930)" in md and "coincide at" not in md
+    assert "pipeline check" not in md  # no --train-steps: nothing is known of the training
 
     # Table 2: a short run says why its entropies are far from the paper's; a paper-length run does not
     e = tmp_path / "o.json"

@@ -193,16 +193,29 @@ def table1_notes(df: pd.DataFrame, train_steps: int | None = None, batch_size: i
             "its choice depends on the model only through immediate rewards."
         )
     by_budget = planner[planner["simulator"].isin(["bayes", "oracle"])].groupby("budget")
-    same = []
+    same, same_mean = [], []
     for budget, rows in by_budget:
-        if len(rows) == 2 and rows["mean"].nunique() == 1 and rows["sem"].nunique() == 1 and rows["n"].nunique() == 1:
+        if len(rows) != 2:
+            continue
+        shown = {format_mean_sem(m, e, n) for m, e, n in zip(rows["mean"], rows["sem"], rows["n"])}
+        if rows["mean"].nunique() == 1 and rows["sem"].nunique() == 1 and rows["n"].nunique() == 1:
             same.append(int(budget))
+        elif len(shown) == 1:
+            sems = sorted(rows["sem"])
+            same_mean.append(f"{int(budget):,} (s.e. {sems[0]:.3f} vs {sems[1]:.3f})")
     if same:
         notes.append(
             f"The exact-Bayesian and true-chemistry rows coincide at {', '.join(f'{b:,}' for b in same)} expansions: "
             "the searches play the same episodes with the same random keys, and a tree this small stays near the "
             "root, where both models predict the same rewards (a stone's value is observed, so placing it in the "
             "cauldron is predicted exactly by both); the models differ only deeper, after a potion's unknown effect."
+        )
+    if same_mean:
+        notes.append(
+            f"The exact-Bayesian and true-chemistry rows print the same at {', '.join(same_mean)} expansions, but "
+            "their per-episode returns differ: both play the same episodes with the same random keys, and with a "
+            "tree this small most decisions are made near the root, where both models predict the same rewards, so "
+            "the few episodes where they differ happen to add up to the same total."
         )
     return notes
 
