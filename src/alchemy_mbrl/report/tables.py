@@ -353,10 +353,11 @@ def full_caption(caption: str, scale: str | None = None) -> str:
 
 
 _HTML_STYLE = (
-    ".alchemy-table{font-family:sans-serif;font-size:14px;margin:1em 0}"
+    ".alchemy-table{font-family:sans-serif;font-size:13px;margin:1em 0;max-width:100%;overflow-x:auto}"
     ".alchemy-table table{border-collapse:collapse}"
     ".alchemy-table th,.alchemy-table td{border:1px solid #bbb;padding:4px 8px;text-align:left}"
-    ".alchemy-table th{background:#eee}.alchemy-table td:nth-child(n+2){white-space:nowrap}"
+    ".alchemy-table th{background:#eee}.alchemy-table td.num{white-space:nowrap}"
+    ".alchemy-table td:first-child{min-width:16em}"
     ".alchemy-table caption{caption-side:top;text-align:left;padding-bottom:6px;max-width:70em}"
     ".alchemy-table .scale{background:#fff3cd;border:1px solid #e0c060;padding:6px;max-width:70em}"
     ".alchemy-table .notes{max-width:70em}"
@@ -369,9 +370,12 @@ def to_html(display: pd.DataFrame, caption: str, title: str, scale: str | None =
     it, so that the same file can also be embedded in another page (the report's front page does)."""
     esc = html.escape
     head = "".join(f"<th>{esc(str(c))}</th>" for c in display.columns)
-    body = "\n".join(
-        "<tr>" + "".join(f"<td>{esc(str(v))}</td>" for v in row) + "</tr>" for row in display.itertuples(index=False)
-    )
+    def cell(v: Any) -> str:
+        text = str(v)
+        num = "±" in text or text == "—" or text.replace(",", "").replace(".", "", 1).isdigit()
+        return f'<td class="num">{esc(text)}</td>' if num else f"<td>{esc(text)}</td>"
+
+    body = "\n".join("<tr>" + "".join(cell(v) for v in row) + "</tr>" for row in display.itertuples(index=False))
     banner = f'<p class="scale"><strong>Scale:</strong> {esc(scale)}</p>\n' if scale else ""
     notes_html = "".join(f"<li>{esc(n)}</li>" for n in notes)
     return (
