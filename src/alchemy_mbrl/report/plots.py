@@ -17,7 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import FormatStrFormatter, MaxNLocator  # noqa: E402
 
 from alchemy_mbrl.io import atomic_write  # noqa: E402
 from alchemy_mbrl.report.tables import ARCH_LABELS, PAPER_TABLE1, PAPER_TABLE2, SIMULATOR_LABELS  # noqa: E402
@@ -53,13 +53,15 @@ def save_figure(fig: plt.Figure, prefix: str | Path) -> list[Path]:
 def plot_score_vs_expansions(table1_csv: str | Path, prefix: str | Path, scale: str | None = None) -> list[Path]:
     """Score vs expansions from ``table1.csv`` (written by ``report table1``); legend below the axes."""
     df = pd.read_csv(table1_csv)
-    fig, ax = plt.subplots(figsize=(7.0, 6.4))
+    fig, ax = plt.subplots(figsize=(7.0, 7.0), layout="constrained")
     planner = df[df["kind"] == "planner"]
     for sim, rows in planner.groupby("simulator", sort=False):
         rows = rows.sort_values("budget")
         colour, marker, filled = _SIM_STYLE.get(str(sim), ("C4", "D", True))
         n = int(rows["n"].min())
         label = SIMULATOR_LABELS.get(str(sim), str(rows["agent"].iloc[0]).split(" (")[0])
+        if rows["agent"].str.contains("pipeline check").any():
+            label += ", pipeline check"
         ax.errorbar(rows["budget"] * _SIM_OFFSET.get(str(sim), 1.0), rows["mean"], yerr=rows["sem"], color=colour,
                     marker=marker, markersize=7, markerfacecolor=colour if filled else "white", markeredgewidth=1.5,
                     capsize=3, label=f"{label} (n={n:,} episodes per point)")
@@ -83,7 +85,7 @@ def plot_score_vs_expansions(table1_csv: str | Path, prefix: str | Path, scale: 
     ax.set_xlabel("tree-search expansions per environment step (log scale)")
     ax.set_ylabel(f"score ({RETURN_UNIT}), mean ± s.e.")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=1, frameon=False)
+    fig.legend(fontsize=7.5, loc="outside lower center", ncol=1, frameon=False)
     titled(fig, "Score vs planning budget on symbolic Alchemy (Table 1)", scale)
     return save_figure(fig, prefix)
 
@@ -97,7 +99,7 @@ def plot_training_curves(
     is drawn; the paper's final validation entropies (Table 2, after 750,000 steps) are marked at the
     right edge of the validation panel.
     """
-    fig, (ax_t, ax_v) = plt.subplots(1, 2, figsize=(10, 5), sharey=True, sharex=True)
+    fig, (ax_t, ax_v) = plt.subplots(1, 2, figsize=(10, 5.6), sharey=True, sharex=True, layout="constrained")
     last_step = 0
     for i, (arch, path) in enumerate(logs.items()):
         log = pd.read_csv(path)
@@ -115,7 +117,8 @@ def plot_training_curves(
         if arch in PAPER_TABLE2:
             ax_v.plot([last_step], [PAPER_TABLE2[arch][0]], linestyle="none", marker="*", markersize=11,
                       color=f"C{i}", markeredgecolor="k",
-                      label="Pinon et al. (2022), Table 2, after 750,000 steps" if i == 0 else None)
+                      label="Pinon et al. (2022), Table 2, after 750,000 steps (colour = architecture)"
+                      if i == 0 else None)
     if bayes is not None:
         floor = float(read_json_object(bayes)["entropy_nats_per_step"])
         for ax in (ax_t, ax_v):
@@ -125,9 +128,12 @@ def plot_training_curves(
         ax.set_xlabel("optimisation step")
         ax.set_title(title, fontsize=10)
         ax.grid(True, alpha=0.3)
-    ax_t.set_ylabel(f"entropy loss ({ENTROPY_UNIT})")
+    ax_t.set_yscale("log")  # a short run's losses and the paper's / the floor's differ by orders of magnitude
+    ax_t.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax_t.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    ax_t.set_ylabel(f"entropy loss ({ENTROPY_UNIT}, log scale)")
     handles, labels = ax_v.get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 0.02), ncol=2, frameon=False)
+    fig.legend(handles, labels, fontsize=8, loc="outside lower center", ncol=2, frameon=False)
     titled(fig, "World-model training curves of the architectures of Table 2", scale)
     return save_figure(fig, prefix)
 
@@ -144,7 +150,7 @@ def plot_hpo_convergence(
     for col in ("trial", "round", "mean", "sem", "best_mean"):
         if col not in h.columns:
             raise ValueError(f"{history_csv}: HPO history lacks column '{col}'")
-    fig, ax = plt.subplots(figsize=(6.8, 4.8))
+    fig, ax = plt.subplots(figsize=(6.8, 5.2), layout="constrained")
     n = int(h["n"].min()) if "n" in h.columns and len(h) else 0
     ax.errorbar(h["trial"], h["mean"], yerr=h["sem"], fmt="o", color="C0", capsize=2, alpha=0.7,
                 label=f"trial score (mean ± s.e., n={n} episodes)")
@@ -159,7 +165,7 @@ def plot_hpo_convergence(
     ax.set_xlabel("trial (grey lines separate optimisation rounds)")
     ax.set_ylabel(f"score ({RETURN_UNIT})")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
+    fig.legend(fontsize=8, loc="outside lower center", ncol=2, frameon=False)
     trials = len(h)
     if initial_points is None:
         what = "Hyperparameter optimisation of the tree search"
