@@ -170,6 +170,7 @@ def test_scale_line_labels_and_notes(tmp_path: Path) -> None:
     assert "5 expansions; pipeline check" in md and "Pipeline check" in md and "120 steps of 16 episodes" in md
     assert "coincide at 60 expansions" in md and "240" not in md.split("coincide at")[1].split(":")[0]
     assert "At 5 expansions per step" in md
+    assert "true chemistry 60.2 ± 11.3 (5.3 s.e.) from 60 to 240 expansions" in md
     page = prefix.with_suffix(".html").read_text()
     assert page.count("<tr>") == 1 + len(pd.read_csv(prefix.with_suffix(".csv")))
     assert "80.8 ± 6.9 (n=24)" in page and SCALE in page and 'class="notes"' in page
