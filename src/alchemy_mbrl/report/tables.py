@@ -374,7 +374,7 @@ _HTML_STYLE = (
     ".alchemy-table table{border-collapse:collapse}"
     ".alchemy-table th,.alchemy-table td{border:1px solid #bbb;padding:4px 8px;text-align:left}"
     ".alchemy-table th{background:#eee}.alchemy-table td.num{white-space:nowrap}"
-    ".alchemy-table td:first-child{min-width:16em}"
+    ".alchemy-table td:first-child{min-width:12em}"
     ".alchemy-table caption{caption-side:top;text-align:left;padding-bottom:6px;max-width:70em}"
     ".alchemy-table .scale{background:#fff3cd;border:1px solid #e0c060;padding:6px;max-width:70em}"
     ".alchemy-table .notes{max-width:70em}"
