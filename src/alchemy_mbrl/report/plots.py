@@ -21,7 +21,7 @@ from matplotlib.ticker import FormatStrFormatter, MaxNLocator  # noqa: E402
 
 from alchemy_mbrl.io import atomic_write  # noqa: E402
 from alchemy_mbrl.report.tables import ARCH_LABELS, PAPER_TABLE1, PAPER_TABLE2, SIMULATOR_LABELS  # noqa: E402
-from alchemy_mbrl.stats import ENTROPY_UNIT, RETURN_UNIT, read_json_object  # noqa: E402
+from alchemy_mbrl.stats import ENTROPY_UNIT, RETURN_UNIT, format_mean_sem, read_json_object  # noqa: E402
 
 #: simulator -> (colour, marker, filled): distinct shapes, and the second perfect model hollow, so
 #: that rows which coincide stay visible (they are also offset sideways, below).
@@ -79,7 +79,7 @@ def plot_score_vs_expansions(table1_csv: str | Path, prefix: str | Path, scale: 
             continue
         what = f"measured, n={int(row['n']):,}" if measured else "Wang et al. 2021, quoted"
         ax.axhline(mean, color=f"C{5 + i}", linestyle=line_styles[i % len(line_styles)], linewidth=1.4,
-                   label=f"{row['agent']}: {mean:.1f} ± {sem:.1f} ({what})")
+                   label=f"{row['agent']}: {format_mean_sem(mean, sem)} ({what})")
         ax.axhspan(mean - sem, mean + sem, color=f"C{5 + i}", alpha=0.3, linewidth=0)
     ax.set_xscale("log")
     ax.set_xlabel("tree-search expansions per environment step (log scale)")
@@ -158,7 +158,7 @@ def plot_hpo_convergence(
     if len(h):
         top = h.loc[h["mean"].idxmax()]
         ax.plot([top["trial"]], [top["mean"]], marker="*", markersize=16, color="gold", markeredgecolor="k",
-                linestyle="none", label=f"best trial #{int(top['trial'])}: {top['mean']:.1f} ± {top['sem']:.1f}")
+                linestyle="none", label=f"best trial #{int(top['trial'])}: {format_mean_sem(top['mean'], top['sem'])}")
     for r in sorted(h["round"].unique())[1:]:
         ax.axvline(h.loc[h["round"] == r, "trial"].min() - 0.5, color="0.7", linewidth=0.8)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
