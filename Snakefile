@@ -5,8 +5,9 @@
 #   snakemake --profile workflow/profiles/slurm --configfile config/paper.yaml
 #   snakemake --report report.html                               # HTML report of the results
 #
-# Every rule calls one `alchemy-mbrl` sub-command; docs/workflow.md describes the config keys,
-# the outputs and how to resume.
+# Every rule calls one `alchemy-mbrl` sub-command. Outputs of a config go to results/<name>/
+# (its `name` key). config/README.md describes the keys, docs/workflow.md the outputs and how
+# to resume.
 
 import os
 import sys
@@ -58,6 +59,17 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         final_outputs(),
-    default_target: True
+
+
+onsuccess:
+    print(
+        f"\nalchemy-mbrl workflow finished ({SCALE}).\n"
+        f"  Tables: {OUT}/tables/table1.md, {OUT}/tables/table2.md (also .csv, .tex, .html)\n"
+        f"  Plots:  {OUT}/plots/score_vs_expansions.png, {OUT}/plots/training_curves.png,"
+        f" {OUT}/plots/hpo_convergence.png (and .pdf)\n"
+        f"  Report: snakemake --report {NAME}-report.html   (with this run's --configfile, if any)\n"
+        f"  Logs:   {LOGS}/, per-job times: {BENCH}/\n"
+    )

@@ -150,3 +150,84 @@ def test_latex_escape(text: str, expected: str) -> None:
 )
 def test_format_mean_sem_shows_the_uncertainty(args: tuple, expected: str) -> None:
     assert format_mean_sem(*args) == expected
+
+
+SCALE = "quick scale: a test line; training 120 steps x 16 episodes"
+
+
+def test_scale_line_labels_and_notes(tmp_path: Path) -> None:
+    """The scale line starts every caption; a short training labels the learned rows a pipeline check;
+    coinciding perfect-model rows and tiny budgets are explained in notes; the HTML table has the rows."""
+    planner = [f"learned:5={write_summary(tmp_path / 'l5.json', 20.0, 3.0, 4)}"]
+    for sim in ("bayes", "oracle"):
+        planner.append(f"{sim}:60={write_summary(tmp_path / f'{sim}60.json', 80.8, 6.9, 24)}")
+        planner.append(f"{sim}:240=" + write_summary(tmp_path / f"{sim}240.json", 140.0 + (sim == "oracle"), 9.0, 24))
+    prefix = tmp_path / "t1"
+    assert main(["report", "table1", "--planner", *planner, "--train-steps", "120", "--batch-size", "16",
+                 "--scale", SCALE, "--out", str(prefix)]) == 0
+    md = prefix.with_suffix(".md").read_text()
+    assert md.startswith(f"[{SCALE}] Table 1")
+    assert "5 expansions; pipeline check" in md and "Pipeline check" in md and "120 steps of 16 episodes" in md
+    assert "coincide at 60 expansions" in md and "240" not in md.split("coincide at")[1].split(":")[0]
+    assert "At 5 expansions per step" in md
+    assert "true chemistry 60.2 ± 11.3 (5.3 s.e.) from 60 to 240 expansions" in md
+    page = prefix.with_suffix(".html").read_text()
+    assert page.count("<tr>") == 1 + len(pd.read_csv(prefix.with_suffix(".csv")))
+    assert "80.8 ± 6.9 (n=24)" in page and SCALE in page and 'class="notes"' in page
+    assert SCALE in prefix.with_suffix(".tex").read_text()
+    planner[1] = f"bayes:60={write_summary(tmp_path / 'b60.json', 80.8, 6.93, 24)}"  # same print, other episodes
+    assert main(["report", "table1", "--planner", *planner, "--out", str(prefix)]) == 0
+    md = prefix.with_suffix(".md").read_text()
+    assert "print the same at 60 (s.e. 6.900 vs 6.930)" in md and "coincide at" not in md
+    assert "pipeline check" not in md  # no --train-steps: nothing is known of the training
+
+    # Table 2: a short run says why its entropies are far from the paper's; a paper-length run does not
+    e = tmp_path / "o.json"
+    e.write_text(json.dumps({"entropy_nats_per_step": 26.1, "entropy_sem": 0.1, "chemistry_nats_per_step": 20.0,
+                             "n_episodes": 500}))
+    for steps, expect in (("120", True), ("750000", False)):
+        assert main(["report", "table2", "--model-eval", f"original={e}", "--train-steps", steps, "--batch-size", "16",
+                     "--scale", SCALE, "--out", str(tmp_path / "t2")]) == 0
+        text = (tmp_path / "t2.md").read_text()
+        assert ("far above the paper's" in text) is expect
+
+
+def test_plots_with_scale_floor_and_best_trial(tmp_path: Path, table1_inputs: list[str]) -> None:
+    from matplotlib import pyplot as plt
+
+    from alchemy_mbrl.report import plots
+
+    prefix = tmp_path / "table1"
+    assert main(["report", "table1", *table1_inputs, "--out", str(prefix)]) == 0
+    titles: list[str] = []
+    real_save = plots.save_figure
+
+    def spy(fig, out):
+        titles.append(fig._suptitle.get_text())
+        legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
+        titles.append(" | ".join(t.get_text() for leg in legends for t in leg.get_texts()))
+        return real_save(fig, out)
+
+    plots.save_figure = spy
+    try:
+        plots.plot_score_vs_expansions(prefix.with_suffix(".csv"), tmp_path / "s", scale=SCALE)
+        log = tmp_path / "train_log.csv"
+        log.write_text("step,epoch,train_loss,val_loss\n0,0,5.0,5.1\n50,0,4.0,4.2\n")
+        bayes = tmp_path / "bayes.json"
+        bayes.write_text(json.dumps({"entropy_nats_per_step": 1.288, "chemistry_nats_per_step": 0.04}))
+        plots.plot_training_curves({"original": log, "gru_backbone": log}, tmp_path / "t", scale=SCALE, bayes=bayes)
+        hist = tmp_path / "h.csv"
+        pd.DataFrame({"trial": range(4), "round": [0, 0, 1, 1], "mean": [10.0, 30.0, 20.0, 25.0], "sem": [2.0] * 4,
+                      "n": [4] * 4, "best_mean": [10.0, 30.0, 30.0, 30.0]}).to_csv(hist, index=False)
+        plots.plot_hpo_convergence(hist, tmp_path / "h", scale=SCALE, initial_points=4)
+        plots.plot_hpo_convergence(hist, tmp_path / "h2", scale=SCALE, initial_points=2)
+    finally:
+        plots.save_figure = real_save
+        plt.close("all")
+    score_title, score_legend, train_title, train_legend, hpo_title, hpo_legend, hpo2_title, _ = titles
+    assert all(SCALE.split(";")[0] in t for t in (score_title, train_title, hpo_title))
+    assert "Tree search with the exact Bayesian model" in score_legend
+    assert "original architecture" in train_legend and "gru_backbone" not in train_legend
+    assert "Bayes-optimal floor (exact): 1.288" in train_legend and "after 750,000 steps" in train_legend
+    assert "random search" in hpo_title and "GP not used" in hpo_title and "best trial #1" in hpo_legend
+    assert "2 random points, then 2 from the GP surrogate" in hpo2_title

@@ -92,7 +92,7 @@ def test_workflow_through_slurm(local_slurm: dict[str, str], tmp_path: Path, mon
         # the data stage and a baseline until every sub-command has landed
         if {"generate", "data", "baseline"} & set(missing):
             pytest.skip(f"alchemy-mbrl lacks {', '.join(missing)}")
-        targets = ["results/data/manifest.json", "results/baselines/uniform/returns.csv"]
+        targets = ["results/test/data/manifest.json", "results/test/baselines/uniform/returns.csv"]
     else:
         targets = []  # the default target: every table and plot
     work = tmp_path / "run"
@@ -112,7 +112,7 @@ def test_workflow_through_slurm(local_slurm: dict[str, str], tmp_path: Path, mon
             assert (work / t).stat().st_size > 0
     else:
         for t in ("tables/table1.csv", "tables/table2.csv", "plots/score_vs_expansions.png"):
-            assert (work / "results" / t).stat().st_size > 0
+            assert (work / "results" / "test" / t).stat().st_size > 0
 
     again = snakemake(["--profile", str(profile), "-n", *targets], work, config=TEST_CONFIG, timeout=600)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr

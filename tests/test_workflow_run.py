@@ -11,6 +11,7 @@ import signal
 import subprocess
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +19,7 @@ import pytest
 import yaml
 
 from tests.workflow_support import (
+    PAPER_CONFIG,
     SNAKEFILE,
     TEST_CONFIG,
     env,
@@ -38,7 +40,8 @@ def test_end_to_end_ci_config(tmp_path: Path) -> None:
     r = snakemake(["--cores", "2"], tmp_path)
     assert r.returncode == 0, r.stdout[-5000:] + r.stderr[-5000:]
     cfg = yaml.safe_load(TEST_CONFIG.read_text())
-    results = tmp_path / "results"
+    results = tmp_path / "results" / cfg["name"]  # each config writes to results/<name>/
+    assert "Tables:" in r.stdout + r.stderr and "snakemake --report" in r.stdout + r.stderr  # onsuccess message
 
     t1 = pd.read_csv(results / "tables" / "table1.csv")
     learned = t1[t1["simulator"] == "learned"]
@@ -53,8 +56,10 @@ def test_end_to_end_ci_config(tmp_path: Path) -> None:
     assert list(t2["model"]) == [*cfg["train"]["architectures"], "bayes"]
     assert (t2["entropy"] > 0).all()
     for table in ("table1", "table2"):
-        assert "±" in (results / "tables" / f"{table}.md").read_text()
+        md = (results / "tables" / f"{table}.md").read_text()
+        assert "±" in md and f"[{cfg['name']} scale: {cfg['description']}" in md
         assert r"\begin{tabular}" in (results / "tables" / f"{table}.tex").read_text()
+        assert "<table>" in (results / "tables" / f"{table}.html").read_text()
 
     for plot in ("score_vs_expansions", "training_curves", "hpo_convergence"):
         assert (results / "plots" / f"{plot}.png").read_bytes()[:4] == b"\x89PNG"
@@ -71,6 +76,46 @@ def test_end_to_end_ci_config(tmp_path: Path) -> None:
     report = snakemake(["--report", str(tmp_path / "report.html")], tmp_path)
     assert report.returncode == 0, report.stderr[-3000:]
     assert (tmp_path / "report.html").stat().st_size > 10_000
+    check_report_in_browser(tmp_path / "report.html", results, cfg)
+
+    # A paper-scale dry run in the same directory plans only results/paper/ and touches nothing here.
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "results").rglob("*") if p.is_file()}
+    paper = snakemake(["-n"], tmp_path, config=PAPER_CONFIG)
+    assert paper.returncode == 0, paper.stdout[-3000:] + paper.stderr[-3000:]
+    assert "results/paper/" in paper.stdout and f"results/{cfg['name']}/" not in paper.stdout
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "results").rglob("*") if p.is_file()} == before
+
+
+def check_report_in_browser(report: Path, results: Path, cfg: dict) -> None:
+    """Open the Snakemake report in headless Chromium and find Table 1's rows and the scale banner in
+    the rendered page (the report is a JavaScript application: the text exists only once rendered)."""
+    assert "Random heuristic" in (results / "tables" / "table1.html").read_text()
+    browser = chromium()
+    if browser is None:
+        warnings.warn("chromium is not installed: the report was not checked in a browser (apt-get install chromium)")
+        return
+    out = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=15000", "--dump-dom",
+         report.as_uri()],
+        capture_output=True, text=True, timeout=180, check=False,
+    )
+    dom = out.stdout
+    assert dom, out.stderr[-2000:]
+    assert cfg["name"] in dom and cfg["description"] in dom, "the scale banner is not on the report's front page"
+    for row in ("Random heuristic", "Uniform random policy", "Bayes-optimal predictor", "Pipeline check"):
+        assert row in dom, f"'{row}' is not in the rendered report (Tables 1-2 are on its front page)"
+    for label in ("Table 1: score vs expansions", "Table 2: world-model entropy", "Score vs expansions"):
+        assert label in dom, f"report item label '{label}' not rendered"
+
+
+def chromium() -> str | None:
+    """A headless-capable Chromium, if installed (Debian: apt-get install chromium)."""
+    import shutil
+
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
 
 
 def _shard_config(tmp_path: Path) -> Path:
@@ -88,9 +133,9 @@ def test_interrupt_and_resume(tmp_path: Path) -> None:
     if "generate" in missing_commands():
         pytest.skip("alchemy-mbrl lacks the `generate` sub-command")
     config = _shard_config(tmp_path)
-    data = tmp_path / "results" / "data"
+    data = tmp_path / "results" / yaml.safe_load(config.read_text())["name"] / "data"
     cmd = [snakemake_exe(), "--snakefile", str(SNAKEFILE), "--directory", str(tmp_path), "--configfile", str(config),
-           "--cores", "1", "results/data/manifest.json"]
+           "--cores", "1", "results/test/data/manifest.json"]
     # Its own process group, so that the interrupt reaches Snakemake and its running job, as Ctrl-C in a
     # terminal does; with SIGINT's default disposition restored, because a test run launched in the
     # background of a non-interactive shell (as CI may be) inherits SIGINT ignored.
@@ -110,35 +155,35 @@ def test_interrupt_and_resume(tmp_path: Path) -> None:
     assert proc.returncode != 0, out
     assert not (data / "manifest.json").exists()
     # the shards Snakemake saw finish: jobid -> output from the job headers, then "Finished jobid: N"
-    outputs = dict(re.findall(r"output: results/data/(shard-\d+\.h5)\n(?:.*\n)*?\s+jobid: (\d+)", out))
+    outputs = dict(re.findall(r"output: results/test/data/(shard-\d+\.h5)\n(?:.*\n)*?\s+jobid: (\d+)", out))
     outputs = {jobid: name for name, jobid in outputs.items()}
     done = [outputs[j] for j in re.findall(r"Finished jobid: (\d+) \(Rule: generate_shard\)", out)]
     assert 1 <= len(done) < 6, out
     finished = {name: (data / name).stat().st_mtime_ns for name in done}
 
-    rerun = snakemake(["--cores", "1", "--rerun-incomplete", "results/data/manifest.json"], tmp_path, config=config)
+    rerun = snakemake(["--cores", "1", "--rerun-incomplete", "results/test/data/manifest.json"], tmp_path, config=config)
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     assert (data / "manifest.json").exists()
     assert len(list(data.glob("shard-*.h5"))) == 6
     for name, mtime in finished.items():
         assert (data / name).stat().st_mtime_ns == mtime, f"{name} was regenerated"
-    nothing = snakemake(["-n", "--cores", "1", "results/data/manifest.json"], tmp_path, config=config)
+    nothing = snakemake(["-n", "--cores", "1", "results/test/data/manifest.json"], tmp_path, config=config)
     assert "Nothing to be done" in nothing.stdout + nothing.stderr
-    assert not list(tmp_path.glob("results/data/*.tmp*")), "a temporary shard was left behind"
+    assert not list(tmp_path.glob("results/test/data/*.tmp*")), "a temporary shard was left behind"
 
 
 @pytest.mark.slow
 def test_corrupt_shard_fails_its_rule_with_a_log_that_says_why(tmp_path: Path) -> None:
     """A shard damaged after the data stage: the rule that reads it fails, and its log names file and problem."""
-    target = "results/data/manifest.json"
+    target = "results/test/data/manifest.json"
     first = snakemake(["--cores", "2", target], tmp_path)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    shard = sorted((tmp_path / "results" / "data").glob("shard-*.h5"))[0]
+    shard = sorted((tmp_path / "results" / "test" / "data").glob("shard-*.h5"))[0]
     raw = shard.read_bytes()
     shard.write_bytes(raw[: len(raw) // 3])  # truncated, e.g. by a full disk or an interrupted copy
     second = snakemake(["--cores", "2", target], tmp_path)
     assert second.returncode != 0
-    log = (tmp_path / "logs" / "manifest.log").read_text()
+    log = (tmp_path / "logs" / "test" / "manifest.log").read_text()
     assert shard.name in log and "truncated or corrupt" in log, log
     assert not (tmp_path / target).exists()  # Snakemake removed the failed job's output
 

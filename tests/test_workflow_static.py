@@ -149,10 +149,12 @@ def test_every_rule_is_thin_and_complete() -> None:
 
 # --- environments ----------------------------------------------------------------------------
 
-def _pyproject_pins() -> dict[str, str]:
+def _pyproject_pins(group: str | None = None) -> dict[str, str]:
+    """``name -> specifier`` of pyproject's dependencies (``group``: an optional-dependencies group)."""
     import tomllib
 
-    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    deps = project["dependencies"] if group is None else project["optional-dependencies"][group]
     pins = {}
     for dep in deps:
         m = re.fullmatch(r"([A-Za-z0-9_.\-]+)\s*(.*)", dep)
@@ -181,17 +183,105 @@ def _conda_specs(path: Path) -> tuple[dict[str, str], dict[str, str]]:
     return conda, pip
 
 
-@pytest.mark.parametrize("env_file", [REPO / "environment.yml", REPO / "workflow" / "envs" / "alchemy.yaml"])
-def test_conda_envs_agree_with_pyproject(env_file: Path) -> None:
+ENV_FILES = [REPO / "environment.yml", *sorted((REPO / "workflow" / "envs").glob("*.yaml"))]
+
+
+@pytest.mark.parametrize("env_file", ENV_FILES, ids=lambda p: p.name)
+def test_conda_envs_pin_exactly_and_agree_with_pyproject(env_file: Path) -> None:
+    """Every package of the environment files is pinned to one version (as the Snakemake workflow
+    catalog's workflows are), that version satisfies pyproject.toml's requirement, and the only
+    channels are conda-forge and nodefaults."""
+    from packaging.specifiers import SpecifierSet
+
+    env = yaml.safe_load(env_file.read_text())
+    assert env["channels"] == ["conda-forge", "nodefaults"], env_file.name
     conda, pip = _conda_specs(env_file)
     assert conda.get("python") == "==3.11"
     requires = __import__("tomllib").loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
     assert requires == ">=3.11"
-    for name, spec in _pyproject_pins().items():
+    for name, spec in {**conda, **pip}.items():
+        if name == "pip":
+            continue
+        assert re.fullmatch(r"==\d+(\.\d+)*", spec), f"{env_file.name}: {name}{spec} is not an exact pin"
+    wanted = dict(_pyproject_pins())
+    if env_file.name == "environment.yml":  # the user environment also has the workflow engine and test tools
+        wanted.update(_pyproject_pins("dev"))
+    for name, spec in wanted.items():
         got = pip.get(name, conda.get(name))
         assert got is not None, f"{env_file.name} lacks {name} (pyproject: {name}{spec})"
-        assert got == spec, f"{env_file.name}: {name}{got} but pyproject.toml says {name}{spec}"
+        version = got[2:]
+        assert version in SpecifierSet(spec), f"{env_file.name}: {name}{got} but pyproject.toml says {name}{spec}"
     assert pip.get("torch") == "==2.13.0", "torch comes from PyPI, pinned as in pyproject.toml"
+
+
+def test_dev_tools_pinned_exactly() -> None:
+    """The formatter is pinned exactly: another snakefmt version formats differently."""
+    assert _pyproject_pins("dev")["snakefmt"].startswith("==")
+
+
+def snakefmt_exe() -> str | None:
+    import shutil
+    import sys
+
+    here = Path(sys.executable).with_name("snakefmt")
+    return str(here) if here.exists() else shutil.which("snakefmt")
+
+
+def test_snakefmt_clean() -> None:
+    """`snakefmt --check .` passes (the Snakemake workflow catalog's standard), at pyproject's pin."""
+    exe = snakefmt_exe()
+    if exe is None:
+        pytest.skip("snakefmt is not installed (pip install -e '.[dev]')")
+    import subprocess
+
+    version = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout
+    pin = _pyproject_pins("dev")["snakefmt"][2:]
+    if pin not in version:
+        pytest.skip(f"snakefmt {version.strip()} is not the pinned {pin}: formatting may differ")
+    r = subprocess.run([exe, "--check", "."], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_catalog_files() -> None:
+    """What the Snakemake workflow catalog looks for: LICENSE, the catalog file, config/README.md."""
+    assert "Apache License" in (REPO / "LICENSE").read_text() and "Version 2.0" in (REPO / "LICENSE").read_text()
+    cat = yaml.safe_load((REPO / ".snakemake-workflow-catalog.yml").read_text())
+    assert cat["usage"]["software-stack-deployment"]["conda"] is True
+    readme = (REPO / "config" / "README.md").read_text()
+    for key in ("name", "description", "evaluate.reference_budgets", "evaluate.reference_episodes", "train.steps"):
+        assert f"`{key}`" in readme, key
+
+
+def test_each_config_has_its_own_output_folder() -> None:
+    """Outputs go to results/<name>/: the three configs have different names (a paper run never
+    overwrites a quick one) and every output, log and benchmark path of the rules is under them."""
+    names = [yaml.safe_load(c.read_text())["name"] for c in (QUICK_CONFIG, PAPER_CONFIG, TEST_CONFIG)]
+    assert names == ["quick", "paper", "test"]
+    for c in (QUICK_CONFIG, PAPER_CONFIG, TEST_CONFIG):
+        assert yaml.safe_load(c.read_text())["description"].strip()
+    text = re.sub(r'(?m)^(OUT|LOGS|BENCH) = f"\w+/\{NAME\}"$', "", _all_rules_text())
+    assert not re.search(r'"(results|logs|benchmarks)/', text), "a path not under results/<name>/ (use OUT, LOGS, BENCH)"
+
+
+def test_paper_dry_run_plans_only_paper_outputs(tmp_path: Path) -> None:
+    """A dry run of config/paper.yaml in a directory holding quick results plans nothing there."""
+    quick = tmp_path / "results" / "quick" / "tables" / "table1.md"
+    quick.parent.mkdir(parents=True)
+    quick.write_text("quick")
+    r = snakemake(["-n"], tmp_path, config=PAPER_CONFIG)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout + r.stderr
+    assert "results/paper/tables/table1.md" in out
+    assert "results/quick" not in out and "logs/quick" not in out
+    assert quick.read_text() == "quick"
+
+
+def test_onsuccess_names_outputs_and_report() -> None:
+    text = (REPO / "Snakefile").read_text()
+    block = text[text.index("onsuccess:"):]
+    for what in ("table1.md", "table2.md", "score_vs_expansions.png", "training_curves.png", "hpo_convergence.png",
+                 "snakemake --report"):
+        assert what in block, what
 
 
 def test_rules_use_the_conda_env() -> None:

@@ -1,7 +1,8 @@
 # Shared names, paths and helpers of the workflow. (No rules are defined in this file.)
 #
-# All paths under results/ (outputs), logs/ (one log per job) and benchmarks/ (one
-# benchmark TSV per job). Seeds: data from `seed`; HPO point (r, p) evaluates episodes of
+# Each config writes into its own folders, named by its `name` key: results/<name>/ (outputs),
+# logs/<name>/ (one log per job) and benchmarks/<name>/ (one benchmark TSV per job), so a
+# paper-scale run never touches the quick scale's results (and vice versa). Seeds: data from `seed`; HPO point (r, p) evaluates episodes of
 # seed hpo.eval_seed + 1000 r + p; final evaluations use evaluate.seed; baselines
 # baselines.seed. Episodes are keyed by (seed, episode index), so different seeds give
 # disjoint episode streams.
@@ -15,6 +16,11 @@ ENV = "../envs/alchemy.yaml"
 SRC = os.path.join(workflow.basedir, "src")
 CLI = f"PYTHONPATH={SRC}${{PYTHONPATH:+:$PYTHONPATH}} python -m alchemy_mbrl.cli"
 
+NAME = config["name"]
+OUT = f"results/{NAME}"
+LOGS = f"logs/{NAME}"
+BENCH = f"benchmarks/{NAME}"
+
 NUM_SHARDS = config["data"]["shards"]
 SHARDS = [f"{i:04d}" for i in range(NUM_SHARDS)]
 ARCHS = list(config["train"]["architectures"])
@@ -24,16 +30,20 @@ BUDGETS = list(config["evaluate"]["budgets"])
 CHUNKS = config["evaluate"]["chunks"]
 REFERENCE_SIMS = list(config["evaluate"]["reference_simulators"])
 REFERENCE_BUDGETS = list(config["evaluate"]["reference_budgets"])
+# Reference rows play their own number of episodes (default: evaluate.episodes) and use either
+# the tuned parameters (results/<name>/hpo/best.json) or Table 4's (the package defaults).
+REFERENCE_EPISODES = config["evaluate"].get("reference_episodes") or config["evaluate"]["episodes"]
+REFERENCE_PARAMS = config["evaluate"].get("reference_params", "tuned")
 BASELINES = list(config["baselines"]["policies"])
 GPU = 1 if config["use_gpu"] else 0
-MANIFEST = "results/data/manifest.json"
+MANIFEST = f"{OUT}/data/manifest.json"
 
 # Cross-field checks of the config: alchemy_mbrl.workflow_config.validate_workflow_config (Snakefile).
 
 
 def model_dir(arch):
     """Directory of the trained model of ``arch`` (model.pt, train_log.csv, checkpoints)."""
-    return f"results/models/{arch}"
+    return f"{OUT}/models/{arch}"
 
 
 def train_config(arch):
@@ -63,7 +73,7 @@ def hpo_eval_seed(round, point):
 
 def hpo_state_in(wildcards):
     r = int(wildcards.round)
-    return [] if r == 0 else [f"results/hpo/round-{r - 1}/state.pkl"]
+    return [] if r == 0 else [f"{OUT}/hpo/round-{r - 1}/state.pkl"]
 
 
 def hpo_space_args():
@@ -81,19 +91,54 @@ def planner_runs():
     return runs
 
 
+def eval_episodes(simulator):
+    """Episodes of a (simulator, budget) row: the reference rows may play more than the learned rows."""
+    return config["evaluate"]["episodes"] if simulator == "learned" else REFERENCE_EPISODES
+
+
+def uses_tuned_params(simulator):
+    return simulator == "learned" or REFERENCE_PARAMS == "tuned"
+
+
+def planner_params_inputs(simulator):
+    """The tuned parameters, unless this row plays with Table 4's (evaluate.reference_params)."""
+    return [f"{OUT}/hpo/best.json"] if uses_tuned_params(simulator) else []
+
+
+def planner_params_arg(simulator):
+    return f"--params {OUT}/hpo/best.json" if uses_tuned_params(simulator) else ""
+
+
+def scale_line():
+    """One line naming the config and its key numbers, shown on every table, plot and the report."""
+    t, e, b = config["train"], config["evaluate"], config["baselines"]
+    parts = [
+        f"{NAME} scale: {config['description']}",
+        f"training {t['steps']:,} steps x {t['batch_size']} episodes",
+        f"planner rows: learned model {e['episodes']:,} episodes",
+    ]
+    if REFERENCE_SIMS:
+        parts[-1] += f", perfect models {REFERENCE_EPISODES:,} episodes"
+    parts.append(f"baselines {b['episodes']:,} episodes")
+    return "; ".join(parts)
+
+
+SCALE = scale_line()
+
+
 def summary_path(simulator, budget):
-    return f"results/eval/{simulator}/budget-{budget}/summary.json"
+    return f"{OUT}/eval/{simulator}/budget-{budget}/summary.json"
 
 
 def final_outputs():
     """Targets of the default target: tables, plots and the tuned hyperparameters."""
-    out = expand("results/tables/{table}.{ext}", table=["table1", "table2"], ext=["md", "csv", "tex"])
+    out = expand(f"{OUT}/tables/{{table}}.{{ext}}", table=["table1", "table2"], ext=["md", "csv", "tex"])
     out += expand(
-        "results/plots/{plot}.{ext}",
+        f"{OUT}/plots/{{plot}}.{{ext}}",
         plot=["score_vs_expansions", "training_curves", "hpo_convergence"],
         ext=["png", "pdf"],
     )
-    out += ["results/hpo/best.json", "results/hpo/history.csv"]
+    out += [f"{OUT}/hpo/best.json", f"{OUT}/hpo/history.csv"]
     return out
 
 

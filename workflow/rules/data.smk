@@ -1,25 +1,30 @@
+# Data, training and HPO rules have a priority above the rest, so that the critical path
+# (data -> the HPO's model -> HPO -> learned-model rows) runs first and the independent
+# perfect-model and baseline rows fill the gaps.
+#
 # Dataset: one job per HDF5 shard of uniform-random episodes, then the manifest
 # (checksums; the last data.validation_shards shards are the validation split).
 
 
 rule generate_shard:
     output:
-        "results/data/shard-{shard}.h5",
+        f"{OUT}/data/shard-{{shard}}.h5",
     log:
-        "logs/generate_shard/{shard}.log",
+        f"{LOGS}/generate_shard/{{shard}}.log",
     benchmark:
-        "benchmarks/generate_shard/{shard}.tsv"
+        f"{BENCH}/generate_shard/{{shard}}.tsv"
+    priority: 2
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=mem_mb(2000),
     params:
         cli=CLI,
         shard=lambda wc: int(wc.shard),
         num_shards=NUM_SHARDS,
         episodes=config["data"]["episodes_per_shard"],
         seed=config["seed"],
-    threads: 1
-    resources:
-        mem_mb=mem_mb(2000),
-    conda:
-        ENV
     shell:
         "{params.cli} generate --shard {params.shard} --num-shards {params.num_shards}"
         " --episodes {params.episodes} --seed {params.seed} --out {output} --no-progress > {log} 2>&1"
@@ -27,20 +32,21 @@ rule generate_shard:
 
 rule manifest:
     input:
-        expand("results/data/shard-{shard}.h5", shard=SHARDS),
+        expand(f"{OUT}/data/shard-{{shard}}.h5", shard=SHARDS),
     output:
         MANIFEST,
     log:
-        "logs/manifest.log",
+        f"{LOGS}/manifest.log",
     benchmark:
-        "benchmarks/manifest.tsv"
-    params:
-        cli=CLI,
-        validation=config["data"]["validation_shards"],
+        f"{BENCH}/manifest.tsv"
+    priority: 2
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=mem_mb(1000),
-    conda:
-        ENV
+    params:
+        cli=CLI,
+        validation=config["data"]["validation_shards"],
     shell:
         "{params.cli} data manifest {input} --validation {params.validation} --out {output} > {log} 2>&1"

@@ -1,6 +1,8 @@
-# Evaluation of the tree search with the tuned hyperparameters (results/hpo/best.json):
+# Evaluation of the tree search with the tuned hyperparameters (results/<name>/hpo/best.json):
 # the learned model at every budget of evaluate.budgets, and the reference simulators
-# (exact Bayesian model, true chemistry) at evaluate.reference_budgets. Each (simulator,
+# (exact Bayesian model, true chemistry) at evaluate.reference_budgets on
+# evaluate.reference_episodes episodes, with the tuned or Table 4's parameters
+# (evaluate.reference_params). Each (simulator,
 # budget) is split into evaluate.chunks parallel jobs over disjoint episode ranges, merged.
 # Baselines (random heuristic, uniform random) are played by the same `evaluate` command (one
 # job each, all episodes) and summarised by the same `merge-returns`.
@@ -10,69 +12,70 @@ EVAL_ARCH = config["evaluate"]["architecture"]
 
 rule evaluate_chunk:
     input:
-        params="results/hpo/best.json",
+        params=lambda wc: planner_params_inputs(wc.simulator),
         model=lambda wc: planner_model_inputs(wc.simulator, EVAL_ARCH),
     output:
-        "results/eval/{simulator}/budget-{budget}/chunk-{chunk}.csv",
+        f"{OUT}/eval/{{simulator}}/budget-{{budget}}/chunk-{{chunk}}.csv",
     log:
-        "logs/evaluate_chunk/{simulator}/budget-{budget}/chunk-{chunk}.log",
+        f"{LOGS}/evaluate_chunk/{{simulator}}/budget-{{budget}}/chunk-{{chunk}}.log",
     benchmark:
-        "benchmarks/evaluate_chunk/{simulator}/budget-{budget}/chunk-{chunk}.tsv"
-    params:
-        cli=CLI,
-        model=lambda wc: planner_model_arg(wc.simulator, EVAL_ARCH),
-        episodes=config["evaluate"]["episodes"],
-        chunks=CHUNKS,
-        seed=config["evaluate"]["seed"],
+        f"{BENCH}/evaluate_chunk/{{simulator}}/budget-{{budget}}/chunk-{{chunk}}.tsv"
+    conda:
+        ENV
     threads: config["evaluate"]["threads"]
     resources:
         mem_mb=mem_mb(config["evaluate"]["mem_mb"]),
         gpu=lambda wc: GPU if wc.simulator == "learned" else 0,
-    conda:
-        ENV
+    params:
+        cli=CLI,
+        model=lambda wc: planner_model_arg(wc.simulator, EVAL_ARCH),
+        planner_params=lambda wc: planner_params_arg(wc.simulator),
+        episodes=lambda wc: eval_episodes(wc.simulator),
+        chunks=CHUNKS,
+        seed=config["evaluate"]["seed"],
     shell:
         "{params.cli} evaluate --policy planner --simulator {wildcards.simulator} {params.model}"
         " --budget {wildcards.budget} --episodes {params.episodes} --chunk {wildcards.chunk}/{params.chunks}"
-        " --seed {params.seed} --params {input.params} --out {output} --no-progress > {log} 2>&1"
+        " --seed {params.seed} {params.planner_params} --out {output} --no-progress > {log} 2>&1"
 
 
 rule merge_evaluation:
     input:
-        expand("results/eval/{{simulator}}/budget-{{budget}}/chunk-{chunk}.csv", chunk=range(CHUNKS)),
+        expand(f"{OUT}/eval/{{{{simulator}}}}/budget-{{{{budget}}}}/chunk-{{chunk}}.csv", chunk=range(CHUNKS)),
     output:
-        returns="results/eval/{simulator}/budget-{budget}/returns.csv",
-        summary="results/eval/{simulator}/budget-{budget}/summary.json",
+        returns=f"{OUT}/eval/{{simulator}}/budget-{{budget}}/returns.csv",
+        summary=f"{OUT}/eval/{{simulator}}/budget-{{budget}}/summary.json",
     log:
-        "logs/merge_evaluation/{simulator}/budget-{budget}.log",
+        f"{LOGS}/merge_evaluation/{{simulator}}/budget-{{budget}}.log",
     benchmark:
-        "benchmarks/merge_evaluation/{simulator}/budget-{budget}.tsv"
-    params:
-        cli=CLI,
+        f"{BENCH}/merge_evaluation/{{simulator}}/budget-{{budget}}.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=mem_mb(1000),
-    conda:
-        ENV
+    params:
+        cli=CLI,
     shell:
         "{params.cli} merge-returns {input} --out {output.returns} --summary {output.summary} > {log} 2>&1"
 
 
 rule baseline:
     output:
-        "results/baselines/{policy}/returns.csv",
+        f"{OUT}/baselines/{{policy}}/returns.csv",
     log:
-        "logs/baseline/{policy}.log",
+        f"{LOGS}/baseline/{{policy}}.log",
     benchmark:
-        "benchmarks/baseline/{policy}.tsv"
+        f"{BENCH}/baseline/{{policy}}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=mem_mb(2000),
     params:
         cli=CLI,
         episodes=config["baselines"]["episodes"],
         seed=config["baselines"]["seed"],
-    threads: 1
-    resources:
-        mem_mb=mem_mb(2000),
-    conda:
-        ENV
     shell:
         "{params.cli} evaluate --policy {wildcards.policy} --episodes {params.episodes} --seed {params.seed}"
         " --out {output} --no-progress > {log} 2>&1"
@@ -80,20 +83,20 @@ rule baseline:
 
 rule baseline_summary:
     input:
-        "results/baselines/{policy}/returns.csv",
+        f"{OUT}/baselines/{{policy}}/returns.csv",
     output:
-        returns="results/baselines/{policy}/merged.csv",
-        summary="results/baselines/{policy}/summary.json",
+        returns=f"{OUT}/baselines/{{policy}}/merged.csv",
+        summary=f"{OUT}/baselines/{{policy}}/summary.json",
     log:
-        "logs/baseline_summary/{policy}.log",
+        f"{LOGS}/baseline_summary/{{policy}}.log",
     benchmark:
-        "benchmarks/baseline_summary/{policy}.tsv"
-    params:
-        cli=CLI,
+        f"{BENCH}/baseline_summary/{{policy}}.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=mem_mb(1000),
-    conda:
-        ENV
+    params:
+        cli=CLI,
     shell:
         "{params.cli} merge-returns {input} --out {output.returns} --summary {output.summary} > {log} 2>&1"

@@ -12,13 +12,19 @@ rule hpo_ask:
     input:
         state=hpo_state_in,
     output:
-        asked="results/hpo/round-{round}/asked.pkl",
-        points="results/hpo/round-{round}/points.json",
-        point_files=expand("results/hpo/round-{{round}}/point-{point}.json", point=range(HPO_POINTS)),
+        asked=f"{OUT}/hpo/round-{{round}}/asked.pkl",
+        points=f"{OUT}/hpo/round-{{round}}/points.json",
+        point_files=expand(f"{OUT}/hpo/round-{{{{round}}}}/point-{{point}}.json", point=range(HPO_POINTS)),
     log:
-        "logs/hpo_ask/round-{round}.log",
+        f"{LOGS}/hpo_ask/round-{{round}}.log",
     benchmark:
-        "benchmarks/hpo_ask/round-{round}.tsv"
+        f"{BENCH}/hpo_ask/round-{{round}}.tsv"
+    priority: 2
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=mem_mb(2000),
     params:
         cli=CLI,
         state_in=lambda wc, input: input.state[0] if input.state else "none",
@@ -30,11 +36,6 @@ rule hpo_ask:
         acq_optimizer=config["hpo"]["acq_optimizer"],
         space=hpo_space_args(),
         gamma=config["hpo"]["gamma"],
-    threads: 1
-    resources:
-        mem_mb=mem_mb(2000),
-    conda:
-        ENV
     shell:
         "{params.cli} hpo ask --round {wildcards.round} --state-in {params.state_in} --points {params.points}"
         " --seed {params.seed} --initial-points {params.initial} --acq-func {params.acq}"
@@ -44,14 +45,21 @@ rule hpo_ask:
 
 rule hpo_evaluate:
     input:
-        params="results/hpo/round-{round}/point-{point}.json",
+        params=f"{OUT}/hpo/round-{{round}}/point-{{point}}.json",
         model=planner_model_inputs(HPO_SIM, HPO_ARCH),
     output:
-        "results/hpo/round-{round}/eval/point-{point}/returns.csv",
+        f"{OUT}/hpo/round-{{round}}/eval/point-{{point}}/returns.csv",
     log:
-        "logs/hpo_evaluate/round-{round}/point-{point}.log",
+        f"{LOGS}/hpo_evaluate/round-{{round}}/point-{{point}}.log",
     benchmark:
-        "benchmarks/hpo_evaluate/round-{round}/point-{point}.tsv"
+        f"{BENCH}/hpo_evaluate/round-{{round}}/point-{{point}}.tsv"
+    priority: 2
+    conda:
+        ENV
+    threads: config["evaluate"]["threads"]
+    resources:
+        mem_mb=mem_mb(config["evaluate"]["mem_mb"]),
+        gpu=GPU if HPO_SIM == "learned" else 0,
     params:
         cli=CLI,
         model=planner_model_arg(HPO_SIM, HPO_ARCH),
@@ -59,12 +67,6 @@ rule hpo_evaluate:
         budget=config["hpo"]["budget"],
         episodes=config["hpo"]["episodes"],
         seed=lambda wc: hpo_eval_seed(wc.round, wc.point),
-    threads: config["evaluate"]["threads"]
-    resources:
-        mem_mb=mem_mb(config["evaluate"]["mem_mb"]),
-        gpu=GPU if HPO_SIM == "learned" else 0,
-    conda:
-        ENV
     shell:
         "{params.cli} evaluate --policy planner --simulator {params.simulator} {params.model}"
         " --budget {params.budget} --episodes {params.episodes} --chunk 0/1 --seed {params.seed}"
@@ -73,64 +75,67 @@ rule hpo_evaluate:
 
 rule hpo_summary:
     input:
-        "results/hpo/round-{round}/eval/point-{point}/returns.csv",
+        f"{OUT}/hpo/round-{{round}}/eval/point-{{point}}/returns.csv",
     output:
-        returns="results/hpo/round-{round}/eval/point-{point}/merged.csv",
-        summary="results/hpo/round-{round}/eval/point-{point}/summary.json",
+        returns=f"{OUT}/hpo/round-{{round}}/eval/point-{{point}}/merged.csv",
+        summary=f"{OUT}/hpo/round-{{round}}/eval/point-{{point}}/summary.json",
     log:
-        "logs/hpo_summary/round-{round}/point-{point}.log",
+        f"{LOGS}/hpo_summary/round-{{round}}/point-{{point}}.log",
     benchmark:
-        "benchmarks/hpo_summary/round-{round}/point-{point}.tsv"
-    params:
-        cli=CLI,
+        f"{BENCH}/hpo_summary/round-{{round}}/point-{{point}}.tsv"
+    priority: 2
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=mem_mb(1000),
-    conda:
-        ENV
+    params:
+        cli=CLI,
     shell:
         "{params.cli} merge-returns {input} --out {output.returns} --summary {output.summary} > {log} 2>&1"
 
 
 rule hpo_tell:
     input:
-        asked="results/hpo/round-{round}/asked.pkl",
-        results=expand("results/hpo/round-{{round}}/eval/point-{point}/summary.json", point=range(HPO_POINTS)),
+        asked=f"{OUT}/hpo/round-{{round}}/asked.pkl",
+        results=expand(f"{OUT}/hpo/round-{{{{round}}}}/eval/point-{{point}}/summary.json", point=range(HPO_POINTS)),
     output:
-        "results/hpo/round-{round}/state.pkl",
+        f"{OUT}/hpo/round-{{round}}/state.pkl",
     log:
-        "logs/hpo_tell/round-{round}.log",
+        f"{LOGS}/hpo_tell/round-{{round}}.log",
     benchmark:
-        "benchmarks/hpo_tell/round-{round}.tsv"
-    params:
-        cli=CLI,
+        f"{BENCH}/hpo_tell/round-{{round}}.tsv"
+    priority: 2
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=mem_mb(2000),
-    conda:
-        ENV
+    params:
+        cli=CLI,
     shell:
         "{params.cli} hpo tell --state-in {input.asked} --results {input.results} --state-out {output} > {log} 2>&1"
 
 
 rule hpo_best:
     input:
-        f"results/hpo/round-{HPO_ROUNDS - 1}/state.pkl",
+        f"{OUT}/hpo/round-{HPO_ROUNDS - 1}/state.pkl",
     output:
-        best="results/hpo/best.json",
-        summary="results/hpo/best_summary.json",
-        history="results/hpo/history.csv",
+        best=f"{OUT}/hpo/best.json",
+        summary=f"{OUT}/hpo/best_summary.json",
+        history=f"{OUT}/hpo/history.csv",
     log:
-        "logs/hpo_best.log",
+        f"{LOGS}/hpo_best.log",
     benchmark:
-        "benchmarks/hpo_best.tsv"
-    params:
-        cli=CLI,
+        f"{BENCH}/hpo_best.tsv"
+    priority: 2
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=mem_mb(1000),
-    conda:
-        ENV
+    params:
+        cli=CLI,
     shell:
         "{params.cli} hpo best --state {input} --out {output.best} --summary {output.summary}"
         " --history {output.history} > {log} 2>&1"

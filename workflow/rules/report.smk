@@ -1,121 +1,176 @@
-# Tables 1-2 (Markdown, CSV, LaTeX) and the plots (PNG, PDF), registered in the
-# Snakemake HTML report (`snakemake --report report.html`).
+# Tables 1-2 (Markdown, CSV, LaTeX, HTML) and the plots (PNG, PDF), registered in the
+# Snakemake HTML report (`snakemake --report report.html`): the HTML tables and the PNGs are
+# shown in it, each labelled with the scale (config `name`) that produced it. SCALE (the config's
+# name, description and key numbers) starts every caption and plot title.
 
 
 rule table1:
     input:
         planner=[summary_path(s, b) for s, b in planner_runs()],
-        baselines=expand("results/baselines/{policy}/summary.json", policy=BASELINES),
+        baselines=expand(f"{OUT}/baselines/{{policy}}/summary.json", policy=BASELINES),
     output:
-        md="results/tables/table1.md",
-        csv=report("results/tables/table1.csv", caption="../report/table1.rst", category="Tables"),
-        tex="results/tables/table1.tex",
+        md=f"{OUT}/tables/table1.md",
+        csv=report(
+            f"{OUT}/tables/table1.csv",
+            caption="../report/table1.rst",
+            category="Data",
+            labels={"scale": NAME, "file": "Table 1 (CSV, raw numbers)"},
+        ),
+        tex=f"{OUT}/tables/table1.tex",
+        html=report(
+            f"{OUT}/tables/table1.html",
+            caption="../report/table1.rst",
+            category="Tables",
+            labels={"scale": NAME, "table": "Table 1: score vs expansions"},
+        ),
     log:
-        "logs/table1.log",
+        f"{LOGS}/table1.log",
     benchmark:
-        "benchmarks/table1.tsv"
-    params:
-        cli=CLI,
-        planner=" ".join(f"{s}:{b}={summary_path(s, b)}" for s, b in planner_runs()),
-        baselines=" ".join(f"{p}=results/baselines/{p}/summary.json" for p in BASELINES),
-        prefix=lambda wc, output: os.path.splitext(output.csv)[0],
+        f"{BENCH}/table1.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=mem_mb(1000),
-    conda:
-        ENV
+    params:
+        cli=CLI,
+        planner=" ".join(f"{s}:{b}={summary_path(s, b)}" for s, b in planner_runs()),
+        baselines=" ".join(f"{p}={OUT}/baselines/{p}/summary.json" for p in BASELINES),
+        prefix=lambda wc, output: os.path.splitext(output.csv)[0],
+        steps=config["train"]["steps"],
+        batch=config["train"]["batch_size"],
+        scale=SCALE,
     shell:
         "{params.cli} report table1 --planner {params.planner} --baseline {params.baselines}"
+        " --train-steps {params.steps} --batch-size {params.batch} --scale {params.scale:q}"
         " --out {params.prefix} > {log} 2>&1"
 
 
 rule table2:
     input:
-        evals=expand("results/model_eval/{arch}.json", arch=ARCHS),
-        bayes="results/model_eval/bayes.json",
+        evals=expand(f"{OUT}/model_eval/{{arch}}.json", arch=ARCHS),
+        bayes=f"{OUT}/model_eval/bayes.json",
     output:
-        md="results/tables/table2.md",
-        csv=report("results/tables/table2.csv", caption="../report/table2.rst", category="Tables"),
-        tex="results/tables/table2.tex",
+        md=f"{OUT}/tables/table2.md",
+        csv=report(
+            f"{OUT}/tables/table2.csv",
+            caption="../report/table2.rst",
+            category="Data",
+            labels={"scale": NAME, "file": "Table 2 (CSV, raw numbers)"},
+        ),
+        tex=f"{OUT}/tables/table2.tex",
+        html=report(
+            f"{OUT}/tables/table2.html",
+            caption="../report/table2.rst",
+            category="Tables",
+            labels={"scale": NAME, "table": "Table 2: world-model entropy"},
+        ),
     log:
-        "logs/table2.log",
+        f"{LOGS}/table2.log",
     benchmark:
-        "benchmarks/table2.tsv"
-    params:
-        cli=CLI,
-        evals=" ".join(f"{a}=results/model_eval/{a}.json" for a in ARCHS),
-        prefix=lambda wc, output: os.path.splitext(output.csv)[0],
+        f"{BENCH}/table2.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=mem_mb(1000),
-    conda:
-        ENV
+    params:
+        cli=CLI,
+        evals=" ".join(f"{a}={OUT}/model_eval/{a}.json" for a in ARCHS),
+        prefix=lambda wc, output: os.path.splitext(output.csv)[0],
+        steps=config["train"]["steps"],
+        batch=config["train"]["batch_size"],
+        scale=SCALE,
     shell:
-        "{params.cli} report table2 --model-eval {params.evals} --bayes {input.bayes} --out {params.prefix} > {log} 2>&1"
+        "{params.cli} report table2 --model-eval {params.evals} --bayes {input.bayes}"
+        " --train-steps {params.steps} --batch-size {params.batch} --scale {params.scale:q}"
+        " --out {params.prefix} > {log} 2>&1"
 
 
 rule plot_score:
     input:
-        "results/tables/table1.csv",
+        f"{OUT}/tables/table1.csv",
     output:
-        png=report("results/plots/score_vs_expansions.png", caption="../report/score_vs_expansions.rst", category="Plots"),
-        pdf="results/plots/score_vs_expansions.pdf",
+        png=report(
+            f"{OUT}/plots/score_vs_expansions.png",
+            caption="../report/score_vs_expansions.rst",
+            category="Plots",
+            labels={"scale": NAME, "plot": "Score vs expansions"},
+        ),
+        pdf=f"{OUT}/plots/score_vs_expansions.pdf",
     log:
-        "logs/plot_score.log",
+        f"{LOGS}/plot_score.log",
     benchmark:
-        "benchmarks/plot_score.tsv"
-    params:
-        cli=CLI,
-        prefix=lambda wc, output: os.path.splitext(output.png)[0],
+        f"{BENCH}/plot_score.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=mem_mb(1000),
-    conda:
-        ENV
+    params:
+        cli=CLI,
+        prefix=lambda wc, output: os.path.splitext(output.png)[0],
+        scale=SCALE,
     shell:
-        "{params.cli} report plots score --table1 {input} --out {params.prefix} > {log} 2>&1"
+        "{params.cli} report plots score --table1 {input} --scale {params.scale:q} --out {params.prefix} > {log} 2>&1"
 
 
 rule plot_training:
     input:
-        expand("results/models/{arch}/train_log.csv", arch=ARCHS),
+        logs=expand(f"{OUT}/models/{{arch}}/train_log.csv", arch=ARCHS),
+        bayes=f"{OUT}/model_eval/bayes.json",
     output:
-        png=report("results/plots/training_curves.png", caption="../report/training_curves.rst", category="Plots"),
-        pdf="results/plots/training_curves.pdf",
+        png=report(
+            f"{OUT}/plots/training_curves.png",
+            caption="../report/training_curves.rst",
+            category="Plots",
+            labels={"scale": NAME, "plot": "Training curves"},
+        ),
+        pdf=f"{OUT}/plots/training_curves.pdf",
     log:
-        "logs/plot_training.log",
+        f"{LOGS}/plot_training.log",
     benchmark:
-        "benchmarks/plot_training.tsv"
-    params:
-        cli=CLI,
-        logs=" ".join(f"{a}=results/models/{a}/train_log.csv" for a in ARCHS),
-        prefix=lambda wc, output: os.path.splitext(output.png)[0],
+        f"{BENCH}/plot_training.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=mem_mb(1000),
-    conda:
-        ENV
+    params:
+        cli=CLI,
+        logs=" ".join(f"{a}={OUT}/models/{a}/train_log.csv" for a in ARCHS),
+        prefix=lambda wc, output: os.path.splitext(output.png)[0],
+        scale=SCALE,
     shell:
-        "{params.cli} report plots training --log {params.logs} --out {params.prefix} > {log} 2>&1"
+        "{params.cli} report plots training --log {params.logs} --bayes {input.bayes} --scale {params.scale:q}"
+        " --out {params.prefix} > {log} 2>&1"
 
 
 rule plot_hpo:
     input:
-        "results/hpo/history.csv",
+        f"{OUT}/hpo/history.csv",
     output:
-        png=report("results/plots/hpo_convergence.png", caption="../report/hpo_convergence.rst", category="Plots"),
-        pdf="results/plots/hpo_convergence.pdf",
+        png=report(
+            f"{OUT}/plots/hpo_convergence.png",
+            caption="../report/hpo_convergence.rst",
+            category="Plots",
+            labels={"scale": NAME, "plot": "HPO trials"},
+        ),
+        pdf=f"{OUT}/plots/hpo_convergence.pdf",
     log:
-        "logs/plot_hpo.log",
+        f"{LOGS}/plot_hpo.log",
     benchmark:
-        "benchmarks/plot_hpo.tsv"
-    params:
-        cli=CLI,
-        prefix=lambda wc, output: os.path.splitext(output.png)[0],
+        f"{BENCH}/plot_hpo.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=mem_mb(1000),
-    conda:
-        ENV
+    params:
+        cli=CLI,
+        prefix=lambda wc, output: os.path.splitext(output.png)[0],
+        scale=SCALE,
+        initial=config["hpo"]["initial_points"],
     shell:
-        "{params.cli} report plots hpo --history {input} --out {params.prefix} > {log} 2>&1"
+        "{params.cli} report plots hpo --history {input} --initial-points {params.initial}"
+        " --scale {params.scale:q} --out {params.prefix} > {log} 2>&1"

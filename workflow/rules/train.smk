@@ -7,43 +7,45 @@ rule train_config:
     # YAML) from the workflow config, so that editing train.* re-runs training (Snakemake
     # tracks params).
     output:
-        "results/train_configs/{arch}.yaml",
+        f"{OUT}/train_configs/{{arch}}.yaml",
     log:
-        "logs/train_config/{arch}.log",
+        f"{LOGS}/train_config/{{arch}}.log",
     benchmark:
-        "benchmarks/train_config/{arch}.tsv"
-    params:
-        cfg=lambda wc: json.dumps(train_config(wc.arch), sort_keys=True),
-    threads: 1
-    resources:
-        mem_mb=mem_mb(100),
+        f"{BENCH}/train_config/{{arch}}.tsv"
+    priority: 2
     localrule: True
     conda:
         ENV
+    threads: 1
+    resources:
+        mem_mb=mem_mb(100),
+    params:
+        cfg=lambda wc: json.dumps(train_config(wc.arch), sort_keys=True),
     shell:
         "printf '%s\\n' {params.cfg:q} > {output} 2> {log}"
 
 
 rule train:
     input:
-        config="results/train_configs/{arch}.yaml",
+        config=f"{OUT}/train_configs/{{arch}}.yaml",
         data=MANIFEST,
     output:
-        model="results/models/{arch}/model.pt",
-        log_csv="results/models/{arch}/train_log.csv",
+        model=f"{OUT}/models/{{arch}}/model.pt",
+        log_csv=f"{OUT}/models/{{arch}}/train_log.csv",
     log:
-        "logs/train/{arch}.log",
+        f"{LOGS}/train/{{arch}}.log",
     benchmark:
-        "benchmarks/train/{arch}.tsv"
-    params:
-        cli=CLI,
-        out=lambda wc: model_dir(wc.arch),
+        f"{BENCH}/train/{{arch}}.tsv"
+    priority: 1
+    conda:
+        ENV
     threads: config["train"]["threads"]
     resources:
         mem_mb=mem_mb(config["train"]["mem_mb"]),
         gpu=GPU,
-    conda:
-        ENV
+    params:
+        cli=CLI,
+        out=lambda wc: model_dir(wc.arch),
     shell:
         "{params.cli} train --config {input.config} --data {input.data} --arch {wildcards.arch}"
         " --out {params.out} --no-progress > {log} 2>&1"
@@ -51,24 +53,24 @@ rule train:
 
 rule model_eval:
     input:
-        model="results/models/{arch}/model.pt",
+        model=f"{OUT}/models/{{arch}}/model.pt",
         data=MANIFEST,
     output:
-        "results/model_eval/{arch}.json",
+        f"{OUT}/model_eval/{{arch}}.json",
     log:
-        "logs/model_eval/{arch}.log",
+        f"{LOGS}/model_eval/{{arch}}.log",
     benchmark:
-        "benchmarks/model_eval/{arch}.tsv"
-    params:
-        cli=CLI,
-        model=lambda wc: model_dir(wc.arch),
-        max_episodes=max_episodes_arg(),
+        f"{BENCH}/model_eval/{{arch}}.tsv"
+    conda:
+        ENV
     threads: config["train"]["threads"]
     resources:
         mem_mb=mem_mb(config["train"]["mem_mb"]),
         gpu=GPU,
-    conda:
-        ENV
+    params:
+        cli=CLI,
+        model=lambda wc: model_dir(wc.arch),
+        max_episodes=max_episodes_arg(),
     shell:
         "{params.cli} model-eval --model {params.model} --data {input.data} {params.max_episodes}"
         " --out {output} > {log} 2>&1"
@@ -78,19 +80,19 @@ rule bayes_entropy:
     input:
         data=MANIFEST,
     output:
-        "results/model_eval/bayes.json",
+        f"{OUT}/model_eval/bayes.json",
     log:
-        "logs/bayes_entropy.log",
+        f"{LOGS}/bayes_entropy.log",
     benchmark:
-        "benchmarks/bayes_entropy.tsv"
-    params:
-        cli=CLI,
-        max_episodes=max_episodes_arg(),
+        f"{BENCH}/bayes_entropy.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=mem_mb(4000),
-    conda:
-        ENV
+    params:
+        cli=CLI,
+        max_episodes=max_episodes_arg(),
     shell:
         "{params.cli} bayes-entropy --data {input.data} {params.max_episodes} --out {output}"
         " --no-progress > {log} 2>&1"

@@ -8,8 +8,10 @@
     alchemy-mbrl report plots training --log original=results/models/original/train_log.csv ... --out ...
     alchemy-mbrl report plots hpo --history results/hpo/history.csv --out results/plots/hpo_convergence
 
-``--out`` is a path prefix without extension: tables get ``.md``, ``.csv`` and ``.tex``; plots
-``.png`` and ``.pdf``.
+``--out`` is a path prefix without extension: tables get ``.md``, ``.csv``, ``.tex`` and ``.html``;
+plots ``.png`` and ``.pdf``. ``--scale TEXT`` (the config's name, description and key numbers)
+starts every caption and plot title; ``--train-steps``/``--batch-size`` say how long the models
+trained (below the paper's 750,000 steps, the learned rows are labelled as a pipeline check).
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ def cmd_table1(args: argparse.Namespace) -> int:
     """Build and write Table 1."""
     planner = [tables.parse_planner_spec(s) for s in args.planner]
     baselines = dict(tables.parse_named(s, "baseline", tables.BASELINE_LABELS) for s in args.baseline)
-    df = tables.build_table1(planner, baselines)
-    tables.write_table(df, tables.table1_display(df), args.out, tables.TABLE1_CAPTION, "tab:score")
+    df = tables.build_table1(planner, baselines, train_steps=args.train_steps)
+    notes = tables.table1_notes(df, args.train_steps, args.batch_size)
+    tables.write_table(df, tables.table1_display(df), args.out, tables.TABLE1_CAPTION, "tab:score",
+                       scale=args.scale, notes=notes)
     return 0
 
 
@@ -32,7 +36,8 @@ def cmd_table2(args: argparse.Namespace) -> int:
     """Build and write Table 2."""
     evals = dict(tables.parse_named(s, "model evaluation") for s in args.model_eval)
     df = tables.build_table2(evals, args.bayes)
-    tables.write_table(df, tables.table2_display(df), args.out, tables.TABLE2_CAPTION, "tab:entropy")
+    tables.write_table(df, tables.table2_display(df), args.out, tables.TABLE2_CAPTION, "tab:entropy",
+                       scale=args.scale, notes=tables.table2_notes(args.train_steps, args.batch_size))
     return 0
 
 
@@ -41,13 +46,21 @@ def cmd_plots(args: argparse.Namespace) -> int:
     from alchemy_mbrl.report import plots
 
     if args.plot == "score":
-        plots.plot_score_vs_expansions(args.table1, args.out)
+        plots.plot_score_vs_expansions(args.table1, args.out, scale=args.scale)
     elif args.plot == "training":
         logs = dict(tables.parse_named(s, "training log") for s in args.log)
-        plots.plot_training_curves(logs, args.out)
+        plots.plot_training_curves(logs, args.out, scale=args.scale, bayes=args.bayes)
     else:
-        plots.plot_hpo_convergence(args.history, args.out)
+        plots.plot_hpo_convergence(args.history, args.out, scale=args.scale, initial_points=args.initial_points)
     return 0
+
+
+def _scale_args(p: argparse.ArgumentParser, steps: bool = False) -> None:
+    p.add_argument("--scale", default=None,
+                   help="one line naming the config (name: description; key numbers), shown on the caption or title")
+    if steps:
+        p.add_argument("--train-steps", type=int, default=None, help="optimisation steps the world models trained for")
+        p.add_argument("--batch-size", type=int, default=None, help="episodes per optimisation step")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -61,13 +74,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="merge-returns summary of a planner evaluation (SIM: learned, bayes, oracle)")
     t1.add_argument("--baseline", nargs="*", default=[], metavar="POLICY=SUMMARY",
                     help="merge-returns summary of a baseline (random-heuristic, uniform)")
-    t1.add_argument("--out", required=True, help="path prefix: writes PREFIX.md, PREFIX.csv, PREFIX.tex")
+    t1.add_argument("--out", required=True, help="path prefix: writes PREFIX.md, .csv, .tex, .html")
+    _scale_args(t1, steps=True)
     t1.set_defaults(func=cmd_table1)
 
     t2 = sub.add_parser("table2", help="validation entropy per architecture beside the paper")
     t2.add_argument("--model-eval", nargs="+", required=True, metavar="ARCH=JSON", help="model-eval outputs")
     t2.add_argument("--bayes", help="bayes-entropy output (the floor row)")
-    t2.add_argument("--out", required=True, help="path prefix: writes PREFIX.md, PREFIX.csv, PREFIX.tex")
+    t2.add_argument("--out", required=True, help="path prefix: writes PREFIX.md, .csv, .tex, .html")
+    _scale_args(t2, steps=True)
     t2.set_defaults(func=cmd_table2)
 
     pl = sub.add_parser("plots", help="figures (PNG and PDF)")
@@ -76,12 +91,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s = psub.add_parser("score", help="score vs expansions (log x), paper's points, baselines")
     s.add_argument("--table1", required=True, help="table1.csv written by `report table1`")
     s.add_argument("--out", required=True, help="path prefix: writes PREFIX.png, PREFIX.pdf")
+    _scale_args(s)
     s.set_defaults(func=cmd_plots)
     tr = psub.add_parser("training", help="training and validation curves per architecture")
     tr.add_argument("--log", nargs="+", required=True, metavar="ARCH=TRAIN_LOG_CSV")
     tr.add_argument("--out", required=True, help="path prefix: writes PREFIX.png, PREFIX.pdf")
+    tr.add_argument("--bayes", default=None, help="bayes-entropy output: draws the Bayes-optimal floor")
+    _scale_args(tr)
     tr.set_defaults(func=cmd_plots)
     h = psub.add_parser("hpo", help="HPO convergence: trial scores and best so far")
     h.add_argument("--history", required=True, help="history CSV written by `hpo best`")
     h.add_argument("--out", required=True, help="path prefix: writes PREFIX.png, PREFIX.pdf")
+    h.add_argument("--initial-points", type=int, default=None,
+                   help="random points before the GP surrogate is used (hpo.initial_points): titles the plot truly")
+    _scale_args(h)
     h.set_defaults(func=cmd_plots)

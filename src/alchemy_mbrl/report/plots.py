@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -16,13 +17,24 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import FormatStrFormatter, MaxNLocator  # noqa: E402
 
 from alchemy_mbrl.io import atomic_write  # noqa: E402
-from alchemy_mbrl.report.tables import PAPER_TABLE1  # noqa: E402
-from alchemy_mbrl.stats import ENTROPY_UNIT, RETURN_UNIT  # noqa: E402
+from alchemy_mbrl.report.tables import ARCH_LABELS, PAPER_TABLE1, PAPER_TABLE2, SIMULATOR_LABELS  # noqa: E402
+from alchemy_mbrl.stats import ENTROPY_UNIT, RETURN_UNIT, format_mean_sem, read_json_object  # noqa: E402
 
-_SIM_STYLE = {"learned": ("C0", "o"), "bayes": ("C2", "s"), "oracle": ("C3", "^")}
+#: simulator -> (colour, marker, filled): distinct shapes, and the second perfect model hollow, so
+#: that rows which coincide stay visible (they are also offset sideways, below).
+_SIM_STYLE = {"learned": ("C0", "o", True), "bayes": ("C2", "s", False), "oracle": ("C3", "^", True)}
+#: Sideways offsets of coinciding series on the log x axis (a factor of the budget).
+_SIM_OFFSET = {"learned": 1.0, "bayes": 0.94, "oracle": 1.06}
+_TITLE_WIDTH = 95
+
+
+def titled(fig: plt.Figure, title: str, scale: str | None) -> None:
+    """Figure title: ``title``, then the scale line (wrapped) in a smaller font."""
+    text = title if not scale else title + "\n" + "\n".join(textwrap.wrap(f"[{scale}]", _TITLE_WIDTH))
+    fig.suptitle(text, fontsize=9 if scale else 11)
 
 
 def save_figure(fig: plt.Figure, prefix: str | Path) -> list[Path]:
@@ -38,20 +50,25 @@ def save_figure(fig: plt.Figure, prefix: str | Path) -> list[Path]:
     return paths
 
 
-def plot_score_vs_expansions(table1_csv: str | Path, prefix: str | Path) -> list[Path]:
-    """Score vs expansions from ``table1.csv`` (written by ``report table1``)."""
+def plot_score_vs_expansions(table1_csv: str | Path, prefix: str | Path, scale: str | None = None) -> list[Path]:
+    """Score vs expansions from ``table1.csv`` (written by ``report table1``); legend below the axes."""
     df = pd.read_csv(table1_csv)
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig, ax = plt.subplots(figsize=(7.0, 7.0), layout="constrained")
     planner = df[df["kind"] == "planner"]
     for sim, rows in planner.groupby("simulator", sort=False):
         rows = rows.sort_values("budget")
-        colour, marker = _SIM_STYLE.get(str(sim), ("C4", "D"))
+        colour, marker, filled = _SIM_STYLE.get(str(sim), ("C4", "D", True))
         n = int(rows["n"].min())
-        ax.errorbar(rows["budget"], rows["mean"], yerr=rows["sem"], color=colour, marker=marker, capsize=3,
-                    label=f"{rows['agent'].iloc[0].split(' (')[0]} (n={n} episodes per point)")
+        label = SIMULATOR_LABELS.get(str(sim), str(rows["agent"].iloc[0]).split(" (")[0])
+        if rows["agent"].str.contains("pipeline check").any():
+            label += ", pipeline check"
+        ax.errorbar(rows["budget"] * _SIM_OFFSET.get(str(sim), 1.0), rows["mean"], yerr=rows["sem"], color=colour,
+                    marker=marker, markersize=7, markerfacecolor=colour if filled else "white", markeredgewidth=1.5,
+                    capsize=3, label=f"{label} (n={n:,} episodes per point)")
     budgets = sorted(PAPER_TABLE1)
     ax.errorbar(budgets, [PAPER_TABLE1[b][0] for b in budgets], yerr=[PAPER_TABLE1[b][1] for b in budgets],
-                color="k", marker="x", linestyle="--", capsize=3, label="Pinon et al. (2022), Table 1")
+                color="k", marker="x", linestyle="--", capsize=3,
+                label="Pinon et al. (2022), Table 1: learned model + tree search")
     line_styles = [":", "-.", (0, (5, 2)), (0, (1, 3))]
     others = df[df["kind"].isin(["baseline", "quoted"])]
     for i, (_, row) in enumerate(others.iterrows()):
@@ -60,59 +77,102 @@ def plot_score_vs_expansions(table1_csv: str | Path, prefix: str | Path) -> list
         sem = row["sem"] if measured else row["paper_sem"]
         if isinstance(mean, float) and math.isnan(mean):
             continue
-        what = f"n={int(row['n'])}, measured" if measured else "quoted"
-        ax.axhline(mean, color=f"C{5 + i}", linestyle=line_styles[i % len(line_styles)], linewidth=1.2,
-                   label=f"{row['agent']}: {mean:.1f} ± {sem:.1f} ({what})")
-        ax.axhspan(mean - sem, mean + sem, color=f"C{5 + i}", alpha=0.15, linewidth=0)
+        what = f"measured, n={int(row['n']):,}" if measured else "Wang et al. 2021, quoted"
+        ax.axhline(mean, color=f"C{5 + i}", linestyle=line_styles[i % len(line_styles)], linewidth=1.4,
+                   label=f"{row['agent']}: {format_mean_sem(mean, sem)} ({what})")
+        ax.axhspan(mean - sem, mean + sem, color=f"C{5 + i}", alpha=0.3, linewidth=0)
     ax.set_xscale("log")
     ax.set_xlabel("tree-search expansions per environment step (log scale)")
     ax.set_ylabel(f"score ({RETURN_UNIT}), mean ± s.e.")
-    ax.set_title("Score vs planning budget on symbolic Alchemy")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    fig.legend(fontsize=7.5, loc="outside lower center", ncol=1, frameon=False)
+    titled(fig, "Score vs planning budget on symbolic Alchemy (Table 1)", scale)
     return save_figure(fig, prefix)
 
 
-def plot_training_curves(logs: dict[str, Path], prefix: str | Path) -> list[Path]:
-    """Training (left) and validation (right) entropy vs optimisation step, one line per architecture."""
-    fig, (ax_t, ax_v) = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+def plot_training_curves(
+    logs: dict[str, Path], prefix: str | Path, scale: str | None = None, bayes: str | Path | None = None
+) -> list[Path]:
+    """Training (left) and validation (right) entropy vs optimisation step, one line per architecture.
+
+    Both panels share the x axis. With ``bayes`` (a ``bayes-entropy`` output) the Bayes-optimal floor
+    is drawn; the paper's final validation entropies (Table 2, after 750,000 steps) are marked at the
+    right edge of the validation panel.
+    """
+    fig, (ax_t, ax_v) = plt.subplots(1, 2, figsize=(10, 5.6), sharey=True, sharex=True, layout="constrained")
+    last_step = 0
     for i, (arch, path) in enumerate(logs.items()):
         log = pd.read_csv(path)
         for col in ("step", "train_loss", "val_loss"):
             if col not in log.columns:
                 raise ValueError(f"{path}: training log lacks column '{col}' (see docs/formats.md)")
         colour = f"C{i}"
+        label = ARCH_LABELS.get(arch, arch)
         train = log.dropna(subset=["train_loss"])
-        ax_t.plot(train["step"], train["train_loss"], color=colour, linewidth=1, label=arch)
+        ax_t.plot(train["step"], train["train_loss"], color=colour, linewidth=1, label=label)
         val = log.dropna(subset=["val_loss"])
-        ax_v.plot(val["step"], val["val_loss"], color=colour, marker="o", markersize=3, label=arch)
+        ax_v.plot(val["step"], val["val_loss"], color=colour, marker="o", markersize=3, label=label)
+        last_step = max(last_step, int(log["step"].max()) if len(log) else 0)
+    for i, arch in enumerate(logs):
+        if arch in PAPER_TABLE2:
+            ax_v.plot([last_step], [PAPER_TABLE2[arch][0]], linestyle="none", marker="*", markersize=11,
+                      color=f"C{i}", markeredgecolor="k",
+                      label="Pinon et al. (2022), Table 2, after 750,000 steps (colour = architecture)"
+                      if i == 0 else None)
+    if bayes is not None:
+        floor = float(read_json_object(bayes)["entropy_nats_per_step"])
+        for ax in (ax_t, ax_v):
+            ax.axhline(floor, color="k", linestyle="--", linewidth=1,
+                       label=f"Bayes-optimal floor (exact): {floor:.3f}" if ax is ax_v else None)
     for ax, title in ((ax_t, "training (mini-batch)"), (ax_v, "validation (held-out shards)")):
         ax.set_xlabel("optimisation step")
-        ax.set_title(title)
+        ax.set_title(title, fontsize=10)
         ax.grid(True, alpha=0.3)
-    ax_t.set_ylabel(f"entropy loss ({ENTROPY_UNIT})")
-    ax_v.legend(fontsize=8)
-    fig.suptitle("World-model training curves of the four architectures (Table 2)")
+    ax_t.set_yscale("log")  # a short run's losses and the paper's / the floor's differ by orders of magnitude
+    ax_t.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax_t.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    ax_t.set_ylabel(f"entropy loss ({ENTROPY_UNIT}, log scale)")
+    handles, labels = ax_v.get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="outside lower center", ncol=2, frameon=False)
+    titled(fig, "World-model training curves of the architectures of Table 2", scale)
     return save_figure(fig, prefix)
 
 
-def plot_hpo_convergence(history_csv: str | Path, prefix: str | Path) -> list[Path]:
-    """Each trial's score (mean ± s.e.) and the best so far, against the trial index."""
+def plot_hpo_convergence(
+    history_csv: str | Path, prefix: str | Path, scale: str | None = None, initial_points: int | None = None
+) -> list[Path]:
+    """Each trial's score (mean ± s.e.) and the best so far, against the trial index; the best trial starred.
+
+    The title says what ran: with ``initial_points`` at least the number of trials, every trial
+    was a random point (the Gaussian-process surrogate was never used).
+    """
     h = pd.read_csv(history_csv)
     for col in ("trial", "round", "mean", "sem", "best_mean"):
         if col not in h.columns:
             raise ValueError(f"{history_csv}: HPO history lacks column '{col}'")
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=(6.8, 5.2), layout="constrained")
     n = int(h["n"].min()) if "n" in h.columns and len(h) else 0
     ax.errorbar(h["trial"], h["mean"], yerr=h["sem"], fmt="o", color="C0", capsize=2, alpha=0.7,
                 label=f"trial score (mean ± s.e., n={n} episodes)")
     ax.step(h["trial"], h["best_mean"], where="post", color="C3", label="best so far")
+    if len(h):
+        top = h.loc[h["mean"].idxmax()]
+        ax.plot([top["trial"]], [top["mean"]], marker="*", markersize=16, color="gold", markeredgecolor="k",
+                linestyle="none", label=f"best trial #{int(top['trial'])}: {format_mean_sem(top['mean'], top['sem'])}")
     for r in sorted(h["round"].unique())[1:]:
         ax.axvline(h.loc[h["round"] == r, "trial"].min() - 0.5, color="0.7", linewidth=0.8)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trial (grey lines separate optimisation rounds)")
     ax.set_ylabel(f"score ({RETURN_UNIT})")
-    ax.set_title("Hyperparameter optimisation of the tree search (GP surrogate)")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    fig.legend(fontsize=8, loc="outside lower center", ncol=2, frameon=False)
+    trials = len(h)
+    if initial_points is None:
+        what = "Hyperparameter optimisation of the tree search"
+    elif initial_points >= trials:
+        what = f"Tree-search hyperparameters: random search ({trials} trials, all random initial points; GP not used)"
+    else:
+        what = (f"Bayesian optimisation of the tree search: {initial_points} random points, "
+                f"then {trials - initial_points} from the GP surrogate")
+    titled(fig, what, scale)
     return save_figure(fig, prefix)

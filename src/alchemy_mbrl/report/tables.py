@@ -5,12 +5,16 @@ returns are *return per episode* (sum of the 200 rewards), entropies are *nats p
 (per predicted transition). Published numbers are copied from Pinon et al. (2022), Tables 1
 and 2; V-MPO and the Ideal Observer are quoted from Wang et al. (2021) and marked as quoted.
 
-A table is written three ways from one DataFrame: ``PREFIX.csv`` (machine-readable, one column
-per quantity), ``PREFIX.md`` (Markdown for humans) and ``PREFIX.tex`` (a LaTeX ``tabular``).
+A table is written four ways from one DataFrame: ``PREFIX.csv`` (machine-readable, one column
+per quantity), ``PREFIX.md`` (Markdown for humans), ``PREFIX.tex`` (a LaTeX ``tabular``) and
+``PREFIX.html`` (a standalone page, embedded in the Snakemake report). The three human-readable
+forms share one caption that starts with the *scale* line (which config produced the numbers:
+its name, description, training steps and episodes per row) and end with the table's notes.
 """
 
 from __future__ import annotations
 
+import html
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from alchemy_mbrl.env.constants import NUM_ACTIONS
 from alchemy_mbrl.io import atomic_write, write_text
 from alchemy_mbrl.stats import (
     ENTROPY_UNIT,
@@ -42,6 +47,10 @@ PAPER_TABLE1: dict[int, tuple[float, float]] = {
 PAPER_RANDOM_HEURISTIC: tuple[float, float] = (145.7, 1.5)
 QUOTED_BASELINES: dict[str, tuple[float, float]] = {"V-MPO": (155.4, 1.6), "Ideal Observer": (284.4, 1.6)}
 QUOTED_SOURCE = "quoted from Wang et al. (2021), not measured here"
+
+#: Paper's training run (Table 3): optimisation steps x episodes per step.
+PAPER_TRAIN_STEPS = 750_000
+PAPER_BATCH_SIZE = 250
 
 #: Paper's Table 2: architecture -> (validation entropy, chemistry part or None), nats per step.
 PAPER_TABLE2: dict[str, tuple[float, float | None]] = {
@@ -121,16 +130,24 @@ def parse_named(spec: str, what: str, allowed: dict[str, str] | None = None) -> 
     return name, Path(path)
 
 
-def build_table1(planner: list[PlannerResult], baselines: dict[str, Path]) -> pd.DataFrame:
-    """Table 1: planner rows by simulator then budget, measured baselines, quoted baselines."""
+def build_table1(
+    planner: list[PlannerResult], baselines: dict[str, Path], train_steps: int | None = None
+) -> pd.DataFrame:
+    """Table 1: planner rows by simulator then budget, measured baselines, quoted baselines.
+
+    With ``train_steps`` below the paper's 750,000, the learned rows are labelled as a pipeline
+    check (their model is far from trained; :func:`table1_notes` says so).
+    """
     rows: list[dict[str, Any]] = []
     order = {name: i for i, name in enumerate(SIMULATOR_LABELS)}
+    check = train_steps is not None and train_steps < PAPER_TRAIN_STEPS
     for r in sorted(planner, key=lambda r: (order[r.simulator], r.budget)):
         mean, sem, n = _summary(r.summary, policy="planner", simulator=r.simulator, budget=r.budget)
         paper = PAPER_TABLE1.get(r.budget) if r.simulator == "learned" else None
+        suffix = "; pipeline check" if check and r.simulator == "learned" else ""
         rows.append(
             {
-                "agent": f"{SIMULATOR_LABELS[r.simulator]} ({r.budget:,} expansions)",
+                "agent": f"{SIMULATOR_LABELS[r.simulator]} ({r.budget:,} expansions{suffix})",
                 "kind": "planner",
                 "simulator": r.simulator,
                 "budget": r.budget,
@@ -166,6 +183,83 @@ def build_table1(planner: list[PlannerResult], baselines: dict[str, Path]) -> pd
     df["budget"] = df["budget"].astype("Int64")
     df["n"] = df["n"].astype("Int64")
     return df
+
+
+def table1_notes(df: pd.DataFrame, train_steps: int | None = None, batch_size: int | None = None) -> list[str]:
+    """Notes printed under Table 1: what its rows can and cannot show."""
+    notes: list[str] = []
+    planner = df[df["kind"] == "planner"]
+    learned = planner[planner["simulator"] == "learned"]
+    if train_steps is not None and train_steps < PAPER_TRAIN_STEPS and len(learned):
+        notes.append(
+            f"Pipeline check: the learned rows plan with a world model trained for {train_steps:,} steps"
+            + (f" of {batch_size} episodes" if batch_size else "")
+            + f" (the paper: {PAPER_TRAIN_STEPS:,} steps of {PAPER_BATCH_SIZE}); they show that every step of the "
+            "workflow runs, not the paper's scores."
+        )
+    small = sorted({int(b) for b in planner["budget"].dropna() if int(b) <= NUM_ACTIONS})
+    if small:
+        notes.append(
+            f"At {', '.join(f'{b:,}' for b in small)} expansions per step (at most {NUM_ACTIONS}, the number of "
+            "actions) the search tries the root actions one by one in index order and hardly goes deeper, so "
+            "its choice depends on the model only through immediate rewards."
+        )
+    rises = []
+    for sim in ("bayes", "oracle", "learned"):
+        rows = planner[planner["simulator"] == sim].sort_values("budget")
+        if len(rows) < 2 or not all(is_number(x) for x in (*rows["sem"], *rows["mean"])):
+            continue
+        lo, hi = rows.iloc[0], rows.iloc[-1]
+        diff, se = hi["mean"] - lo["mean"], math.hypot(hi["sem"], lo["sem"])
+        name = {"bayes": "exact Bayesian model", "oracle": "true chemistry", "learned": "learned model"}[sim]
+        rises.append(
+            f"{name} {format_mean_sem(diff, se)} ({diff / se:.1f} s.e.) from {int(lo['budget']):,} to "
+            f"{int(hi['budget']):,} expansions" if se > 0 else f"{name} {diff:.1f}"
+        )
+    if rises:
+        notes.append(
+            "Change of the score with search (highest minus lowest budget, ± the s.e. of the difference of two "
+            "independent means; the rows share their episodes, which makes this s.e. typically conservative): " + "; ".join(rises) + "."
+        )
+    by_budget = planner[planner["simulator"].isin(["bayes", "oracle"])].groupby("budget")
+    same, same_mean = [], []
+    for budget, rows in by_budget:
+        if len(rows) != 2:
+            continue
+        shown = {format_mean_sem(m, e, n) for m, e, n in zip(rows["mean"], rows["sem"], rows["n"])}
+        if rows["mean"].nunique() == 1 and rows["sem"].nunique() == 1 and rows["n"].nunique() == 1:
+            same.append(int(budget))
+        elif len(shown) == 1:
+            sems = sorted(rows["sem"])
+            same_mean.append(f"{int(budget):,} (s.e. {sems[0]:.3f} vs {sems[1]:.3f})")
+    if same:
+        notes.append(
+            f"The exact-Bayesian and true-chemistry rows coincide at {', '.join(f'{b:,}' for b in same)} expansions: "
+            "the searches play the same episodes with the same random keys, and a tree this small stays near the "
+            "root, where both models predict the same rewards (a stone's value is observed, so placing it in the "
+            "cauldron is predicted exactly by both); the models differ only deeper, after a potion's unknown effect."
+        )
+    if same_mean:
+        notes.append(
+            f"The exact-Bayesian and true-chemistry rows print the same at {', '.join(same_mean)} expansions, but "
+            "their per-episode returns differ: both play the same episodes with the same random keys, and with a "
+            "tree this small most decisions are made near the root, where both models predict the same rewards, so "
+            "the few episodes where they differ happen to add up to the same total."
+        )
+    return notes
+
+
+def table2_notes(train_steps: int | None = None, batch_size: int | None = None) -> list[str]:
+    """Notes printed under Table 2 (why a short run's entropies are far from the paper's)."""
+    if train_steps is None or train_steps >= PAPER_TRAIN_STEPS:
+        return []
+    batch = f" of {batch_size} episodes" if batch_size else ""
+    return [
+        f"These models trained for {train_steps:,} steps{batch}, against the paper's {PAPER_TRAIN_STEPS:,} steps of "
+        f"{PAPER_BATCH_SIZE} episodes (about {PAPER_TRAIN_STEPS * PAPER_BATCH_SIZE / max(train_steps * (batch_size or 1), 1):,.0f} "
+        "times more episodes seen), so their entropies are far above the paper's and above the Bayes-optimal floor; "
+        "only the floor (exact, no training) is comparable with the paper's numbers."
+    ]
 
 
 def build_table2(model_evals: dict[str, Path], bayes: Path | None) -> pd.DataFrame:
@@ -287,12 +381,65 @@ TABLE2_CAPTION = (
 )
 
 
-def write_table(df: pd.DataFrame, display: pd.DataFrame, prefix: str | Path, caption: str, label: str) -> list[Path]:
-    """Write ``PREFIX.csv`` (raw numbers), ``PREFIX.md`` and ``PREFIX.tex``; return the paths."""
+def full_caption(caption: str, scale: str | None = None) -> str:
+    """The caption preceded by the scale line (``Scale: ...``) when there is one."""
+    return f"[{scale}] {caption}" if scale else caption
+
+
+_HTML_STYLE = (
+    ".alchemy-table{font-family:sans-serif;font-size:13px;margin:1em 0;max-width:100%;overflow-x:auto}"
+    ".alchemy-table table{border-collapse:collapse}"
+    ".alchemy-table th,.alchemy-table td{border:1px solid #bbb;padding:4px 8px;text-align:left}"
+    ".alchemy-table th{background:#eee}.alchemy-table td.num{white-space:nowrap}"
+    ".alchemy-table td:first-child{min-width:12em}"
+    ".alchemy-table caption{caption-side:top;text-align:left;padding-bottom:6px;max-width:70em}"
+    ".alchemy-table .scale{background:#fff3cd;border:1px solid #e0c060;padding:6px;max-width:70em}"
+    ".alchemy-table .notes{max-width:70em}"
+)
+
+
+def to_html(display: pd.DataFrame, caption: str, title: str, scale: str | None = None, notes: list[str] = ()) -> str:
+    """An HTML5 page (no ``html``/``head``/``body`` tags, which HTML5 lets one omit): the scale banner,
+    the table with its caption, and the notes, in one ``div.alchemy-table`` whose style is scoped to
+    it, so that the same file can also be embedded in another page (the report's front page does)."""
+    esc = html.escape
+    head = "".join(f"<th>{esc(str(c))}</th>" for c in display.columns)
+    def cell(v: Any) -> str:
+        text = str(v)
+        num = "±" in text or text == "—" or text.replace(",", "").replace(".", "", 1).isdigit()
+        return f'<td class="num">{esc(text)}</td>' if num else f"<td>{esc(text)}</td>"
+
+    body = "\n".join("<tr>" + "".join(cell(v) for v in row) + "</tr>" for row in display.itertuples(index=False))
+    banner = f'<p class="scale"><strong>Scale:</strong> {esc(scale)}</p>\n' if scale else ""
+    notes_html = "".join(f"<li>{esc(n)}</li>" for n in notes)
+    return (
+        f'<!DOCTYPE html>\n<meta charset="utf-8">\n<title>{esc(title)}</title>\n<style>{_HTML_STYLE}</style>\n'
+        f'<div class="alchemy-table">\n{banner}<table>\n<caption>{esc(caption)}</caption>\n'
+        f"<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>\n"
+        + (f'<ul class="notes">{notes_html}</ul>\n' if notes else "")
+        + "</div>\n"
+    )
+
+
+def write_table(
+    df: pd.DataFrame,
+    display: pd.DataFrame,
+    prefix: str | Path,
+    caption: str,
+    label: str,
+    scale: str | None = None,
+    notes: list[str] = (),
+) -> list[Path]:
+    """Write ``PREFIX.csv`` (raw numbers), ``PREFIX.md``, ``PREFIX.tex`` and ``PREFIX.html``; return the paths.
+
+    The human-readable forms carry the scale line before the caption and the notes after the table.
+    """
     prefix = Path(prefix)
-    paths = [prefix.with_suffix(".csv"), prefix.with_suffix(".md"), prefix.with_suffix(".tex")]
+    paths = [prefix.with_suffix(s) for s in (".csv", ".md", ".tex", ".html")]
     with atomic_write(paths[0]) as tmp:
         df.to_csv(tmp, index=False)
-    write_text(paths[1], to_markdown(display, caption))
-    write_text(paths[2], to_latex(display, caption, label))
+    cap = full_caption(caption, scale)
+    write_text(paths[1], to_markdown(display, cap) + "".join(f"\nNote: {n}\n" for n in notes))
+    write_text(paths[2], to_latex(display, cap + "".join(f" Note: {n}" for n in notes), label))
+    write_text(paths[3], to_html(display, caption, caption.split(":")[0], scale, list(notes)))
     return paths
