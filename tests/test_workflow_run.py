@@ -212,8 +212,9 @@ def test_hard_kill_unlock_rerun_incomplete_keeps_the_training_log(tmp_path: Path
     cfg["train"]["options"].update(checkpoint_every=25, log_every=25, val_every=100)
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(cfg))
-    target = "results/models/original/model.pt"
-    model_dir = tmp_path / "results" / "models" / "original"
+    name = cfg["name"]  # outputs of a config live in results/<name>/, logs in logs/<name>/
+    target = f"results/{name}/models/original/model.pt"
+    model_dir = tmp_path / "results" / name / "models" / "original"
     cmd = [snakemake_exe(), "--snakefile", str(SNAKEFILE), "--directory", str(tmp_path), "--configfile", str(config),
            "--cores", "1", target]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -231,8 +232,8 @@ def test_hard_kill_unlock_rerun_incomplete_keeps_the_training_log(tmp_path: Path
         blocked = snakemake(["--cores", "1", "--rerun-incomplete", target], tmp_path, config=config)
         if not (model_dir / "model.pt").exists():  # (unless the orphan finished first)
             assert blocked.returncode != 0
-            log = (tmp_path / "logs" / "train" / "original.log").read_text()
-            assert f"model directory results/models/original is in use by another process (PID {trainer} " in log, log
+            log = (tmp_path / "logs" / name / "train" / "original.log").read_text()
+            assert f"model directory results/{name}/models/original is in use by another process (PID {trainer} " in log, log
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(trainer, signal.SIGKILL)  # the orphaned trainer this test started through Snakemake
