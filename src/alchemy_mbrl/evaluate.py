@@ -28,6 +28,7 @@ from alchemy_mbrl.env.baselines import BASELINE_POLICIES
 from alchemy_mbrl.env.chemistry import GRAPH_PROBS, NUM_POTION_MAPS, NUM_STONE_MAPS, Chemistry
 from alchemy_mbrl.env.codec import encode_reward
 from alchemy_mbrl.env.constants import EPISODE_STEPS, NUM_POTIONS, NUM_STONES, NUM_TRIALS, OBS_DIM
+from alchemy_mbrl.ideal_observer import AGENTS, IDEAL_OBSERVER, SEARCH_ORACLE, make_agent
 from alchemy_mbrl.io import atomic_write, write_json
 from alchemy_mbrl.planner.params import PlannerParams
 from alchemy_mbrl.planner.simulator import RootContext, Simulator
@@ -38,9 +39,11 @@ from alchemy_mbrl.stats import returns_summary
 RETURN_COLUMNS = ["episode", "seed", "return", "policy", "simulator", "budget", "seconds"]
 
 #: The policies ``evaluate --policy`` plays.
-POLICIES: tuple[str, ...] = ("planner", *BASELINE_POLICIES)
-#: Episodes played in lockstep by default: planner searches are memory-heavy, baselines are not.
-DEFAULT_BATCH: dict[str, int] = {"planner": 64, **{p: 4096 for p in BASELINE_POLICIES}}
+POLICIES: tuple[str, ...] = ("planner", *BASELINE_POLICIES, *AGENTS)
+#: Episodes played in lockstep by default: planner searches are memory-heavy, baselines are not;
+#: the ideal observer searches one episode at a time (its per-episode time is then measured).
+DEFAULT_BATCH: dict[str, int] = {"planner": 64, **{p: 4096 for p in BASELINE_POLICIES}, IDEAL_OBSERVER: 1,
+                                 SEARCH_ORACLE: 64}
 
 #: Stream tag of the planner's randomness inside an episode's policy key.
 PLANNER_STREAM = 1
@@ -140,7 +143,7 @@ def make_policy(
                                       ("--model", model_dir)) if v is not None]
         if given:
             raise ValueError(f"{', '.join(given)} apply to --policy planner only, not {policy}")
-        return BaselinePolicy(policy)
+        return make_agent(policy) if policy in AGENTS else BaselinePolicy(policy)
     if simulator is None:
         raise ValueError("--policy planner needs --simulator (oracle, bayes or learned)")
     if budget is None or isinstance(budget, bool) or int(budget) != budget or budget < 1:

@@ -8,7 +8,8 @@ import sys
 
 from alchemy_mbrl.simulators import SIMULATORS
 
-_POLICIES = ("planner", "random-heuristic", "uniform")  # alchemy_mbrl.evaluate.POLICIES, without importing it
+# alchemy_mbrl.evaluate.POLICIES, without importing it
+_POLICIES = ("planner", "random-heuristic", "uniform", "ideal-observer", "search-oracle")
 
 
 def _episode_args(p: argparse.ArgumentParser, default_batch: str) -> None:

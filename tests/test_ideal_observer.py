@@ -1,0 +1,142 @@
+"""The ideal observer and the search oracle (issue 15): exact against brute force on small cases.
+
+The brute force below shares nothing with :mod:`alchemy_mbrl.ideal_observer` but the prior: it
+moves latent stones with the environment's move table per chemistry, keeps every stone and potion
+slot (no merging of identical items, every action searched, "no change" ones included) and
+averages over an explicit list of chemistries with their prior weights.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+from alchemy_mbrl.bayes.posterior import CHEM_GRAPH, CHEM_POTION_MAP, CHEM_STONE_MAP, GRAPH_WEIGHT, latent_potion_of_colour
+from alchemy_mbrl.env.chemistry import MOVE_TABLE, NUM_CHEMISTRIES, Chemistry
+from alchemy_mbrl.ideal_observer import (
+    USED_STONE,
+    VALUE_OF_FEATURE,
+    TrialSearch,
+    action_of_code,
+    chemistry_trial_value,
+    observed_items,
+    trial_start_state,
+)
+from alchemy_mbrl.bayes.posterior import pack_chemistry_sets
+
+R_OF_Q = latent_potion_of_colour()
+POP = np.array([bin(v).count("1") for v in range(8)])
+
+
+def _outcome(chem: int, pv: int, q: int) -> int:
+    """Perceived vertex after putting a stone seen at pv into colour q, under chemistry ``chem``."""
+    i, m, g = CHEM_STONE_MAP[chem], CHEM_POTION_MAP[chem], CHEM_GRAPH[chem]
+    v = pv ^ 7 ^ i
+    return int(MOVE_TABLE[g, R_OF_Q[m, q], v]) ^ 7 ^ i
+
+
+def brute_force_value(chems: list[int], stones: list[int], colours: list[int]) -> float:
+    """Expected trial reward of the exhaustive expectimax over every slot action (stones: perceived vertices)."""
+    weight = {c: int(GRAPH_WEIGHT[CHEM_GRAPH[c]]) for c in chems}
+    i0 = CHEM_STONE_MAP[chems[0]]
+    assert all(CHEM_STONE_MAP[c] == i0 for c in chems), "stone values are read with one stone map"
+
+    @functools.lru_cache(maxsize=None)
+    def v(st: tuple, pots: tuple, cs: frozenset) -> float:
+        best = sum(int(VALUE_OF_FEATURE[POP[pv ^ 7 ^ i0]]) for pv in st if pv >= 0 and POP[pv ^ 7 ^ i0] >= 2)
+        total = sum(weight[c] for c in cs)
+        for s, pv in enumerate(st):
+            if pv < 0:
+                continue
+            for p, q in enumerate(pots):
+                if q < 0:
+                    continue
+                groups: dict[int, list[int]] = {}
+                for c in cs:
+                    groups.setdefault(_outcome(c, pv, q), []).append(c)
+                val = 0.0
+                for new_pv, members in groups.items():
+                    st2 = st[:s] + (new_pv,) + st[s + 1 :]
+                    pots2 = pots[:p] + (-1,) + pots[p + 1 :]
+                    w = sum(weight[c] for c in members)
+                    val += w / total * v(st2, pots2, frozenset(members))
+                best = max(best, val)
+        return best
+
+    return v(tuple(stones), tuple(colours), frozenset(chems))
+
+
+def _search_value(chems: list[int], stones: list[int], colours: list[int]) -> float:
+    member = np.zeros(NUM_CHEMISTRIES, dtype=bool)
+    member[chems] = True
+    search = TrialSearch(pack_chemistry_sets(member))
+    i0 = CHEM_STONE_MAP[chems[0]]
+    codes = np.array([4 * pv + POP[pv ^ 7 ^ i0] for pv in stones] + [USED_STONE] * (3 - len(stones)))
+    u, _, mass = search.value(search.root, codes, np.bincount(colours, minlength=6))
+    assert mass == sum(int(GRAPH_WEIGHT[CHEM_GRAPH[c]]) for c in chems)
+    return u / mass
+
+
+@pytest.mark.parametrize("case", range(12))
+def test_expectimax_equals_brute_force_on_small_posteriors(case: int) -> None:
+    rng = np.random.default_rng(case)
+    i0 = int(rng.integers(8))
+    pool = np.flatnonzero(CHEM_STONE_MAP == i0)
+    # posteriors of a few chemistries: sometimes one potion map (graph uncertainty only), sometimes many
+    if case % 3 == 0:
+        pool = pool[CHEM_POTION_MAP[pool] == rng.integers(48)]
+    chems = sorted(int(c) for c in rng.choice(pool, size=int(rng.integers(1, 13)), replace=False))
+    stones = [int(x) for x in rng.integers(8, size=int(rng.integers(1, 4)))]
+    colours = [int(x) for x in rng.integers(6, size=int(rng.integers(1, 5)))]
+    assert _search_value(chems, stones, colours) == pytest.approx(brute_force_value(chems, stones, colours), abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_search_oracle_is_the_best_action_sequence(seed: int) -> None:
+    """With one chemistry the search's trial value is the best over all action sequences."""
+    rng = np.random.default_rng(100 + seed)
+    chem = int(rng.integers(NUM_CHEMISTRIES))
+    stones_latent = rng.integers(8, size=3)
+    potions = rng.integers(6, size=5)
+    c = Chemistry.from_index(np.array([chem]))
+    codes, counts = trial_start_state(c, stones_latent, potions)
+    i0 = CHEM_STONE_MAP[chem]
+    pvs = [int(x) ^ 7 ^ i0 for x in stones_latent]
+    colours = [int(q) for q in c.colour_of_latent[0][potions]]
+    assert (codes >> 2).tolist() == pvs
+    expected = brute_force_value([chem], pvs, colours)
+    assert chemistry_trial_value(c, stones_latent, potions) == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_ideal_observer_never_beats_the_search_oracle_on_average(seed: int) -> None:
+    """Knowing the chemistry can only help: the IO's value <= the posterior average of the oracle's."""
+    rng = np.random.default_rng(200 + seed)
+    i0 = int(rng.integers(8))
+    pool = np.flatnonzero(CHEM_STONE_MAP == i0)
+    chems = sorted(int(c) for c in rng.choice(pool, size=40, replace=False))
+    stones = [int(x) for x in rng.integers(8, size=3)]
+    colours = [int(x) for x in rng.integers(6, size=6)]
+    io = _search_value(chems, stones, colours)
+    w = np.array([GRAPH_WEIGHT[CHEM_GRAPH[c]] for c in chems], dtype=float)
+    oracle = np.array([_search_value([c], stones, colours) for c in chems])
+    assert io <= float(w @ oracle / w.sum()) + 1e-12
+    assert io >= max(0, sum(int(VALUE_OF_FEATURE[POP[pv ^ 7 ^ i0]]) for pv in stones if POP[pv ^ 7 ^ i0] >= 2)) - 1e-12
+
+
+def test_observed_items_and_actions() -> None:
+    obs = np.zeros(39, dtype=np.uint8)
+    obs[0:5] = [1, 0, 1, 2, 0]  # stone 0 at pv 5, feature 2
+    obs[5:10] = [2, 2, 2, 4, 1]  # used
+    obs[10:15] = [0, 0, 0, 3, 0]  # pv 0, feature 3 (+15)
+    obs[15::2] = [3, 0, 3, 1, 2, 2, 5, 4, 0, 1, 3, 2]
+    obs[16::2] = 0
+    obs[16] = 1  # potion 0 used
+    stones, colours, counts = observed_items(obs)
+    assert stones.tolist() == [22, USED_STONE, 3]
+    assert colours[0] == -1 and counts.tolist() == [2, 2, 3, 2, 1, 1]
+    assert action_of_code(22 * 6 + 3, stones, colours) == 2 + 0 + 2  # stone 0, first present yellow = slot 2
+    assert action_of_code(3 * 6 + 0, stones, colours) == 2 + 26 + 1
+    assert action_of_code(-1, stones, colours) == 1  # end of trial: stone 0 (+1) first
