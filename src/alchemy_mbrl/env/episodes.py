@@ -38,8 +38,8 @@ FORMAT_VERSION = 1
 #: The arrays an episodes file must hold: name -> (shape after N, dtype written, description).
 EPISODE_ARRAYS: dict[str, tuple[tuple[int, ...], str, str]] = {
     "potion_perm": ((3,), "int8", "a permutation of (0, 1, 2)"),
-    "potion_sign": ((3,), "int8", "signs -1 or +1"),
-    "stone_sign": ((3,), "int8", "signs -1 or +1"),
+    "potion_sign": ((3,), "int8", "-1 or +1"),
+    "stone_sign": ((3,), "int8", "-1 or +1"),
     "graph_edges": ((12,), "bool", "one of the 109 valid edge sets"),
     "stones": ((NUM_TRIALS, NUM_STONES, 3), "int8", "latent coordinates -1 or +1"),
     "potions": ((NUM_TRIALS, NUM_POTIONS), "int8", "latent potion indices 0..5"),
@@ -100,8 +100,8 @@ def episodes_from_arrays(arrays: Mapping[str, Any], source: str = "episodes") ->
         bad = (d[name] != -1) & (d[name] != 1)
         if bad.any():
             i = _first(bad)
-            raise ValueError(f"{source}: {_where(name, i)} = {d[name][i].item()}, expected -1 or +1 "
-                             f"({EPISODE_ARRAYS[name][2]}; episode {i[0]})")
+            raise ValueError(f"{source}: {_where(name, i)} = {d[name][i].item()}, expected "
+                             f"{EPISODE_ARRAYS[name][2]} (episode {i[0]})")
     pot = d["potions"]
     bad = (pot < 0) | (pot > 5)
     if bad.any():
