@@ -1,4 +1,5 @@
-"""``alchemy-mbrl episodes`` (write a fixed evaluation set): :mod:`alchemy_mbrl.evaluate`, :mod:`alchemy_mbrl.env.episodes`."""
+"""``alchemy-mbrl episodes`` (write a fixed evaluation set of a seed's episodes to an episodes file):
+:func:`alchemy_mbrl.evaluate.write_seed_episodes`, format :mod:`alchemy_mbrl.env.episodes`."""
 
 from __future__ import annotations
 

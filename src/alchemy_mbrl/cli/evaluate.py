@@ -19,8 +19,8 @@ def _episode_args(p: argparse.ArgumentParser, default_batch: str) -> None:
                    help="play the episodes stored in FILE (chemistry and items, SPEC §11 arrays; docs/formats.md): "
                    "episode i = row i. Write one with `alchemy-mbrl episodes`")
     p.add_argument("--seed", type=int, default=0,
-                   help="global seed: episode i is the same episode (chemistry, items) for every policy with this seed; "
-                   "with --episodes-file it seeds only the policy's random choices")
+                   help="global seed: episode i is the same episode (chemistry, items) for every policy with this "
+                   "seed; with --episodes-file it seeds only the policy's random choices")
     p.add_argument("--chunk", default="0/1", help="i/n: evaluate chunk i (0-based) of n (default 0/1 = all)")
     p.add_argument("--batch", type=int, default=None, help=f"episodes played in lockstep (default: {default_batch}); "
                    "does not change the results")
