@@ -173,6 +173,43 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     np.savez(root / "tr_missing.npz", obs=tr["obs"])
     for name in ("tr_version", "tr_noversion", "tr_float", "tr_range", "tr_missing"):
         w[name] = root / f"{name}.npz"
+
+    # episodes files (--episodes-file): 2 good episodes and one defect each (names say nothing of the defect)
+    from alchemy_mbrl.env.episodes import episode_arrays
+    from alchemy_mbrl.evaluate import episode_setup
+
+    chem, items, _ = episode_setup(0, np.arange(2))
+    ep = episode_arrays(chem, items)
+    w["ep_good"] = root / "ep_good.npz"
+    np.savez_compressed(w["ep_good"], **ep)
+
+    def variant(name: str, **arrays: object) -> None:
+        w[name] = root / f"{name}.npz"
+        np.savez_compressed(w[name], **{k: v for k, v in {**ep, **arrays}.items() if v is not None})
+
+    def edit(key: str, index: tuple[int, ...], value: int) -> np.ndarray:
+        a = ep[key].copy()
+        a[index] = value
+        return a
+
+    variant("ep_a", stones=None)                                            # missing array
+    variant("ep_b", potions=ep["potions"][:, :, :11])                       # wrong shape
+    variant("ep_c", potions=ep["potions"].astype(np.float32))               # wrong dtype
+    variant("ep_d", potion_perm=edit("potion_perm", (1, 1), ep["potion_perm"][1, 0]))  # not a permutation
+    variant("ep_e", potion_sign=edit("potion_sign", (1, 2), 0))             # sign 0
+    variant("ep_f", stone_sign=edit("stone_sign", (0, 0), 2))               # sign 2
+    variant("ep_g", graph_edges=np.zeros((2, 12), bool))                    # not a valid graph
+    variant("ep_h", stones=edit("stones", (1, 4, 2, 0), 0))                 # stone coordinate 0
+    variant("ep_i", potions=edit("potions", (0, 9, 11), 6))                 # potion index 6
+    variant("ep_j", stones=np.concatenate([ep["stones"], ep["stones"][:1]]))  # 3 rows against 2
+    variant("ep_k", graph_id=(ep["graph_id"] + 1) % 109)                    # disagrees with graph_edges
+    variant("ep_l", format_version=np.int32(2))
+    variant("ep_m", **{k: ep[k][:0] for k in ("potion_perm", "potion_sign", "stone_sign", "graph_edges", "stones",
+                                              "potions", "graph_id")})    # no episode
+    np.save(root / "ep_n.npy", ep["potions"])                               # a single .npy array
+    w["ep_n"] = root / "ep_n.npy"
+    w["ep_o"] = root / "ep_o.npz"
+    w["ep_o"].write_bytes(w["ep_good"].read_bytes()[:200])                  # truncated zip
     return w
 
 
@@ -304,6 +341,51 @@ CASES: list[tuple[str, list[str], str]] = [
                             "--out", "{out}/r.csv"], "--seed"),
     ("baseline-seed-negative", ["baseline", "--policy", "uniform", "--episodes", "2", "--seed", "-3", "--out",
                                 "{out}/r.csv"], "--seed"),
+    # evaluate / baseline --episodes-file, and the episodes command
+    ("episodes-file-missing", ["evaluate", "--policy", "uniform", "--episodes-file", "{root}/nope.npz", "--out",
+                               "{out}/r.csv"], "nope.npz"),
+    ("episodes-file-text", ["baseline", "--policy", "uniform", "--episodes-file", "{text}", "--out", "{out}/r.csv"],
+     "notes.txt"),
+    ("episodes-file-npy", ["baseline", "--policy", "uniform", "--episodes-file", "{ep_n}", "--out", "{out}/r.csv"],
+     "not an .npz"),
+    ("episodes-file-truncated", ["baseline", "--policy", "uniform", "--episodes-file", "{ep_o}", "--out",
+                                 "{out}/r.csv"], "ep_o.npz"),
+    ("episodes-file-dir", ["baseline", "--policy", "uniform", "--episodes-file", "{root}", "--out", "{out}/r.csv"],
+     "directory"),
+    ("episodes-file-missing-array", ["baseline", "--policy", "uniform", "--episodes-file", "{ep_a}", "--out",
+                                     "{out}/r.csv"], "missing array(s) 'stones'"),
+    ("episodes-file-shape", ["baseline", "--policy", "uniform", "--episodes-file", "{ep_b}", "--out", "{out}/r.csv"],
+     "'potions' has shape [2, 10, 11]"),
+    ("episodes-file-dtype", ["baseline", "--policy", "uniform", "--episodes-file", "{ep_c}", "--out", "{out}/r.csv"],
+     "'potions' has dtype float32"),
+    ("episodes-file-perm", [*PLANNER, "--budget", "2", "--episodes-file", "{ep_d}", "--out", "{out}/r.csv"],
+     "potion_perm[1]"),
+    ("episodes-file-potion-sign", ["baseline", "--policy", "uniform", "--episodes-file", "{ep_e}", "--out",
+                                   "{out}/r.csv"], "potion_sign[1, 2] = 0"),
+    ("episodes-file-stone-sign", ["baseline", "--policy", "uniform", "--episodes-file", "{ep_f}", "--out",
+                                  "{out}/r.csv"], "stone_sign[0, 0] = 2"),
+    ("episodes-file-graph", ["baseline", "--policy", "uniform", "--episodes-file", "{ep_g}", "--out", "{out}/r.csv"],
+     "graph_edges[0] = edge set 000000000000"),
+    ("episodes-file-stones", ["baseline", "--policy", "uniform", "--episodes-file", "{ep_h}", "--out", "{out}/r.csv"],
+     "stones[1, 4, 2, 0] = 0"),
+    ("episodes-file-potions", ["baseline", "--policy", "uniform", "--episodes-file", "{ep_i}", "--out",
+                               "{out}/r.csv"], "potions[0, 9, 11] = 6"),
+    ("episodes-file-rows", ["baseline", "--policy", "uniform", "--episodes-file", "{ep_j}", "--out", "{out}/r.csv"],
+     "stones 3"),
+    ("episodes-file-graph-id", ["baseline", "--policy", "uniform", "--episodes-file", "{ep_k}", "--out",
+                                "{out}/r.csv"], "graph_id[0]"),
+    ("episodes-file-version", ["baseline", "--policy", "uniform", "--episodes-file", "{ep_l}", "--out",
+                               "{out}/r.csv"], "format_version"),
+    ("episodes-file-empty", ["baseline", "--policy", "uniform", "--episodes-file", "{ep_m}", "--out", "{out}/r.csv"],
+     "no episode"),
+    ("episodes-file-too-few", ["evaluate", "--policy", "uniform", "--episodes", "3", "--episodes-file", "{ep_good}",
+                               "--out", "{out}/r.csv"], "2 episodes of"),
+    ("episodes-file-before-model", [*EVAL, "--simulator", "learned", "--model", "{textmodel}", "--budget", "2",
+                                    "--episodes-file", "{ep_g}", "--out", "{out}/r.csv"], "graph_edges[0]"),
+    ("evaluate-no-episodes", ["evaluate", "--policy", "uniform", "--out", "{out}/r.csv"], "--episodes"),
+    ("episodes-count-0", ["episodes", "--episodes", "0", "--out", "{out}/e.npz"], "--episodes"),
+    ("episodes-seed-negative", ["episodes", "--episodes", "2", "--seed", "-1", "--out", "{out}/e.npz"], "--seed"),
+    ("episodes-out-dir", ["episodes", "--episodes", "2", "--out", "{out}"], "directory"),
     # merge-returns
     ("merge-missing", ["merge-returns", "{r0}", "{root}/nope.csv", "--out", "{out}/m.csv"], "nope.csv"),
     ("merge-not-returns", ["merge-returns", "{text}", "--out", "{out}/m.csv"], "notes.txt"),

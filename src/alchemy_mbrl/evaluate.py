@@ -10,6 +10,11 @@ Episodes are played B at a time in lockstep and nothing depends on which episode
 batch, so ``--chunk i/n`` runs merge into exactly the result of one unchunked run (for
 simulators whose outputs do not depend on the batch composition: the oracle and the exact
 Bayesian model do not; for the learned model, floating-point results of batched GPU kernels may).
+
+Episodes may instead come from a file (``--episodes-file``; :class:`EpisodeSource`): episode ``i``
+is then row ``i`` of the file (its chemistry and trial items, SPEC §11 arrays,
+:mod:`alchemy_mbrl.env.episodes`), and only the policy's key still derives from ``(S, i)``, by the
+same path, so a file written from seed S (``alchemy-mbrl episodes``) plays exactly as seed S does.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from alchemy_mbrl.env.baselines import BASELINE_POLICIES
 from alchemy_mbrl.env.chemistry import GRAPH_PROBS, NUM_POTION_MAPS, NUM_STONE_MAPS, Chemistry
 from alchemy_mbrl.env.codec import encode_reward
 from alchemy_mbrl.env.constants import EPISODE_STEPS, NUM_POTIONS, NUM_STONES, NUM_TRIALS, OBS_DIM
+from alchemy_mbrl.env.episodes import load_episodes, save_episodes
 from alchemy_mbrl.ideal_observer import AGENTS, IDEAL_OBSERVER, SEARCH_ORACLE, make_agent
 from alchemy_mbrl.io import atomic_write, write_json
 from alchemy_mbrl.planner.params import PlannerParams
@@ -66,6 +72,68 @@ def episode_setup(seed: int, episodes: np.ndarray) -> tuple[Chemistry, TrialItem
     stones = rng.integers(rng.fold_in(keys, _ITEM_STONES), 8, (NUM_TRIALS, NUM_STONES))
     potions = rng.integers(rng.fold_in(keys, _ITEM_POTIONS), 6, (NUM_TRIALS, NUM_POTIONS))
     return Chemistry.from_indices(m, i, g), TrialItems(stones, potions), rng.fold_in(keys, _POLICY)
+
+
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or int(seed) != seed or not 0 <= seed < 2**64:
+        raise ValueError(f"--seed must be an integer in 0..2^64-1, got {seed}")
+    return int(seed)
+
+
+class EpisodeSource:
+    """Where an evaluation's episodes come from: the seed alone, or the rows of an episodes file.
+
+    Episode i's policy key always derives from ``(seed, i)`` as in :func:`episode_setup`. Its
+    chemistry and trial items derive from ``(seed, i)`` too, or, with ``episodes_file``, are row i
+    of that file (read and checked here, before any work: :func:`alchemy_mbrl.env.episodes.load_episodes`).
+    """
+
+    def __init__(self, seed: int = 0, episodes_file: str | Path | None = None) -> None:
+        self.seed = _check_seed(seed)
+        self.path = None if episodes_file is None else Path(episodes_file)
+        self.chemistry: Chemistry | None = None
+        self.items: TrialItems | None = None
+        if self.path is not None:
+            self.chemistry, self.items = load_episodes(self.path)
+
+    @property
+    def rows(self) -> int | None:
+        """Episodes in the file; ``None`` for a seed (any number of episodes)."""
+        return None if self.chemistry is None else len(self.chemistry.graph_id)
+
+    def count(self, episodes: int | None) -> int:
+        """The number of episodes to evaluate: ``episodes`` (checked), or every row of the file when ``None``."""
+        if episodes is None:
+            if self.rows is None:
+                raise ValueError("--episodes is required (or --episodes-file FILE to play all of its episodes)")
+            return self.rows
+        n = _check_count("--episodes", episodes)
+        if self.rows is not None and n > self.rows:
+            raise ValueError(f"--episodes {n} is more than the {self.rows} episodes of {self.path}")
+        return n
+
+    def setup(self, episodes: np.ndarray) -> tuple[Chemistry, TrialItems, np.ndarray]:
+        """Chemistry, trial items and policy keys ``[E]`` of episode indices ``episodes``."""
+        idx = np.asarray(episodes, dtype=np.int64)
+        if self.chemistry is None or self.items is None:
+            return episode_setup(self.seed, idx)
+        rows = len(self.chemistry.graph_id)
+        if idx.size and (idx.min() < 0 or idx.max() >= rows):
+            raise ValueError(f"episode indices must be in 0..{rows - 1} (the rows of {self.path})")
+        c = self.chemistry
+        chemistry = Chemistry(c.potion_perm[idx], c.potion_sign[idx], c.stone_sign[idx], c.graph_id[idx])
+        items = TrialItems(self.items.stones[idx], self.items.potions[idx])
+        return chemistry, items, rng.fold_in(rng.episode_keys(self.seed, idx), _POLICY)
+
+
+def write_seed_episodes(out: str | Path, episodes: int, seed: int = 0) -> Path:
+    """Write the chemistry and items of episodes ``0..episodes-1`` of ``seed`` as an episodes file.
+
+    ``evaluate --episodes-file out --seed seed`` then plays exactly what ``evaluate --seed seed`` plays.
+    """
+    n = _check_count("--episodes", episodes)
+    chemistry, items, _ = episode_setup(_check_seed(seed), np.arange(n, dtype=np.int64))
+    return save_episodes(out, chemistry, items)
 
 
 class Policy(Protocol):
@@ -187,15 +255,17 @@ class EpisodeBatchResult:
     seconds: float
 
 
-def play_episodes(policy: Policy, seed: int, episodes: np.ndarray, progress: Any | None = None,
+def play_episodes(policy: Policy, seed: int | EpisodeSource, episodes: np.ndarray, progress: Any | None = None,
                   steps: int = EPISODE_STEPS) -> EpisodeBatchResult:
     """Play episodes ``episodes`` (one lockstep batch) with ``policy`` acting at every real step.
 
+    ``seed`` is the global seed, or an :class:`EpisodeSource` (e.g. episodes from a file).
     ``progress`` is an optional tqdm bar, advanced once per real step. ``steps`` < 200 stops the
     episodes early (``gpu-check`` times a few planner steps); returns then cover those steps only.
     """
     start = time.perf_counter()
-    chemistry, items, policy_keys = episode_setup(seed, episodes)
+    source = seed if isinstance(seed, EpisodeSource) else EpisodeSource(seed)
+    chemistry, items, policy_keys = source.setup(episodes)
     bsz = len(policy_keys)
     env = AlchemyEnv(bsz, seed=0)
     ts = env.reset(chemistry, items)
@@ -231,17 +301,27 @@ def _check_count(name: str, value: Any) -> int:
 
 def evaluate_policy(
     policy: Policy,
-    episodes: int,
-    seed: int = 0,
+    episodes: int | None,
+    seed: int | EpisodeSource = 0,
     chunk: tuple[int, int] = (0, 1),
     batch_size: int | None = None,
     progress: bool = True,
+    episodes_file: str | Path | None = None,
 ) -> pd.DataFrame:
-    """Per-episode returns (columns :data:`RETURN_COLUMNS`) of ``policy`` on chunk ``chunk``."""
-    episodes = _check_count("--episodes", episodes)
+    """Per-episode returns (columns :data:`RETURN_COLUMNS`) of ``policy`` on chunk ``chunk``.
+
+    Episodes come from ``seed`` alone, or are the rows of ``episodes_file`` (``episodes=None``: all
+    of them); ``seed`` may also be an :class:`EpisodeSource` already built (then no ``episodes_file``).
+    """
+    if isinstance(seed, EpisodeSource):
+        if episodes_file is not None:
+            raise ValueError("give episodes_file or an EpisodeSource, not both")
+        source = seed
+    else:
+        source = EpisodeSource(seed, episodes_file)
+    episodes = source.count(episodes)
     batch_size = _check_count("--batch", DEFAULT_BATCH.get(policy.name, 64) if batch_size is None else batch_size)
-    if isinstance(seed, bool) or int(seed) != seed or not 0 <= seed < 2**64:
-        raise ValueError(f"--seed must be an integer in 0..2^64-1, got {seed}")
+    seed = source.seed
     indices = chunk_episodes(episodes, chunk)
     batches = [indices[j : j + batch_size] for j in range(0, len(indices), batch_size)]
     check = getattr(policy, "check_batch", None)
@@ -256,7 +336,7 @@ def evaluate_policy(
         bar = tqdm(total=len(batches) * EPISODE_STEPS, unit="step", desc=desc)
     try:
         for batch in batches:
-            res = play_episodes(policy, int(seed), batch, bar)
+            res = play_episodes(policy, source, batch, bar)
             for e, ret in zip(batch, res.returns):
                 rows.append(
                     {

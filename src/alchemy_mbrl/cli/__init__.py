@@ -23,6 +23,7 @@ COMMAND_MODULES: list[str] = [
     "alchemy_mbrl.cli.env",
     "alchemy_mbrl.cli.data",
     "alchemy_mbrl.cli.evaluate",
+    "alchemy_mbrl.cli.episodes",
     "alchemy_mbrl.cli.model",
     "alchemy_mbrl.cli.gpu_check",
     "alchemy_mbrl.cli.bayes",

@@ -13,9 +13,15 @@ _POLICIES = ("planner", "random-heuristic", "uniform", "ideal-observer", "search
 
 
 def _episode_args(p: argparse.ArgumentParser, default_batch: str) -> None:
-    p.add_argument("--episodes", type=int, required=True, help="total episodes of the evaluation (all chunks)")
+    p.add_argument("--episodes", type=int, default=None,
+                   help="total episodes of the evaluation (all chunks); with --episodes-file, its first N rows "
+                   "(default there: all rows)")
+    p.add_argument("--episodes-file", default=None, metavar="FILE.npz",
+                   help="play the episodes stored in FILE (chemistry and items, SPEC §11 arrays; docs/formats.md): "
+                   "episode i = row i. Write one with `alchemy-mbrl episodes`")
     p.add_argument("--seed", type=int, default=0,
-                   help="global seed: episode i is the same episode (chemistry, items) for every policy with this seed")
+                   help="global seed: episode i is the same episode (chemistry, items) for every policy with this "
+                   "seed; with --episodes-file it seeds only the policy's random choices")
     p.add_argument("--chunk", default="0/1", help="i/n: evaluate chunk i (0-based) of n (default 0/1 = all)")
     p.add_argument("--batch", type=int, default=None, help=f"episodes played in lockstep (default: {default_batch}); "
                    "does not change the results")
@@ -61,6 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from alchemy_mbrl.evaluate import (
+        EpisodeSource,
         evaluate_policy,
         make_policy,
         parse_chunk,
@@ -69,16 +76,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from alchemy_mbrl.stats import format_summary, returns_summary
 
     chunk = parse_chunk(args.chunk)
+    source = EpisodeSource(args.seed, args.episodes_file)  # reads and checks the file before any work
+    episodes = source.count(args.episodes)
     policy = make_policy(args.policy, simulator=args.simulator, budget=args.budget, params=args.params,
                          model_dir=args.model, device=args.device)
-    df = evaluate_policy(policy, args.episodes, seed=args.seed, chunk=chunk, batch_size=args.batch,
+    df = evaluate_policy(policy, episodes, seed=source, chunk=chunk, batch_size=args.batch,
                          progress=not args.no_progress)
     write_returns(df, args.out)
     what = args.policy if policy.budget is None else f"{policy.simulator} planner, budget {policy.budget}"
+    if args.episodes_file is not None:
+        what += f", {episodes} episodes of {args.episodes_file}"
     if len(df):
         print(f"{what}, chunk {args.chunk}: {format_summary(returns_summary(df['return']))} -> {args.out}")
     else:
-        print(f"chunk {args.chunk} of {args.episodes} episodes is empty -> {args.out}", file=sys.stderr)
+        print(f"chunk {args.chunk} of {episodes} episodes is empty -> {args.out}", file=sys.stderr)
     return 0
 
 

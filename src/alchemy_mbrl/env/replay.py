@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from alchemy_mbrl.env.alchemy import EPISODE_STEPS, AlchemyEnv, TrialItems
-from alchemy_mbrl.env.chemistry import Chemistry, graph_id_of_edges
+from alchemy_mbrl.env.alchemy import EPISODE_STEPS, AlchemyEnv
+from alchemy_mbrl.env.episodes import FORMAT_VERSION, episodes_from_arrays
 
 #: The trace format this replay reads (SPEC §11's ``format_version``).
-TRACE_FORMAT_VERSION = 1
+TRACE_FORMAT_VERSION = FORMAT_VERSION
 REQUIRED_KEYS = ("potion_perm", "potion_sign", "stone_sign", "graph_edges", "stones", "potions", "actions", "obs", "rewards", "discount", "step_type")
 
 
@@ -66,6 +66,9 @@ def load_traces(path: str | Path) -> dict[str, np.ndarray]:
     n = len(d["actions"])
     if d["obs"].shape != (n, EPISODE_STEPS + 1, 39) or d["actions"].shape != (n, EPISODE_STEPS):
         raise ValueError(f"{path}: obs has shape {d['obs'].shape}, actions {d['actions'].shape}; expected [N,201,39] and [N,200]")
+    chem, _ = episodes_from_arrays(d, str(path))  # the chemistry and items: dtypes, shapes, ranges, graph_id
+    if len(chem.graph_id) != n:
+        raise ValueError(f"{path}: actions hold {n} episodes but the chemistry arrays {len(chem.graph_id)}")
     return d
 
 
@@ -73,12 +76,9 @@ def replay_traces(traces: dict[str, np.ndarray]) -> ReplayReport:
     """Replay every episode of ``traces`` and compare all outputs exactly."""
     d = traces
     n = len(d["actions"])
-    graph_id = graph_id_of_edges(d["graph_edges"])
-    if "graph_id" in d and not np.array_equal(graph_id, d["graph_id"]):
-        bad = int(np.argmax(graph_id != d["graph_id"]))
-        raise ValueError(f"episode {bad}: graph_edges give graph id {graph_id[bad]} but graph_id says {d['graph_id'][bad]}")
-    chem = Chemistry(d["potion_perm"], d["potion_sign"], d["stone_sign"], graph_id)
-    items = TrialItems.from_coordinates(d["stones"], d["potions"])
+    chem, items = episodes_from_arrays(d, "traces")  # the one reader of SPEC §11's episode arrays
+    if len(chem.graph_id) != n:
+        raise ValueError(f"traces: {len(chem.graph_id)} episodes but actions for {n}")
     env = AlchemyEnv(n)
     ts = env.reset(chem, items)
     obs = np.empty((n, EPISODE_STEPS + 1, 39), dtype=np.float32)
