@@ -48,6 +48,7 @@ wildcard_constraints:
     chunk=r"\d+",
     simulator=r"learned|bayes|oracle",
     policy=r"random-heuristic|uniform",
+    agent=r"ideal-observer|search-oracle",
 
 
 include: "workflow/rules/common.smk"

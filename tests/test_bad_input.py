@@ -599,6 +599,10 @@ SCHEMA = Path(__file__).parents[1] / "workflow" / "schemas" / "config.schema.yam
         (lambda c: c["train"].update(architectures=[]), "train.architectures"),
         (lambda c: c["train"].update(architectures=["gru_backbone"]), "evaluate.architecture"),
         (lambda c: c["evaluate"].update(chunks=5, episodes=4), "evaluate.chunks"),
+        (lambda c: c["optimal_agents"]["ideal_observer"].update(episodes=16.0), "optimal_agents.ideal_observer.episodes"),
+        (lambda c: c["optimal_agents"]["search_oracle"].update(chunks=2.0), "optimal_agents.search_oracle.chunks"),
+        (lambda c: c["optimal_agents"]["ideal_observer"].update(chunks=20, episodes=16),
+         "optimal_agents.ideal_observer.chunks"),
     ],
 )
 def test_workflow_config_checks_name_the_key(edit, key: str) -> None:

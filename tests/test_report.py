@@ -32,7 +32,11 @@ def table1_inputs(tmp_path: Path) -> list[str]:
         "random-heuristic=" + write_summary(tmp_path / "rh.json", 144.9, 0.8, 1000),
         "uniform=" + write_summary(tmp_path / "u.json", -60.2, 0.5, 1000),
     ]
-    return ["--planner", *planner, "--baseline", *baselines]
+    optimal = [
+        "ideal-observer=" + write_summary(tmp_path / "io.json", 281.3, 2.0, 16),
+        "search-oracle=" + write_summary(tmp_path / "so.json", 287.9, 0.4, 1000),
+    ]
+    return ["--planner", *planner, "--baseline", *baselines, "--optimal", *optimal]
 
 
 def test_table1(tmp_path: Path, table1_inputs: list[str]) -> None:
@@ -52,6 +56,18 @@ def test_table1(tmp_path: Path, table1_inputs: list[str]) -> None:
     quoted = df[df["kind"] == "quoted"].set_index("agent")
     assert quoted.loc["V-MPO", "paper_mean"] == 155.4 and quoted.loc["Ideal Observer", "paper_mean"] == 284.4
     assert quoted["mean"].isna().all() and (quoted["source"].str.contains("quoted")).all()
+    # the measured ideal observer right above the quoted one (which stays), the search oracle last
+    assert list(df["agent"][-6:]) == ["Random heuristic", "Uniform random policy", "V-MPO", "Ideal observer (measured here)",
+                                      "Ideal Observer", "Search oracle (true chemistry, measured)"]
+    assert list(df["kind"][-6:]) == ["baseline", "baseline", "quoted", "optimal", "quoted", "optimal"]
+    opt = df[df["kind"] == "optimal"].set_index("agent")
+    io, so = opt.loc["Ideal observer (measured here)"], opt.loc["Search oracle (true chemistry, measured)"]
+    assert (io["mean"], io["sem"], io["n"], io["paper_mean"], io["paper_sem"]) == (281.3, 2.0, 16, 284.4, 1.6)
+    assert (so["mean"], so["sem"], so["n"], so["paper_mean"], so["paper_sem"]) == (287.9, 0.4, 1000, 288.5, 1.5)
+    assert "Wang et al. (2021)" in io["paper_source"] and so["paper_source"] == "dm_alchemy recorded evaluation"
+    assert (opt["source"] == "measured").all()
+    sources = df.loc[df["simulator"] == "learned"].set_index("budget")["paper_source"]
+    assert sources[1250] == sources[100] == "Pinon et al. (2022), Table 1" and pd.isna(sources[77])
 
     md = prefix.with_suffix(".md").read_text()
     assert "175.0 ± 2.5 (n=8)" in md and "207.1 ± 3.5" in md
@@ -63,6 +79,43 @@ def test_table1(tmp_path: Path, table1_inputs: list[str]) -> None:
     tex = prefix.with_suffix(".tex").read_text()
     assert r"\begin{tabular}" in tex and r"$\pm$" in tex and "±" not in tex
     assert tex.count(r"\\") == 1 + len(df)
+
+    # the measured and quoted rows in every human-readable form, with the notes comparing them
+    io_row = "| Ideal observer (measured here) | 281.3 ± 2.0 (n=16) | 284.4 ± 1.6 | Wang et al. (2021)"
+    so_row = "| Search oracle (true chemistry, measured) | 287.9 ± 0.4 (n=1,000) | 288.5 ± 1.5 | dm_alchemy recorded evaluation"
+    assert io_row in md and so_row in md and "| Ideal Observer | — | 284.4 ± 1.6 |" in md
+    assert "difference -3.1 ± 2.6, -1.2 s.e." in md and "difference -0.6 ± 1.6, -0.4 s.e." in md
+    assert "exact Bayesian expectimax" in md and "searches with the true chemistry" in md
+    page = prefix.with_suffix(".html").read_text()
+    for text in ("Ideal observer (measured here)", "281.3 ± 2.0 (n=16)", "Ideal Observer", QUOTED,
+                 "Search oracle (true chemistry, measured)", "287.9 ± 0.4 (n=1,000)", "288.5 ± 1.5",
+                 "dm_alchemy recorded evaluation", "difference -3.1 ± 2.6"):
+        assert text in page, text
+    assert page.count("<tr>") == 1 + len(df)
+    for text in ("Ideal observer (measured here)", r"281.3 $\pm$ 2.0 (n=16)", r"284.4 $\pm$ 1.6",
+                 "Search oracle (true chemistry, measured)", r"287.9 $\pm$ 0.4 (n=1,000)", r"288.5 $\pm$ 1.5",
+                 r"dm\_alchemy recorded evaluation"):
+        assert text in tex, text
+
+
+QUOTED = "quoted from Wang et al. (2021), not measured here"
+
+
+def test_table1_without_measured_optimal_agents(tmp_path: Path) -> None:
+    """Without --optimal the quoted Ideal Observer stays alone and no search-oracle row appears;
+    an unknown agent, or a summary of another policy, is refused naming it."""
+    prefix = tmp_path / "t"
+    rh = "random-heuristic=" + write_summary(tmp_path / "rh.json", 144.9, 0.8, 1000)
+    assert main(["report", "table1", "--baseline", rh, "--out", str(prefix)]) == 0
+    df = pd.read_csv(prefix.with_suffix(".csv"))
+    assert list(df["agent"]) == ["Random heuristic", "V-MPO", "Ideal Observer"]
+    assert "optimal" not in set(df["kind"]) and "earch oracle" not in prefix.with_suffix(".md").read_text()
+    io = tmp_path / "io.json"
+    io.write_text(json.dumps({"mean": 280.0, "sem": 2.0, "n": 16, "policy": "search-oracle"}))
+    with pytest.raises(ValueError, match="io.json: the summary is for policy 'search-oracle'"):
+        tables.build_table1([], {}, optimal={"ideal-observer": io})
+    with pytest.raises(ValueError, match="unknown optimal agent"):
+        tables.build_table1([], {}, optimal={"oracle": io})
 
 
 def test_table2(tmp_path: Path) -> None:
@@ -97,6 +150,11 @@ def test_missing_field_names_the_file(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "bad.json" in err and "sem" in err
     assert main(["report", "table1", "--planner", f"mcts:100={bad}", "--out", str(tmp_path / "t")]) == 2
     assert "simulator must be one of" in capsys.readouterr().err
+    assert main(["report", "table1", "--optimal", f"oracle={bad}", "--out", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err
+    assert "optimal agent 'oracle=" in err and "name must be one of ['ideal-observer', 'search-oracle']" in err
+    assert main(["report", "table1", "--optimal", f"ideal-observer={bad}", "--out", str(tmp_path / "t")]) == 2
+    assert "bad.json" in capsys.readouterr().err
 
 
 def test_plots(tmp_path: Path, table1_inputs: list[str]) -> None:
@@ -227,6 +285,12 @@ def test_plots_with_scale_floor_and_best_trial(tmp_path: Path, table1_inputs: li
     score_title, score_legend, train_title, train_legend, hpo_title, hpo_legend, hpo2_title, _ = titles
     assert all(SCALE.split(";")[0] in t for t in (score_title, train_title, hpo_title))
     assert "Tree search with the exact Bayesian model" in score_legend
+    # measured reference agents as horizontal lines labelled mean ± s.e. (n), the quoted ones by source
+    assert "Ideal observer (measured here): 281.3 ± 2.0 (n=16); published 284.4 ± 1.6, Wang et al. (2021) |" in score_legend
+    assert ("Search oracle (true chemistry, measured): 287.9 ± 0.4 (n=1,000); published 288.5 ± 1.5, "
+            "dm_alchemy recorded evaluation" in score_legend)
+    assert "Ideal Observer: 284.4 ± 1.6 (Wang et al. 2021, quoted)" in score_legend
+    assert "Random heuristic: 144.9 ± 0.8 (n=1,000)" in score_legend
     assert "original architecture" in train_legend and "gru_backbone" not in train_legend
     assert "Bayes-optimal floor (exact): 1.288" in train_legend and "after 750,000 steps" in train_legend
     assert "random search" in hpo_title and "GP not used" in hpo_title and "best trial #1" in hpo_legend

@@ -37,8 +37,29 @@ def test_lint_is_clean(tmp_path: Path) -> None:
     assert "Lints for" not in r.stdout + r.stderr
 
 
+def expected_job_counts(cfg: dict) -> dict[str, int]:
+    """``rule -> jobs`` that a fresh run of config ``cfg`` must plan (every rule; ``total`` excluded)."""
+    ev, hpo = cfg["evaluate"], cfg["hpo"]
+    archs = len(cfg["train"]["architectures"])
+    planner_rows = len(ev["budgets"]) + len(ev["reference_simulators"]) * len(ev["reference_budgets"])
+    agents = cfg["optimal_agents"]
+    return {
+        "generate_shard": cfg["data"]["shards"], "manifest": 1,
+        "train_config": archs, "train": archs, "model_eval": archs, "bayes_entropy": 1,
+        "hpo_ask": hpo["rounds"], "hpo_evaluate": hpo["rounds"] * hpo["points_per_round"],
+        "hpo_summary": hpo["rounds"] * hpo["points_per_round"], "hpo_tell": hpo["rounds"], "hpo_best": 1,
+        "evaluate_chunk": planner_rows * ev["chunks"], "merge_evaluation": planner_rows,
+        "baseline": len(cfg["baselines"]["policies"]), "baseline_summary": len(cfg["baselines"]["policies"]),
+        "optimal_agent_chunk": agents["ideal_observer"]["chunks"] + agents["search_oracle"]["chunks"],
+        "optimal_agent_summary": 2,
+        "table1": 1, "table2": 1, "plot_score": 1, "plot_training": 1, "plot_hpo": 1, "all": 1,
+    }
+
+
 def test_paper_config_builds_full_dag(tmp_path: Path) -> None:
-    """The paper's numbers: 100 shards, 4 architectures, 8x8 HPO trials, 6 budgets + 2 reference rows x 10 chunks."""
+    """The paper's numbers: 100 shards, 4 architectures, 8x8 HPO trials, 6 budgets x 3 simulators (learned,
+    exact Bayesian model, true chemistry: the perfect-model rows at every budget) x 10 chunks, the ideal
+    observer in 20 chunks and the search oracle in one."""
     r = snakemake(["-n", "--quiet", "rules"], tmp_path, config=PAPER_CONFIG)
     assert r.returncode == 0, r.stdout + r.stderr
     counts = job_counts(r.stdout)
@@ -63,6 +84,8 @@ def test_paper_config_builds_full_dag(tmp_path: Path) -> None:
         "merge_evaluation": planner_rows,
         "baseline": 2,
         "baseline_summary": 2,
+        "optimal_agent_chunk": 20 + 1,
+        "optimal_agent_summary": 2,
         "table1": 1,
         "table2": 1,
         "plot_score": 1,
@@ -70,9 +93,10 @@ def test_paper_config_builds_full_dag(tmp_path: Path) -> None:
         "plot_hpo": 1,
         "all": 1,
     }
-    assert counts.pop("total") == sum(expected.values())
-    assert counts == expected
-    assert planner_rows == 8 and cfg["evaluate"]["chunks"] == 10
+    assert counts.pop("total") == sum(expected.values()) == 490
+    assert counts == expected == expected_job_counts(cfg)
+    assert planner_rows == 18 and cfg["evaluate"]["chunks"] == 10
+    assert counts["evaluate_chunk"] == 180 and counts["merge_evaluation"] == 18
 
 
 def test_paper_config_matches_paper() -> None:
@@ -83,6 +107,28 @@ def test_paper_config_matches_paper() -> None:
     assert cfg["hpo"]["budget"] == 1250
     assert cfg["evaluate"]["budgets"] == [100, 500, 1250, 2500, 5000, 10000]
     assert cfg["evaluate"]["episodes"] == 250
+    # the perfect-model planner rows (exact Bayesian model, true chemistry) at every Table 1 budget
+    assert cfg["evaluate"]["reference_budgets"] == cfg["evaluate"]["budgets"]
+    assert cfg["evaluate"]["reference_simulators"] == ["bayes", "oracle"]
+    # the measured reference agents on at least 1,000 of the baselines' episodes
+    agents = cfg["optimal_agents"]
+    assert agents["ideal_observer"]["episodes"] >= 1000 and agents["search_oracle"]["episodes"] >= 1000
+
+
+def test_paper_reference_rows_fit_in_memory() -> None:
+    """The perfect-model rows at 10,000 expansions: the search trees of one chunk (its episodes in one
+    lockstep batch, K at the top of the HPO's range) fit far below evaluate.mem_mb."""
+    from alchemy_mbrl.planner.tree_search import search_bytes
+    from alchemy_mbrl.simulators.bayes import BayesSimulator
+    from alchemy_mbrl.simulators.oracle import OracleSimulator
+
+    ev = yaml.safe_load(PAPER_CONFIG.read_text())["evaluate"]
+    k = yaml.safe_load(PAPER_CONFIG.read_text())["hpo"]["space"]["k"][1]
+    batch = -(-(ev["reference_episodes"] or ev["episodes"]) // ev["chunks"])
+    for sim in (BayesSimulator(), OracleSimulator()):
+        trees = search_bytes(max(ev["reference_budgets"]), k, sim.node_bytes) * batch
+        stored = getattr(sim, "store_bytes", 0)  # the exact Bayesian model's stored posteriors, at most
+        assert trees + stored < 0.1 * ev["mem_mb"] * 2**20, (sim.name, trees)
 
 
 @pytest.mark.parametrize("config", [QUICK_CONFIG, TEST_CONFIG])
@@ -92,6 +138,28 @@ def test_small_configs_build_every_rule(tmp_path: Path, config: Path) -> None:
     counts = job_counts(r.stdout)
     rules = {m.group(1) for m in re.finditer(r"^rule (\w+):", _all_rules_text(), re.M)}
     assert rules <= set(counts), f"rules without a job: {rules - set(counts)}"
+    total = counts.pop("total")
+    assert counts == expected_job_counts(yaml.safe_load(config.read_text()))
+    if config == QUICK_CONFIG:  # ideal observer 16 episodes in 4 chunks, search oracle 1,000 in 1
+        assert (counts["optimal_agent_chunk"], counts["optimal_agent_summary"], total) == (5, 2, 75)
+
+
+def test_optimal_agents_play_the_baselines_episodes(tmp_path: Path) -> None:
+    """Each optimal agent's chunks cover its episodes with the baselines' seed (paired with them), and
+    Table 1 gets both summaries."""
+    r = snakemake(["-n", "-p"], tmp_path, config=QUICK_CONFIG)
+    assert r.returncode == 0, r.stdout + r.stderr
+    cfg = yaml.safe_load(QUICK_CONFIG.read_text())
+    seed = cfg["baselines"]["seed"]
+    for agent, key in (("ideal-observer", "ideal_observer"), ("search-oracle", "search_oracle")):
+        n, chunks = cfg["optimal_agents"][key]["episodes"], cfg["optimal_agents"][key]["chunks"]
+        cmds = re.findall(rf"evaluate --policy {agent} (.*?) > ", r.stdout + r.stderr)
+        assert sorted(cmds) == sorted(
+            f"--episodes {n} --chunk {i}/{chunks} --seed {seed} --out results/quick/optimal_agents/{agent}/chunk-{i}.csv"
+            " --no-progress" for i in range(chunks)
+        )
+    assert ("--optimal ideal-observer=results/quick/optimal_agents/ideal-observer/summary.json"
+            " search-oracle=results/quick/optimal_agents/search-oracle/summary.json") in r.stdout + r.stderr
 
 
 def _all_rules_text() -> str:
@@ -120,6 +188,12 @@ def _bad_config(tmp_path: Path, edit) -> Path:
         (lambda c: c["hpo"].update(budget=2.0), "hpo.budget"),                # 2.0 is not an integer
         (lambda c: c["train"]["options"].update(d_model=15, n_heads=4), "n_heads"),  # train.options via ModelConfig
         (lambda c: c["train"].update(eval_max_episodes=1), "eval_max_episodes"),     # cross-field: model-eval needs 2
+        # issue 15: the optimal agents' section
+        (lambda c: c.pop("optimal_agents"), "optimal_agents"),                          # missing section
+        (lambda c: c["optimal_agents"]["search_oracle"].update(episodez=5), "episodez"),  # typo
+        (lambda c: c["optimal_agents"]["ideal_observer"].update(chunks=0), "chunks"),   # below the minimum
+        (lambda c: c["optimal_agents"]["ideal_observer"].update(episodes=16.0), "optimal_agents.ideal_observer.episodes"),
+        (lambda c: c["optimal_agents"]["ideal_observer"].update(chunks=17), "optimal_agents.ideal_observer.chunks"),
     ],
 )
 def test_schema_rejects_bad_config_naming_the_key(tmp_path: Path, edit, key: str) -> None:
@@ -248,7 +322,9 @@ def test_catalog_files() -> None:
     cat = yaml.safe_load((REPO / ".snakemake-workflow-catalog.yml").read_text())
     assert cat["usage"]["software-stack-deployment"]["conda"] is True
     readme = (REPO / "config" / "README.md").read_text()
-    for key in ("name", "description", "evaluate.reference_budgets", "evaluate.reference_episodes", "train.steps"):
+    for key in ("name", "description", "evaluate.reference_budgets", "evaluate.reference_episodes", "train.steps",
+                "optimal_agents.ideal_observer.episodes", "optimal_agents.ideal_observer.chunks",
+                "optimal_agents.search_oracle.episodes", "optimal_agents.search_oracle.chunks"):
         assert f"`{key}`" in readme, key
 
 

@@ -7,8 +7,8 @@ workflow loads, before any job runs, with a ``ValueError`` naming the key:
 * strict integers: JSON Schema's ``integer`` accepts ``2.0``, which later becomes a wildcard
   ``budget-2.0`` or a float seed; every key the schema types as an integer must be a YAML integer;
 * cross-field rules: ``data.validation_shards < data.shards``, the architectures the HPO and the
-  evaluation plan with are trained, ``evaluate.chunks <= evaluate.episodes``, at least two
-  validation episodes for ``model-eval``'s standard error;
+  evaluation plan with are trained, ``evaluate.chunks <= evaluate.episodes`` (and the same for each
+  of ``optimal_agents``), at least two validation episodes for ``model-eval``'s standard error;
 * ``train.options`` and ``train.architecture_options``: resolved through the package's own
   training config (:func:`alchemy_mbrl.model.config.resolve_config`) for every architecture;
 * ``hpo.space``: through the HPO's own :class:`alchemy_mbrl.hpo.SearchSpace` (bounds in order,
@@ -105,6 +105,10 @@ def validate_workflow_config(config: dict[str, Any], schema: dict[str, Any] | st
     if ev["chunks"] > ev["episodes"]:
         problems.append(f"evaluate.chunks ({ev['chunks']}) must not exceed evaluate.episodes ({ev['episodes']}): "
                         "a chunk would be empty")
+    for agent, run in (config.get("optimal_agents") or {}).items():
+        if run["chunks"] > run["episodes"]:
+            problems.append(f"optimal_agents.{agent}.chunks ({run['chunks']}) must not exceed "
+                            f"optimal_agents.{agent}.episodes ({run['episodes']}): a chunk would be empty")
     if hpo["initial_points"] < 1:
         problems.append("hpo.initial_points: must be >= 1")
 

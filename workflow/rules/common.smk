@@ -3,8 +3,9 @@
 # Each config writes into its own folders, named by its `name` key: results/<name>/ (outputs),
 # logs/<name>/ (one log per job) and benchmarks/<name>/ (one benchmark TSV per job), so a
 # paper-scale run never touches the quick scale's results (and vice versa). Seeds: data from `seed`; HPO point (r, p) evaluates episodes of
-# seed hpo.eval_seed + 1000 r + p; final evaluations use evaluate.seed; baselines
-# baselines.seed. Episodes are keyed by (seed, episode index), so different seeds give
+# seed hpo.eval_seed + 1000 r + p; final evaluations use evaluate.seed; baselines and the
+# optimal agents (ideal observer, search oracle) baselines.seed, so that they play the same
+# episodes (paired). Episodes are keyed by (seed, episode index), so different seeds give
 # disjoint episode streams.
 
 import json
@@ -35,6 +36,11 @@ REFERENCE_BUDGETS = list(config["evaluate"]["reference_budgets"])
 REFERENCE_EPISODES = config["evaluate"].get("reference_episodes") or config["evaluate"]["episodes"]
 REFERENCE_PARAMS = config["evaluate"].get("reference_params", "tuned")
 BASELINES = list(config["baselines"]["policies"])
+# Table 1's measured reference agents: `evaluate --policy` name -> {episodes, chunks} of optimal_agents.
+OPTIMAL_AGENTS = {
+    "ideal-observer": config["optimal_agents"]["ideal_observer"],
+    "search-oracle": config["optimal_agents"]["search_oracle"],
+}
 GPU = 1 if config["use_gpu"] else 0
 MANIFEST = f"{OUT}/data/manifest.json"
 
@@ -120,6 +126,10 @@ def scale_line():
     if REFERENCE_SIMS:
         parts[-1] += f", perfect models {REFERENCE_EPISODES:,} episodes"
     parts.append(f"baselines {b['episodes']:,} episodes")
+    o = OPTIMAL_AGENTS
+    parts.append(
+        f"ideal observer {o['ideal-observer']['episodes']:,}, search oracle {o['search-oracle']['episodes']:,} episodes"
+    )
     return "; ".join(parts)
 
 
@@ -130,8 +140,18 @@ def summary_path(simulator, budget):
     return f"{OUT}/eval/{simulator}/budget-{budget}/summary.json"
 
 
+def optimal_summary_path(agent):
+    return f"{OUT}/optimal_agents/{agent}/summary.json"
+
+
+def optimal_chunks(agent):
+    """The chunk CSVs of an optimal agent (optimal_agents.<agent>.chunks jobs)."""
+    n = OPTIMAL_AGENTS[agent]["chunks"]
+    return [f"{OUT}/optimal_agents/{agent}/chunk-{i}.csv" for i in range(n)]
+
+
 def final_outputs():
-    """Targets of the default target: tables, plots and the tuned hyperparameters."""
+    """Targets of the default target: tables, plots, the tuned hyperparameters and the optimal agents' summaries."""
     out = expand(f"{OUT}/tables/{{table}}.{{ext}}", table=["table1", "table2"], ext=["md", "csv", "tex"])
     out += expand(
         f"{OUT}/plots/{{plot}}.{{ext}}",
@@ -139,6 +159,7 @@ def final_outputs():
         ext=["png", "pdf"],
     )
     out += [f"{OUT}/hpo/best.json", f"{OUT}/hpo/history.csv"]
+    out += [optimal_summary_path(a) for a in OPTIMAL_AGENTS]
     return out
 
 

@@ -5,7 +5,9 @@
 # (evaluate.reference_params). Each (simulator,
 # budget) is split into evaluate.chunks parallel jobs over disjoint episode ranges, merged.
 # Baselines (random heuristic, uniform random) are played by the same `evaluate` command (one
-# job each, all episodes) and summarised by the same `merge-returns`.
+# job each, all episodes) and summarised by the same `merge-returns`; so are Table 1's measured
+# reference agents (ideal observer, search oracle: optimal_agents.*), in optimal_agents.<agent>.chunks
+# jobs each, on the baselines' episodes (seed baselines.seed, so their scores are paired).
 
 EVAL_ARCH = config["evaluate"]["architecture"]
 
@@ -91,6 +93,49 @@ rule baseline_summary:
         f"{LOGS}/baseline_summary/{{policy}}.log",
     benchmark:
         f"{BENCH}/baseline_summary/{{policy}}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000),
+    params:
+        cli=CLI,
+    shell:
+        "{params.cli} merge-returns {input} --out {output.returns} --summary {output.summary} > {log} 2>&1"
+
+
+rule optimal_agent_chunk:
+    output:
+        f"{OUT}/optimal_agents/{{agent}}/chunk-{{chunk}}.csv",
+    log:
+        f"{LOGS}/optimal_agent_chunk/{{agent}}/chunk-{{chunk}}.log",
+    benchmark:
+        f"{BENCH}/optimal_agent_chunk/{{agent}}/chunk-{{chunk}}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=mem_mb(4000),
+    params:
+        cli=CLI,
+        episodes=lambda wc: OPTIMAL_AGENTS[wc.agent]["episodes"],
+        chunks=lambda wc: OPTIMAL_AGENTS[wc.agent]["chunks"],
+        seed=config["baselines"]["seed"],
+    shell:
+        "{params.cli} evaluate --policy {wildcards.agent} --episodes {params.episodes}"
+        " --chunk {wildcards.chunk}/{params.chunks} --seed {params.seed} --out {output} --no-progress > {log} 2>&1"
+
+
+rule optimal_agent_summary:
+    input:
+        lambda wc: optimal_chunks(wc.agent),
+    output:
+        returns=f"{OUT}/optimal_agents/{{agent}}/returns.csv",
+        summary=f"{OUT}/optimal_agents/{{agent}}/summary.json",
+    log:
+        f"{LOGS}/optimal_agent_summary/{{agent}}.log",
+    benchmark:
+        f"{BENCH}/optimal_agent_summary/{{agent}}.tsv"
     conda:
         ENV
     threads: 1

@@ -8,6 +8,7 @@ rule table1:
     input:
         planner=[summary_path(s, b) for s, b in planner_runs()],
         baselines=expand(f"{OUT}/baselines/{{policy}}/summary.json", policy=BASELINES),
+        optimal=[optimal_summary_path(a) for a in OPTIMAL_AGENTS],
     output:
         md=f"{OUT}/tables/table1.md",
         csv=report(
@@ -36,13 +37,14 @@ rule table1:
         cli=CLI,
         planner=" ".join(f"{s}:{b}={summary_path(s, b)}" for s, b in planner_runs()),
         baselines=" ".join(f"{p}={OUT}/baselines/{p}/summary.json" for p in BASELINES),
+        optimal=" ".join(f"{a}={optimal_summary_path(a)}" for a in OPTIMAL_AGENTS),
         prefix=lambda wc, output: os.path.splitext(output.csv)[0],
         steps=config["train"]["steps"],
         batch=config["train"]["batch_size"],
         scale=SCALE,
     shell:
         "{params.cli} report table1 --planner {params.planner} --baseline {params.baselines}"
-        " --train-steps {params.steps} --batch-size {params.batch} --scale {params.scale:q}"
+        " --optimal {params.optimal} --train-steps {params.steps} --batch-size {params.batch} --scale {params.scale:q}"
         " --out {params.prefix} > {log} 2>&1"
 
 

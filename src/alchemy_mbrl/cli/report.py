@@ -1,7 +1,8 @@
 """``alchemy-mbrl report table1|table2|plots``: the paper's tables and figures from workflow outputs.
 
     alchemy-mbrl report table1 --planner learned:100=S100.json learned:1250=S1250.json bayes:1250=B.json \\
-        --baseline random-heuristic=RH.json uniform=U.json --out results/tables/table1
+        --baseline random-heuristic=RH.json uniform=U.json \\
+        --optimal ideal-observer=IO.json search-oracle=SO.json --out results/tables/table1
     alchemy-mbrl report table2 --model-eval original=O.json gru_backbone=G.json --bayes BAYES.json \\
         --out results/tables/table2
     alchemy-mbrl report plots score --table1 results/tables/table1.csv --out results/plots/score_vs_expansions
@@ -25,7 +26,8 @@ def cmd_table1(args: argparse.Namespace) -> int:
     """Build and write Table 1."""
     planner = [tables.parse_planner_spec(s) for s in args.planner]
     baselines = dict(tables.parse_named(s, "baseline", tables.BASELINE_LABELS) for s in args.baseline)
-    df = tables.build_table1(planner, baselines, train_steps=args.train_steps)
+    optimal = dict(tables.parse_named(s, "optimal agent", tables.OPTIMAL_LABELS) for s in args.optimal)
+    df = tables.build_table1(planner, baselines, train_steps=args.train_steps, optimal=optimal)
     notes = tables.table1_notes(df, args.train_steps, args.batch_size)
     tables.write_table(df, tables.table1_display(df), args.out, tables.TABLE1_CAPTION, "tab:score",
                        scale=args.scale, notes=notes)
@@ -74,6 +76,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="merge-returns summary of a planner evaluation (SIM: learned, bayes, oracle)")
     t1.add_argument("--baseline", nargs="*", default=[], metavar="POLICY=SUMMARY",
                     help="merge-returns summary of a baseline (random-heuristic, uniform)")
+    t1.add_argument("--optimal", nargs="*", default=[], metavar="AGENT=SUMMARY",
+                    help="merge-returns summary of a measured reference agent (ideal-observer: shown beside Wang et "
+                    "al.'s quoted Ideal Observer; search-oracle: beside dm_alchemy's recorded evaluation)")
     t1.add_argument("--out", required=True, help="path prefix: writes PREFIX.md, .csv, .tex, .html")
     _scale_args(t1, steps=True)
     t1.set_defaults(func=cmd_table1)

@@ -1,7 +1,8 @@
 """The report's figures (PNG and PDF each), drawn with matplotlib's Agg backend.
 
 * :func:`plot_score_vs_expansions` - Table 1 as a figure: score (mean ± s.e.) against tree-search
-  expansions per step on a log axis, the paper's points overlaid, baselines as horizontal lines;
+  expansions per step on a log axis, the paper's points overlaid, baselines, quoted agents and the
+  measured ideal observer and search oracle as horizontal lines with ± s.e. bands;
 * :func:`plot_training_curves` - training and validation entropy of each architecture (``train_log.csv``);
 * :func:`plot_hpo_convergence` - every HPO trial's score and the running best against the trial index.
 """
@@ -69,18 +70,29 @@ def plot_score_vs_expansions(table1_csv: str | Path, prefix: str | Path, scale: 
     ax.errorbar(budgets, [PAPER_TABLE1[b][0] for b in budgets], yerr=[PAPER_TABLE1[b][1] for b in budgets],
                 color="k", marker="x", linestyle="--", capsize=3,
                 label="Pinon et al. (2022), Table 1: learned model + tree search")
+    # One colour per horizontal line, none of the planner series' (C0, C2, C3, C4); measured lines
+    # (baselines, ideal observer, search oracle) are labelled mean ± s.e. (n), quoted ones by source.
+    colours = ["C5", "C6", "C7", "C8", "C9", "C1", "0.4", "0.6"]
     line_styles = [":", "-.", (0, (5, 2)), (0, (1, 3))]
-    others = df[df["kind"].isin(["baseline", "quoted"])]
+    others = df[df["kind"].isin(["baseline", "quoted", "optimal"])]
     for i, (_, row) in enumerate(others.iterrows()):
-        measured = row["kind"] == "baseline"
+        measured = row["kind"] != "quoted"
         mean = row["mean"] if measured else row["paper_mean"]
         sem = row["sem"] if measured else row["paper_sem"]
         if isinstance(mean, float) and math.isnan(mean):
             continue
-        what = f"measured, n={int(row['n']):,}" if measured else "Wang et al. 2021, quoted"
-        ax.axhline(mean, color=f"C{5 + i}", linestyle=line_styles[i % len(line_styles)], linewidth=1.4,
-                   label=f"{row['agent']}: {format_mean_sem(mean, sem)} ({what})")
-        ax.axhspan(mean - sem, mean + sem, color=f"C{5 + i}", alpha=0.3, linewidth=0)
+        if measured:
+            label = f"{row['agent']}: {format_mean_sem(mean, sem, row['n'])}"
+            if row["kind"] == "optimal":
+                source = str(row["paper_source"]).split(", in ")[0]  # "Wang et al. (2021)", not where Pinon quoted it
+                label += f"; published {format_mean_sem(row['paper_mean'], row['paper_sem'])}, {source}"
+        else:
+            label = f"{row['agent']}: {format_mean_sem(mean, sem)} (Wang et al. 2021, quoted)"
+        colour = colours[i % len(colours)]
+        style = "-" if row["kind"] == "optimal" else line_styles[i % len(line_styles)]
+        ax.axhline(mean, color=colour, linestyle=style, linewidth=1.4, label=label)
+        if isinstance(sem, float) and not math.isnan(sem):
+            ax.axhspan(mean - sem, mean + sem, color=colour, alpha=0.3, linewidth=0)
     ax.set_xscale("log")
     ax.set_xlabel("tree-search expansions per environment step (log scale)")
     ax.set_ylabel(f"score ({RETURN_UNIT}), mean ± s.e.")

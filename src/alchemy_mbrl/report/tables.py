@@ -4,6 +4,10 @@ Every measured number is shown as ``mean ± s.e. (n=...)`` with its unit in the 
 returns are *return per episode* (sum of the 200 rewards), entropies are *nats per step*
 (per predicted transition). Published numbers are copied from Pinon et al. (2022), Tables 1
 and 2; V-MPO and the Ideal Observer are quoted from Wang et al. (2021) and marked as quoted.
+Table 1 also measures two reference agents here (``report table1 --optimal``): the ideal observer,
+shown beside Wang et al.'s 284.4 ± 1.6 (whose quoted row stays), and the search oracle with the
+true chemistry, beside dm_alchemy's recorded evaluation (288.5 ± 1.5). Each row's published number
+names its source (CSV column ``paper_source``, the tables' "Published in" column).
 
 A table is written four ways from one DataFrame: ``PREFIX.csv`` (machine-readable, one column
 per quantity), ``PREFIX.md`` (Markdown for humans), ``PREFIX.tex`` (a LaTeX ``tabular``) and
@@ -43,10 +47,32 @@ PAPER_TABLE1: dict[int, tuple[float, float]] = {
     5000: (229.5, 3.9),
     10000: (251.5, 4.5),
 }
+#: Where a row's published number (``paper_mean``, ``paper_sem``) comes from.
+PAPER_SOURCE = "Pinon et al. (2022), Table 1"
+WANG_SOURCE = "Wang et al. (2021), in Pinon et al. (2022), Table 1"
+DM_ALCHEMY_SOURCE = "dm_alchemy recorded evaluation"
 #: Baselines of Table 1 (Wang et al. 2021 as reported in the paper): name -> (mean, s.e.).
 PAPER_RANDOM_HEURISTIC: tuple[float, float] = (145.7, 1.5)
 QUOTED_BASELINES: dict[str, tuple[float, float]] = {"V-MPO": (155.4, 1.6), "Ideal Observer": (284.4, 1.6)}
 QUOTED_SOURCE = "quoted from Wang et al. (2021), not measured here"
+#: Table 1's measured reference agents (``evaluate --policy NAME``): name -> row label.
+OPTIMAL_LABELS: dict[str, str] = {
+    "ideal-observer": "Ideal observer (measured here)",
+    "search-oracle": "Search oracle (true chemistry, measured)",
+}
+#: What each measured reference agent is (a note under Table 1).
+OPTIMAL_NOTES: dict[str, str] = {
+    "ideal-observer": "The ideal observer (measured here) chooses each action by exact Bayesian expectimax over the "
+    "chemistries consistent with what it has seen: it is not told the chemistry, like Wang et al. (2021)'s Ideal "
+    "Observer, whose quoted row is kept below it.",
+    "search-oracle": "The search oracle (measured here) searches with the true chemistry, like the search oracle of "
+    "dm_alchemy's recorded evaluation: it is told what every other agent of the table must infer.",
+}
+#: The published number each is shown beside: name -> (mean, s.e., source).
+OPTIMAL_PUBLISHED: dict[str, tuple[float, float, str]] = {
+    "ideal-observer": (*QUOTED_BASELINES["Ideal Observer"], WANG_SOURCE),
+    "search-oracle": (288.5, 1.5, DM_ALCHEMY_SOURCE),
+}
 
 #: Paper's training run (Table 3): optimisation steps x episodes per step.
 PAPER_TRAIN_STEPS = 750_000
@@ -72,8 +98,9 @@ SIMULATOR_LABELS: dict[str, str] = {
 }
 BASELINE_LABELS: dict[str, str] = {"random-heuristic": "Random heuristic", "uniform": "Uniform random policy"}
 
+#: ``kind``: planner | baseline | optimal (the measured ideal observer and search oracle) | quoted.
 TABLE1_COLUMNS: tuple[str, ...] = (
-    "agent", "kind", "simulator", "budget", "mean", "sem", "n", "paper_mean", "paper_sem", "source",
+    "agent", "kind", "simulator", "budget", "mean", "sem", "n", "paper_mean", "paper_sem", "paper_source", "source",
 )
 TABLE2_COLUMNS: tuple[str, ...] = (
     "model", "architecture", "entropy", "entropy_sem", "chemistry", "trial_start", "n_episodes",
@@ -131,13 +158,23 @@ def parse_named(spec: str, what: str, allowed: dict[str, str] | None = None) -> 
 
 
 def build_table1(
-    planner: list[PlannerResult], baselines: dict[str, Path], train_steps: int | None = None
+    planner: list[PlannerResult],
+    baselines: dict[str, Path],
+    train_steps: int | None = None,
+    optimal: dict[str, Path] | None = None,
 ) -> pd.DataFrame:
-    """Table 1: planner rows by simulator then budget, measured baselines, quoted baselines.
+    """Table 1: planner rows by simulator then budget, measured baselines, V-MPO (quoted), the measured
+    ideal observer above the quoted Ideal Observer, and the measured search oracle.
 
+    ``optimal`` maps ``ideal-observer`` / ``search-oracle`` to their ``merge-returns`` summaries
+    (either may be absent: its measured row is then left out; the quoted Ideal Observer always stays).
     With ``train_steps`` below the paper's 750,000, the learned rows are labelled as a pipeline
     check (their model is far from trained; :func:`table1_notes` says so).
     """
+    optimal = dict(optimal or {})
+    unknown = sorted(set(optimal) - set(OPTIMAL_LABELS))
+    if unknown:
+        raise ValueError(f"unknown optimal agent(s) {unknown}; choose from {', '.join(OPTIMAL_LABELS)}")
     rows: list[dict[str, Any]] = []
     order = {name: i for i, name in enumerate(SIMULATOR_LABELS)}
     check = train_steps is not None and train_steps < PAPER_TRAIN_STEPS
@@ -154,6 +191,7 @@ def build_table1(
                 "mean": mean, "sem": sem, "n": n,
                 "paper_mean": paper[0] if paper else math.nan,
                 "paper_sem": paper[1] if paper else math.nan,
+                "paper_source": PAPER_SOURCE if paper else "",
                 "source": "measured",
             }
         )
@@ -168,17 +206,38 @@ def build_table1(
                 "mean": mean, "sem": sem, "n": n,
                 "paper_mean": paper[0] if paper else math.nan,
                 "paper_sem": paper[1] if paper else math.nan,
+                "paper_source": WANG_SOURCE if paper else "",
                 "source": "measured",
             }
         )
-    for name, (pm, ps) in QUOTED_BASELINES.items():
+
+    def quoted(name: str) -> None:
+        pm, ps = QUOTED_BASELINES[name]
         rows.append(
             {
                 "agent": name, "kind": "quoted", "simulator": "", "budget": math.nan,
                 "mean": math.nan, "sem": math.nan, "n": math.nan,
-                "paper_mean": pm, "paper_sem": ps, "source": QUOTED_SOURCE,
+                "paper_mean": pm, "paper_sem": ps, "paper_source": WANG_SOURCE, "source": QUOTED_SOURCE,
             }
         )
+
+    def measured(name: str) -> None:
+        if name not in optimal:
+            return
+        mean, sem, n = _summary(optimal[name], policy=name)
+        pm, ps, source = OPTIMAL_PUBLISHED[name]
+        rows.append(
+            {
+                "agent": OPTIMAL_LABELS[name], "kind": "optimal", "simulator": "", "budget": math.nan,
+                "mean": mean, "sem": sem, "n": n,
+                "paper_mean": pm, "paper_sem": ps, "paper_source": source, "source": "measured",
+            }
+        )
+
+    quoted("V-MPO")
+    measured("ideal-observer")  # the measured ideal observer right above Wang et al.'s quoted one
+    quoted("Ideal Observer")
+    measured("search-oracle")
     df = pd.DataFrame(rows, columns=list(TABLE1_COLUMNS))
     df["budget"] = df["budget"].astype("Int64")
     df["n"] = df["n"].astype("Int64")
@@ -246,6 +305,21 @@ def table1_notes(df: pd.DataFrame, train_steps: int | None = None, batch_size: i
             "tree this small most decisions are made near the root, where both models predict the same rewards, so "
             "the few episodes where they differ happen to add up to the same total."
         )
+    optimal = df[df["kind"] == "optimal"]
+    about = [OPTIMAL_NOTES[name] for name, label in OPTIMAL_LABELS.items() if label in set(optimal["agent"])]
+    if about:
+        notes.append(" ".join(about))
+    for _, row in optimal.iterrows():
+        if not is_number(row["paper_mean"]):
+            continue
+        diff = row["mean"] - row["paper_mean"]
+        se = math.hypot(row["sem"], row["paper_sem"]) if is_number(row["sem"]) else math.nan
+        z = f", {diff / se:.1f} s.e." if is_number(se) and se > 0 else ""
+        notes.append(
+            f"{row['agent']}: {format_mean_sem(row['mean'], row['sem'], row['n'])}; published "
+            f"{format_mean_sem(row['paper_mean'], row['paper_sem'])} ({row['paper_source']}); difference "
+            f"{format_mean_sem(diff, se)}{z} (the s.e. of a difference of two independent means)."
+        )
     return notes
 
 
@@ -306,9 +380,10 @@ def table1_display(df: pd.DataFrame) -> pd.DataFrame:
             f"Ours: score, {RETURN_UNIT} (mean ± s.e., n episodes)": [
                 format_mean_sem(m, s, n) for m, s, n in zip(df["mean"], df["sem"], df["n"])
             ],
-            f"Paper: score, {RETURN_UNIT} (mean ± s.e.)": [
+            f"Published: score, {RETURN_UNIT} (mean ± s.e.)": [
                 format_mean_sem(m, s) for m, s in zip(df["paper_mean"], df["paper_sem"])
             ],
+            "Published in": [p if isinstance(p, str) and p else "—" for p in df["paper_source"]],
             "Source": df["source"],
         }
     )
@@ -371,7 +446,8 @@ def to_latex(display: pd.DataFrame, caption: str, label: str) -> str:
 
 TABLE1_CAPTION = (
     "Table 1: score on symbolic Alchemy (return per episode: the sum of the 200 rewards), "
-    "mean ± standard error over n evaluation episodes, beside Pinon et al. (2022). "
+    "mean ± standard error over n evaluation episodes, beside the published numbers (Pinon et al. 2022; "
+    "Wang et al. 2021; dm_alchemy's recorded evaluation: the 'Published in' column says which). "
     "Expansions = tree-search expansions per environment step."
 )
 TABLE2_CAPTION = (
