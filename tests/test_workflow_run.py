@@ -52,8 +52,10 @@ def test_end_to_end_ci_config(tmp_path: Path) -> None:
     assert measured["mean"].between(-1000, 1000).all() and (measured["sem"] >= 0).all()
     assert set(t1["agent"]) >= {"Random heuristic", "Uniform random policy", "V-MPO", "Ideal Observer"}
     optimal = t1[t1["kind"] == "optimal"].set_index("agent")["n"]  # measured beside the published numbers
-    assert optimal["Ideal observer (measured here)"] == cfg["optimal_agents"]["ideal_observer"]["episodes"]
-    assert optimal["Search oracle (true chemistry, measured)"] == cfg["optimal_agents"]["search_oracle"]["episodes"]
+    for agent, row in (("ideal_observer", "Ideal observer (measured here)"),
+                       ("search_oracle", "Search oracle (true chemistry, measured)")):
+        n = cfg["optimal_agents"][agent]["episodes"]
+        assert optimal.get(row, 0) == n  # an agent with 0 episodes is not played and has no measured row
 
     t2 = pd.read_csv(results / "tables" / "table2.csv")
     assert list(t2["model"]) == [*cfg["train"]["architectures"], "bayes"]

@@ -50,8 +50,8 @@ def expected_job_counts(cfg: dict) -> dict[str, int]:
         "hpo_summary": hpo["rounds"] * hpo["points_per_round"], "hpo_tell": hpo["rounds"], "hpo_best": 1,
         "evaluate_chunk": planner_rows * ev["chunks"], "merge_evaluation": planner_rows,
         "baseline": len(cfg["baselines"]["policies"]), "baseline_summary": len(cfg["baselines"]["policies"]),
-        "optimal_agent_chunk": agents["ideal_observer"]["chunks"] + agents["search_oracle"]["chunks"],
-        "optimal_agent_summary": 2,
+        "optimal_agent_chunk": sum(a["chunks"] for a in agents.values() if a["episodes"] > 0),
+        "optimal_agent_summary": sum(a["episodes"] > 0 for a in agents.values()),
         "table1": 1, "table2": 1, "plot_score": 1, "plot_training": 1, "plot_hpo": 1, "all": 1,
     }
 
@@ -140,26 +140,33 @@ def test_small_configs_build_every_rule(tmp_path: Path, config: Path) -> None:
     assert rules <= set(counts), f"rules without a job: {rules - set(counts)}"
     total = counts.pop("total")
     assert counts == expected_job_counts(yaml.safe_load(config.read_text()))
-    if config == QUICK_CONFIG:  # ideal observer 16 episodes in 4 chunks, search oracle 1,000 in 1
-        assert (counts["optimal_agent_chunk"], counts["optimal_agent_summary"], total) == (5, 2, 75)
+    if config == QUICK_CONFIG:  # ideal observer not played (0 episodes), search oracle 1,000 in 1 chunk
+        assert (counts["optimal_agent_chunk"], counts["optimal_agent_summary"], total) == (1, 1, 70)
 
 
 def test_optimal_agents_play_the_baselines_episodes(tmp_path: Path) -> None:
     """Each optimal agent's chunks cover its episodes with the baselines' seed (paired with them), and
     Table 1 gets both summaries."""
-    r = snakemake(["-n", "-p"], tmp_path, config=QUICK_CONFIG)
+    r = snakemake(["-n", "-p"], tmp_path, config=PAPER_CONFIG)
     assert r.returncode == 0, r.stdout + r.stderr
-    cfg = yaml.safe_load(QUICK_CONFIG.read_text())
+    cfg = yaml.safe_load(PAPER_CONFIG.read_text())
     seed = cfg["baselines"]["seed"]
     for agent, key in (("ideal-observer", "ideal_observer"), ("search-oracle", "search_oracle")):
         n, chunks = cfg["optimal_agents"][key]["episodes"], cfg["optimal_agents"][key]["chunks"]
         cmds = re.findall(rf"evaluate --policy {agent} (.*?) > ", r.stdout + r.stderr)
         assert sorted(cmds) == sorted(
-            f"--episodes {n} --chunk {i}/{chunks} --seed {seed} --out results/quick/optimal_agents/{agent}/chunk-{i}.csv"
+            f"--episodes {n} --chunk {i}/{chunks} --seed {seed} --out results/paper/optimal_agents/{agent}/chunk-{i}.csv"
             " --no-progress" for i in range(chunks)
         )
-    assert ("--optimal ideal-observer=results/quick/optimal_agents/ideal-observer/summary.json"
-            " search-oracle=results/quick/optimal_agents/search-oracle/summary.json") in r.stdout + r.stderr
+    assert ("--optimal ideal-observer=results/paper/optimal_agents/ideal-observer/summary.json"
+            " search-oracle=results/paper/optimal_agents/search-oracle/summary.json") in r.stdout + r.stderr
+
+
+    # an agent with 0 episodes (the quick scale's ideal observer) is not played and has no row
+    quick = snakemake(["-n", "-p"], tmp_path, config=QUICK_CONFIG)
+    assert quick.returncode == 0, quick.stdout + quick.stderr
+    assert "--policy ideal-observer" not in quick.stdout + quick.stderr
+    assert "--optimal search-oracle=results/quick/optimal_agents/search-oracle/summary.json " in quick.stdout + quick.stderr
 
 
 def _all_rules_text() -> str:
@@ -193,7 +200,7 @@ def _bad_config(tmp_path: Path, edit) -> Path:
         (lambda c: c["optimal_agents"]["search_oracle"].update(episodez=5), "episodez"),  # typo
         (lambda c: c["optimal_agents"]["ideal_observer"].update(chunks=0), "chunks"),   # below the minimum
         (lambda c: c["optimal_agents"]["ideal_observer"].update(episodes=16.0), "optimal_agents.ideal_observer.episodes"),
-        (lambda c: c["optimal_agents"]["ideal_observer"].update(chunks=17), "optimal_agents.ideal_observer.chunks"),
+        (lambda c: c["optimal_agents"]["ideal_observer"].update(episodes=16, chunks=17), "optimal_agents.ideal_observer.chunks"),
     ],
 )
 def test_schema_rejects_bad_config_naming_the_key(tmp_path: Path, edit, key: str) -> None:

@@ -106,7 +106,7 @@ def validate_workflow_config(config: dict[str, Any], schema: dict[str, Any] | st
         problems.append(f"evaluate.chunks ({ev['chunks']}) must not exceed evaluate.episodes ({ev['episodes']}): "
                         "a chunk would be empty")
     for agent, run in (config.get("optimal_agents") or {}).items():
-        if run["chunks"] > run["episodes"]:
+        if run["episodes"] > 0 and run["chunks"] > run["episodes"]:
             problems.append(f"optimal_agents.{agent}.chunks ({run['chunks']}) must not exceed "
                             f"optimal_agents.{agent}.episodes ({run['episodes']}): a chunk would be empty")
     if hpo["initial_points"] < 1:

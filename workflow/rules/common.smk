@@ -36,10 +36,15 @@ REFERENCE_BUDGETS = list(config["evaluate"]["reference_budgets"])
 REFERENCE_EPISODES = config["evaluate"].get("reference_episodes") or config["evaluate"]["episodes"]
 REFERENCE_PARAMS = config["evaluate"].get("reference_params", "tuned")
 BASELINES = list(config["baselines"]["policies"])
-# Table 1's measured reference agents: `evaluate --policy` name -> {episodes, chunks} of optimal_agents.
+# Table 1's measured reference agents: `evaluate --policy` name -> {episodes, chunks} of optimal_agents
+# (an agent with 0 episodes is not played and has no row).
 OPTIMAL_AGENTS = {
-    "ideal-observer": config["optimal_agents"]["ideal_observer"],
-    "search-oracle": config["optimal_agents"]["search_oracle"],
+    agent: run
+    for agent, run in (
+        ("ideal-observer", config["optimal_agents"]["ideal_observer"]),
+        ("search-oracle", config["optimal_agents"]["search_oracle"]),
+    )
+    if run["episodes"] > 0
 }
 GPU = 1 if config["use_gpu"] else 0
 MANIFEST = f"{OUT}/data/manifest.json"
@@ -126,9 +131,9 @@ def scale_line():
     if REFERENCE_SIMS:
         parts[-1] += f", perfect models {REFERENCE_EPISODES:,} episodes"
     parts.append(f"baselines {b['episodes']:,} episodes")
-    o = OPTIMAL_AGENTS
+    o = config["optimal_agents"]
     parts.append(
-        f"ideal observer {o['ideal-observer']['episodes']:,}, search oracle {o['search-oracle']['episodes']:,} episodes"
+        f"ideal observer {o['ideal_observer']['episodes']:,}, search oracle {o['search_oracle']['episodes']:,} episodes"
     )
     return "; ".join(parts)
 
