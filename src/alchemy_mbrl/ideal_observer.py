@@ -124,6 +124,31 @@ def _relabellings() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 _RELABEL_COLOUR, _RELABEL_POTION_MAP, _RELABEL_COMPOSE, _RELABEL_INVERSE = _relabellings()
 
 
+def _upper_bounds() -> np.ndarray:
+    """``[5, 5, 5, 13, 4]``: an upper bound on the rest of a trial's reward under every chemistry.
+
+    Indexed by the reward-feature codes of the 3 stone slots (4: used), the number of potions left
+    and the number of colour pairs among them. A potion moves one stone along one latent axis, so
+    a stone's feature rises by at most the number of pairs left (one per latent axis) and the
+    stones' rises add up to at most the number of potions; a stone is cauldroned only if positive.
+    """
+    out = np.zeros((5, 5, 5, 13, 4), dtype=np.int64)
+    gain = [0, 0, 1, 15, 15, 15, 15]  # max(0, value) of feature f (capped at 3)
+    for fs in np.ndindex(5, 5, 5):
+        for p in range(13):
+            for pairs in range(4):
+                best = 0
+                caps = [0 if f == 4 else min(3 - f, pairs) for f in fs]
+                for k in np.ndindex(*(c + 1 for c in caps)):
+                    if sum(k) <= p:
+                        best = max(best, sum(0 if f == 4 else gain[f + kk] for f, kk in zip(fs, k)))
+                out[fs][p, pairs] = best
+    return out
+
+
+_UPPER_BOUND = _upper_bounds()
+
+
 @njit(cache=True, inline="always")
 def _popcount(x: np.uint64) -> np.int64:
     x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
@@ -162,6 +187,25 @@ def _relabel_counts(pcode, g, gcol, pow13):
         out += (rest % _COLOUR_RADIX) * pow13[gcol[g, q]]
         rest //= _COLOUR_RADIX
     return out
+
+
+@njit(cache=True, inline="always")
+def _bound(s0, s1, s2, pcode, ub):
+    """Upper bound (per unit of mass) on the rest of the trial's reward of a state (:func:`_upper_bounds`)."""
+    p = 0
+    pairs = 0
+    rest = pcode
+    for pair in range(3):
+        a = rest % _COLOUR_RADIX
+        b = (rest // _COLOUR_RADIX) % _COLOUR_RADIX
+        rest //= _COLOUR_RADIX * _COLOUR_RADIX
+        p += a + b
+        if a + b > 0:
+            pairs += 1
+    f0 = 4 if s0 == USED_STONE else s0 & 3
+    f1 = 4 if s1 == USED_STONE else s1 & 3
+    f2 = 4 if s2 == USED_STONE else s2 & 3
+    return ub[f0, f1, f2, p, pairs]
 
 
 @njit(cache=True, inline="always")
@@ -334,7 +378,7 @@ def _transition(bid, pv, f, q, sets, cand, group, lperm, salt, compose, inverse,
 
 @njit(cache=False)  # recursive: Numba's on-disk cache of it crashes when loaded
 def _value(bid, s0, s1, s2, pcode, sets, cand, flip, pow13, value_of_f, gcol, group, lperm, salt, compose, inverse,
-           dense, sidx, sval, boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, thead, tn, tcls, tchild, tg, tmass,
+           dense, sidx, sval, boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, thead, tn, tcls, tchild, tg, tmass, ub,
            mkeys, mu, mn, counters):
     """``(U, N, status)`` of a state: mass-weighted expected trial reward and remaining actions.
 
@@ -383,9 +427,24 @@ def _value(bid, s0, s1, s2, pcode, sets, cand, flip, pow13, value_of_f, gcol, gr
             nout = tn[e]
             if nout == 0:
                 continue
+            rest = pcode - pow13[q]
+            # exact pruning: skip the action when even its outcomes' upper bounds sum below the best
+            bound = 0
+            for kk in range(nout):
+                cls = tcls[e * 7 + kk]
+                ncode = ((pv ^ flip[cls >> 2]) << 2) | (cls & 3)
+                if si == 0:
+                    a0, a1, a2 = _sort3(ncode, s1, s2)
+                elif si == 1:
+                    a0, a1, a2 = _sort3(s0, ncode, s2)
+                else:
+                    a0, a1, a2 = _sort3(s0, s1, ncode)
+                bound += tmass[e * 7 + kk] * _bound(a0, a1, a2, rest, ub)
+            if bound < best_u:
+                continue
             u_sum = 0
             n_sum = m  # this action is one step, whatever happens
-            rest = pcode - pow13[q]
+            pruned = False
             for kk in range(nout):
                 cls = tcls[e * 7 + kk]
                 ncode = ((pv ^ flip[cls >> 2]) << 2) | (cls & 3)
@@ -398,11 +457,17 @@ def _value(bid, s0, s1, s2, pcode, sets, cand, flip, pow13, value_of_f, gcol, gr
                 u, n, status = _value(tchild[e * 7 + kk], a0, a1, a2, _relabel_counts(rest, tg[e * 7 + kk], gcol, pow13),
                                       sets, cand, flip, pow13, value_of_f, gcol, group, lperm, salt, compose, inverse,
                                       dense, sidx, sval, boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, thead, tn,
-                                      tcls, tchild, tg, tmass, mkeys, mu, mn, counters)
+                                      tcls, tchild, tg, tmass, ub, mkeys, mu, mn, counters)
                 if status != 0:
                     return 0, 0, status
                 u_sum += u
                 n_sum += n
+                bound += u - tmass[e * 7 + kk] * _bound(a0, a1, a2, rest, ub)
+                if bound < best_u:
+                    pruned = True
+                    break
+            if pruned:
+                continue
             if u_sum > best_u or (u_sum == best_u and n_sum < best_n):
                 best_u = u_sum
                 best_n = n_sum
@@ -420,7 +485,7 @@ def _value(bid, s0, s1, s2, pcode, sets, cand, flip, pow13, value_of_f, gcol, gr
 
 @njit(cache=False)  # calls the recursive _value
 def _best(bid, g0, s0, s1, s2, counts, sets, cand, flip, pow13, value_of_f, gcol, group, lperm, salt, compose, inverse,
-          dense, sidx, sval, boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, thead, tn, tcls, tchild, tg, tmass,
+          dense, sidx, sval, boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, thead, tn, tcls, tchild, tg, tmass, ub,
           mkeys, mu, mn, counters):
     """``(best action code, status)`` of the state whose belief is ``g0^-1(bid)`` and colour counts ``counts``.
 
@@ -473,7 +538,7 @@ def _best(bid, g0, s0, s1, s2, counts, sets, cand, flip, pow13, value_of_f, gcol
                 u, n, status = _value(tchild[e * 7 + kk], a0, a1, a2, _relabel_counts(rest, tg[e * 7 + kk], gcol, pow13),
                                       sets, cand, flip, pow13, value_of_f, gcol, group, lperm, salt, compose, inverse,
                                       dense, sidx, sval, boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, thead, tn,
-                                      tcls, tchild, tg, tmass, mkeys, mu, mn, counters)
+                                      tcls, tchild, tg, tmass, ub, mkeys, mu, mn, counters)
                 if status != 0:
                     return 0, status
                 u_sum += u
@@ -599,7 +664,7 @@ class TrialSearch:
         return (self.sets, CANDIDATE_CLASSES, FLIP_OF_J, _POW13, VALUE_OF_FEATURE, _RELABEL_COLOUR, self.group, self.lperm,
                 self.salt, _RELABEL_COMPOSE, _RELABEL_INVERSE, self.dense, self.sidx, self.sval, self.boff, self.bnnz,
                 self.bmass, self.bhash, self.bstab, self.btable, self.pidx, self.pval, self.thead, self.tn, self.tcls,
-                self.tchild, self.tg, self.tmass, self.mkeys, self.mu, self.mn, self.counters)
+                self.tchild, self.tg, self.tmass, _UPPER_BOUND, self.mkeys, self.mu, self.mn, self.counters)
 
     def belief_id(self, words: np.ndarray) -> int:
         """Id of a belief given as full posterior words ``[1152]`` (a subset of the root's)."""
