@@ -42,8 +42,26 @@ colour (identical items are interchangeable: SPEC §8 uses the same rule).
 
 Speed: identical stones and identical potions are merged (stones sorted, potions counted per
 colour), so the memo is keyed by ``(belief, sorted stones, colour counts)``; beliefs are interned
-(an exact hash table over their bits, restricted to the words the trial's root belief uses);
-the whole search runs in Numba. Every later step of a trial is a memo hit of the first search.
+(an exact hash table over their bits, restricted to the words the trial's root belief uses,
+stored sparsely as their non-zero words); the whole search runs in Numba. Every later step of a
+trial is a memo hit of the first search. Three further exact reductions:
+
+* **colour relabellings.** The prior and the dynamics are invariant under the 48 relabellings g
+  of the colours that keep the pairs (permute the 3 pairs, swap within pairs); g acts on the
+  chemistries by their potion map only (a permutation of the 3-word potion-map blocks inside each
+  stone map), so a state (B, stones, counts) has the values of (g B, stones, g counts). A child
+  belief is interned as the image of smallest hash over the relabellings that keep the root's
+  words (with the relabelling that maps onto it), and colour counts are relabelled to the
+  smallest under the belief's exact stabiliser: symmetric states share one memo entry. The memo
+  keeps values only; the best action of a queried state is chosen by comparing its actions in its
+  own colours (:func:`_best`), so ties are broken exactly as above;
+* **transitions** (outcome classes, masses, interned children) are computed once per (belief,
+  stone vertex, colour), not once per state;
+* **pruning.** An action is skipped when even the sum of its outcomes' upper bounds (a potion
+  moves one stone along one latent axis, so a stone rises by at most the number of colour pairs
+  left and the stones by at most the number of potions left; :func:`_upper_bounds`) is strictly
+  below the best value found: it can be neither the best nor tied, so values and actions are
+  unchanged.
 """
 
 from __future__ import annotations
