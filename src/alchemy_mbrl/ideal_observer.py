@@ -42,8 +42,26 @@ colour (identical items are interchangeable: SPEC §8 uses the same rule).
 
 Speed: identical stones and identical potions are merged (stones sorted, potions counted per
 colour), so the memo is keyed by ``(belief, sorted stones, colour counts)``; beliefs are interned
-(an exact hash table over their bits, restricted to the words the trial's root belief uses);
-the whole search runs in Numba. Every later step of a trial is a memo hit of the first search.
+(an exact hash table over their bits, restricted to the words the trial's root belief uses,
+stored sparsely as their non-zero words); the whole search runs in Numba. Every later step of a
+trial is a memo hit of the first search. Three further exact reductions:
+
+* **colour relabellings.** The prior and the dynamics are invariant under the 48 relabellings g
+  of the colours that keep the pairs (permute the 3 pairs, swap within pairs); g acts on the
+  chemistries by their potion map only (a permutation of the 3-word potion-map blocks inside each
+  stone map), so a state (B, stones, counts) has the values of (g B, stones, g counts). A child
+  belief is interned as the image of smallest hash over the relabellings that keep the root's
+  words (with the relabelling that maps onto it), and colour counts are relabelled to the
+  smallest under the belief's exact stabiliser: symmetric states share one memo entry. The memo
+  keeps values only; the best action of a queried state is chosen by comparing its actions in its
+  own colours (:func:`_best`), so ties are broken exactly as above;
+* **transitions** (outcome classes, masses, interned children) are computed once per (belief,
+  stone vertex, colour), not once per state;
+* **pruning.** An action is skipped when even the sum of its outcomes' upper bounds (a potion
+  moves one stone along one latent axis, so a stone rises by at most the number of colour pairs
+  left and the stones by at most the number of potions left; :func:`_upper_bounds`) is strictly
+  below the best value found: it can be neither the best nor tied, so values and actions are
+  unchanged.
 """
 
 from __future__ import annotations
@@ -52,8 +70,18 @@ import numpy as np
 from numba import njit
 
 from alchemy_mbrl.bayes.filter import BayesFilter
-from alchemy_mbrl.bayes.posterior import CANDIDATE_CLASSES, FLIP_OF_J, NUM_POTION_CIDS, constraint_tables, pack_chemistry_sets
-from alchemy_mbrl.env.chemistry import NUM_CHEMISTRIES, Chemistry
+from alchemy_mbrl.bayes.posterior import (
+    CANDIDATE_CLASSES,
+    FLIP_OF_J,
+    NUM_POTION_CIDS,
+    NUM_WORDS,
+    WORDS_PER_BLOCK,
+    WORDS_PER_STONE_MAP,
+    constraint_tables,
+    latent_potion_of_colour,
+    pack_chemistry_sets,
+)
+from alchemy_mbrl.env.chemistry import NUM_CHEMISTRIES, NUM_POTION_MAPS, Chemistry
 from alchemy_mbrl.env.constants import NUM_POTIONS, NUM_STONES, STEPS_PER_TRIAL
 from alchemy_mbrl.planner.simulator import RootContext
 
@@ -71,7 +99,72 @@ _POTION_CODES = _COLOUR_RADIX**6
 #: Value (reward when cauldroned) of a stone with reward-feature code f (SPEC §3).
 VALUE_OF_FEATURE = np.array([-3, -1, 1, 15], dtype=np.int64)
 _NO_CLASS = 16
-_GROW_BELIEFS, _GROW_MEMO = 1, 2
+_GROW_BELIEFS, _GROW_MEMO, _GROW_POOL, _GROW_ENTRIES = 1, 2, 3, 4
+_C_BELIEFS, _C_MEMO, _C_EXPANDED, _C_POOL, _C_ENTRIES = 0, 1, 2, 3, 4
+_NUM_RELABELS = 48
+_PAIRS = 6  # (stone pv, colour) pairs of a transition table row: pv * 6 + q, 48 in all
+
+
+# --- the colour relabellings (the symmetry group of the prior) ---------------------------------
+
+
+def _relabellings() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The 48 relabellings g of the colours that keep the pairs, and their action on potion maps.
+
+    Returns ``colour [48, 6]`` (``g(q)``; g = 0 is the identity), ``potion_map [48, 48]`` (the map
+    ``m'`` under which colour ``g(q)`` acts as colour q did under m), ``compose [48, 48]``
+    (index of ``g o h``) and ``inverse [48]``. Relabelling the colours of a chemistry and of the
+    potions present leaves the prior and the dynamics unchanged, so a state's values are those of
+    its relabelled state.
+    """
+    import itertools
+
+    colour = []
+    for perm in itertools.permutations(range(3)):
+        for swap in range(8):
+            colour.append([2 * perm[q >> 1] + ((q & 1) ^ ((swap >> (q >> 1)) & 1)) for q in range(6)])
+    colour = np.array(colour, dtype=np.int64)
+    assert (colour[0] == np.arange(6)).all()
+    index = {tuple(c): k for k, c in enumerate(colour.tolist())}
+    r_of_q = latent_potion_of_colour()
+    map_index = {tuple(r): m for m, r in enumerate(r_of_q.tolist())}
+    potion_map = np.empty((_NUM_RELABELS, NUM_POTION_MAPS), dtype=np.int64)
+    for g in range(_NUM_RELABELS):
+        for m in range(NUM_POTION_MAPS):
+            r = np.empty(6, dtype=np.int64)
+            r[colour[g]] = r_of_q[m]
+            potion_map[g, m] = map_index[tuple(r.tolist())]
+    compose = np.array([[index[tuple(colour[g][colour[h]].tolist())] for h in range(48)] for g in range(48)], dtype=np.int64)
+    inverse = np.array([int(np.flatnonzero(compose[g] == 0)[0]) for g in range(48)], dtype=np.int64)
+    return colour, potion_map, compose, inverse
+
+
+_RELABEL_COLOUR, _RELABEL_POTION_MAP, _RELABEL_COMPOSE, _RELABEL_INVERSE = _relabellings()
+
+
+def _upper_bounds() -> np.ndarray:
+    """``[5, 5, 5, 13, 4]``: an upper bound on the rest of a trial's reward under every chemistry.
+
+    Indexed by the reward-feature codes of the 3 stone slots (4: used), the number of potions left
+    and the number of colour pairs among them. A potion moves one stone along one latent axis, so
+    a stone's feature rises by at most the number of pairs left (one per latent axis) and the
+    stones' rises add up to at most the number of potions; a stone is cauldroned only if positive.
+    """
+    out = np.zeros((5, 5, 5, 13, 4), dtype=np.int64)
+    gain = [0, 0, 1, 15, 15, 15, 15]  # max(0, value) of feature f (capped at 3)
+    for fs in np.ndindex(5, 5, 5):
+        for p in range(13):
+            for pairs in range(4):
+                best = 0
+                caps = [0 if f == 4 else min(3 - f, pairs) for f in fs]
+                for k in np.ndindex(*(c + 1 for c in caps)):
+                    if sum(k) <= p:
+                        best = max(best, sum(0 if f == 4 else gain[f + kk] for f, kk in zip(fs, k)))
+                out[fs][p, pairs] = best
+    return out
+
+
+_UPPER_BOUND = _upper_bounds()
 
 
 @njit(cache=True, inline="always")
@@ -90,38 +183,6 @@ def _mix(x: np.uint64) -> np.uint64:
     return x ^ (x >> np.uint64(31))
 
 
-@njit(cache=True)
-def _intern(words, mass, bwords, bmass, bhash, btable, counters):
-    """Id of the belief ``words`` in the store (added if new); -1 if the store is full."""
-    h = np.uint64(0x9E3779B97F4A7C15)
-    for w in range(words.shape[0]):
-        h = _mix(h ^ words[w])
-    mask = btable.shape[0] - 1
-    p = np.int64(h & np.uint64(mask))
-    while True:
-        idx = btable[p]
-        if idx == -1:
-            break
-        if bhash[idx] == h and bmass[idx] == mass:
-            same = True
-            for w in range(words.shape[0]):
-                if bwords[idx, w] != words[w]:
-                    same = False
-                    break
-            if same:
-                return idx
-        p = (p + 1) & mask
-    n = counters[0]
-    if n >= bwords.shape[0] or 2 * (n + 1) > btable.shape[0]:
-        return -1
-    bwords[n, :] = words
-    bmass[n] = mass
-    bhash[n] = h
-    btable[p] = n
-    counters[0] = n + 1
-    return n
-
-
 @njit(cache=True, inline="always")
 def _sort3(a, b, c):
     if a > b:
@@ -133,15 +194,218 @@ def _sort3(a, b, c):
     return a, b, c
 
 
+@njit(cache=True, inline="always")
+def _relabel_counts(pcode, g, gcol, pow13):
+    """Colour counts (radix 13) relabelled by g: ``count'[g(q)] = count[q]``."""
+    if g == 0:
+        return pcode
+    out = 0
+    rest = pcode
+    for q in range(6):
+        out += (rest % _COLOUR_RADIX) * pow13[gcol[g, q]]
+        rest //= _COLOUR_RADIX
+    return out
+
+
+@njit(cache=True, inline="always")
+def _bound(s0, s1, s2, pcode, ub):
+    """Upper bound (per unit of mass) on the rest of the trial's reward of a state (:func:`_upper_bounds`)."""
+    p = 0
+    pairs = 0
+    rest = pcode
+    for pair in range(3):
+        a = rest % _COLOUR_RADIX
+        b = (rest // _COLOUR_RADIX) % _COLOUR_RADIX
+        rest //= _COLOUR_RADIX * _COLOUR_RADIX
+        p += a + b
+        if a + b > 0:
+            pairs += 1
+    f0 = 4 if s0 == USED_STONE else s0 & 3
+    f1 = 4 if s1 == USED_STONE else s1 & 3
+    f2 = 4 if s2 == USED_STONE else s2 & 3
+    return ub[f0, f1, f2, p, pairs]
+
+
+@njit(cache=True, inline="always")
+def _canon_counts(pcode, stab, gcol, pow13):
+    """The smallest relabelling of the colour counts by the relabellings that fix the belief."""
+    best = pcode
+    if stab == 1:
+        return best
+    for g in range(1, _NUM_RELABELS):
+        if (stab >> np.int64(g)) & 1:
+            c = _relabel_counts(pcode, g, gcol, pow13)
+            if c < best:
+                best = c
+    return best
+
+
 @njit(cache=True)
-def _value(bid, s0, s1, s2, pcode, bwords, bmass, bhash, btable, sets, cand, flip, pow13, value_of_f,
-           mkeys, mu, mn, mbest, counters):
+def _intern(sidx, sval, n, mass, group, lperm, salt, compose, inverse, dense,
+            boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, counters):
+    """Intern the relabelled image of the sparse belief ``(sidx, sval)[:n]`` that has the smallest hash.
+
+    Returns ``(id, g)`` with ``g(belief) = belief id`` (g in ``group``), or ``(-status, 0)`` when a
+    store is full. Images whose hashes tie with the chosen one are checked exactly: those equal to
+    it give the belief's stabiliser (``bstab``, a 48-bit mask), used to relabel colour counts.
+    """
+    hmin = np.uint64(0xFFFFFFFFFFFFFFFF)
+    g0 = 0
+    ties = 0
+    for gi in range(group.shape[0]):
+        g = group[gi]
+        h = np.uint64(0)
+        for k in range(n):
+            h += _mix(sval[k] ^ salt[lperm[g, sidx[k]]])
+        if h < hmin:
+            hmin = h
+            g0 = g
+            ties = 0
+        elif h == hmin:
+            ties += 1
+    for k in range(n):
+        dense[lperm[g0, sidx[k]]] = sval[k]
+    mask = btable.shape[0] - 1
+    p = np.int64(hmin & np.uint64(mask))
+    found = -1
+    while True:
+        idx = btable[p]
+        if idx == -1:
+            break
+        if bhash[idx] == hmin and bmass[idx] == mass and bnnz[idx] == n:
+            same = True
+            o = boff[idx]
+            for k in range(n):
+                if dense[pidx[o + k]] != pval[o + k]:
+                    same = False
+                    break
+            if same:
+                found = idx
+                break
+        p = (p + 1) & mask
+    if found < 0:
+        nb = counters[_C_BELIEFS]
+        status = 0
+        if nb >= bmass.shape[0] or 2 * (nb + 1) > btable.shape[0]:
+            status = _GROW_BELIEFS
+        elif counters[_C_POOL] + n > pidx.shape[0]:
+            status = _GROW_POOL
+        if status != 0:
+            for k in range(n):
+                dense[lperm[g0, sidx[k]]] = 0
+            return -status, 0
+        stab = np.int64(1)
+        if ties > 0:
+            inv0 = inverse[g0]
+            for gi in range(group.shape[0]):
+                g = group[gi]
+                if g == g0:
+                    continue
+                same = True
+                for k in range(n):
+                    if dense[lperm[g, sidx[k]]] != sval[k]:
+                        same = False
+                        break
+                if same:
+                    stab |= np.int64(1) << np.int64(compose[g, inv0])
+        o = counters[_C_POOL]
+        for k in range(n):
+            pidx[o + k] = lperm[g0, sidx[k]]
+            pval[o + k] = sval[k]
+        counters[_C_POOL] = o + n
+        boff[nb] = o
+        bnnz[nb] = n
+        bmass[nb] = mass
+        bhash[nb] = hmin
+        bstab[nb] = stab
+        btable[p] = nb
+        counters[_C_BELIEFS] = nb + 1
+        found = nb
+    for k in range(n):
+        dense[lperm[g0, sidx[k]]] = 0
+    return found, g0
+
+
+@njit(cache=True)
+def _transition(bid, pv, f, q, sets, cand, group, lperm, salt, compose, inverse, dense, sidx, sval,
+                boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, thead, tn, tcls, tchild, tg, tmass, counters):
+    """Entry (in ``tn``...) of the outcomes of putting a stone at ``pv`` (feature f) into colour q.
+
+    Computed once per (belief, pv, q): ``tn[e]`` outcomes (0 if the action certainly changes
+    nothing), each a class, the interned child belief, the relabelling g mapping the child onto
+    it, and its mass. Returns ``e``, or ``-status`` when a store is full.
+    """
+    key = bid * 48 + pv * 6 + q
+    e = thead[key]
+    if e >= 0:
+        return e
+    ne = counters[_C_ENTRIES]
+    if ne >= tn.shape[0]:
+        return -_GROW_ENTRIES
+    o = boff[bid]
+    nnz = bnnz[bid]
+    m = bmass[bid]
+    base = (pv * 6 + q) * 16
+    informative = False
+    k = 0
+    for ci in range(7):
+        cls = cand[f, ci]
+        if cls == _NO_CLASS:
+            continue
+        s = 0
+        for kk in range(nnz):
+            s += _popcount(pval[o + kk] & sets[base + cls, pidx[o + kk]])
+        if s == 0:
+            continue
+        if cls != f:  # class (j=0, f) is "no change"
+            informative = True
+        tcls[ne * 7 + k] = cls
+        tmass[ne * 7 + k] = s
+        k += 1
+    if not informative:
+        tn[ne] = 0
+        thead[key] = ne
+        counters[_C_ENTRIES] = ne + 1
+        return ne
+    for kk in range(k):
+        cls = tcls[ne * 7 + kk]
+        mc = tmass[ne * 7 + kk]
+        if mc == m:
+            tchild[ne * 7 + kk] = bid
+            tg[ne * 7 + kk] = 0
+            continue
+        n2 = 0
+        for j in range(nnz):
+            w = pval[o + j] & sets[base + cls, pidx[o + j]]
+            if w != 0:
+                sidx[n2] = pidx[o + j]
+                sval[n2] = w
+                n2 += 1
+        cb, g = _intern(sidx, sval, n2, mc, group, lperm, salt, compose, inverse, dense,
+                        boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, counters)
+        if cb < 0:
+            return cb
+        o = boff[bid]  # unchanged (the pool only grows at its end), re-read for clarity
+        tchild[ne * 7 + kk] = cb
+        tg[ne * 7 + kk] = g
+    tn[ne] = k
+    thead[key] = ne
+    counters[_C_ENTRIES] = ne + 1
+    return ne
+
+
+@njit(cache=False)  # recursive: Numba's on-disk cache of it crashes when loaded
+def _value(bid, s0, s1, s2, pcode, sets, cand, flip, pow13, value_of_f, gcol, group, lperm, salt, compose, inverse,
+           dense, sidx, sval, boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, thead, tn, tcls, tchild, tg, tmass, ub,
+           mkeys, mu, mn, counters):
     """``(U, N, status)`` of a state: mass-weighted expected trial reward and remaining actions.
 
     Stones ``s0 <= s1 <= s2`` are stone codes, ``pcode`` the colour counts in radix 13, ``bid`` the
     belief's id. ``status`` is non-zero when a store is full (the caller grows it and calls again;
-    finished states stay memoised). The best action of the state is left in the memo.
+    finished states stay memoised). The colour counts are first relabelled to the smallest under
+    the belief's stabiliser (same values), so relabelled states share one memo entry.
     """
+    pcode = _canon_counts(pcode, bstab[bid], gcol, pow13)
     key = ((bid * _STONE_RADIX**3 + (s0 * _STONE_RADIX + s1) * _STONE_RADIX + s2) * _POTION_CODES + pcode)
     mask = mkeys.shape[0] - 1
     h = np.int64(_mix(np.uint64(key)) & np.uint64(mask))
@@ -152,94 +416,80 @@ def _value(bid, s0, s1, s2, pcode, bwords, bmass, bhash, btable, sets, cand, fli
         if k == -1:
             break
         h = (h + 1) & mask
-    counters[2] += 1
+    counters[_C_EXPANDED] += 1
     m = bmass[bid]
-    nwords = bwords.shape[1]
-    nz = np.empty(nwords, dtype=np.int64)
-    nnz = 0
-    for w in range(nwords):
-        if bwords[bid, w] != 0:
-            nz[nnz] = w
-            nnz += 1
-    st = np.array([s0, s1, s2], dtype=np.int64)
-    counts = np.empty(6, dtype=np.int64)
-    rest = pcode
-    for q in range(6):
-        counts[q] = rest % _COLOUR_RADIX
-        rest //= _COLOUR_RADIX
     # end of trial: cauldron every present stone of positive value
     macro = 0
     npos = 0
     for si in range(3):
-        if st[si] != USED_STONE and (st[si] & 3) >= 2:
-            macro += value_of_f[st[si] & 3]
+        c = s0 if si == 0 else (s1 if si == 1 else s2)
+        if c != USED_STONE and (c & 3) >= 2:
+            macro += value_of_f[c & 3]
             npos += 1
     best_u = m * macro
     best_n = m * npos
-    best = -1
-    masses = np.zeros(7, dtype=np.int64)
-    tmp = np.empty(nwords, dtype=np.uint64)
     for si in range(3):
-        code = st[si]
-        if code == USED_STONE or (si > 0 and code == st[si - 1]):
+        code = s0 if si == 0 else (s1 if si == 1 else s2)
+        if code == USED_STONE or (si == 1 and code == s0) or (si == 2 and code == s1):
             continue
         pv = code >> 2
         f = code & 3
         for q in range(6):
-            if counts[q] == 0:
+            if (pcode // pow13[q]) % _COLOUR_RADIX == 0:
                 continue
-            base = (pv * 6 + q) * 16
-            informative = False
-            for ci in range(7):
-                cls = cand[f, ci]
-                masses[ci] = 0
-                if cls == _NO_CLASS:
-                    continue
-                s = 0
-                for kk in range(nnz):
-                    w = nz[kk]
-                    s += _popcount(bwords[bid, w] & sets[base + cls, w])
-                masses[ci] = s
-                if s > 0 and cls != f:  # class (j=0, f) is "no change"
-                    informative = True
-            if not informative:
+            e = _transition(bid, pv, f, q, sets, cand, group, lperm, salt, compose, inverse, dense, sidx, sval,
+                            boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, thead, tn, tcls, tchild, tg, tmass,
+                            counters)
+            if e < 0:
+                return 0, 0, -e
+            nout = tn[e]
+            if nout == 0:
+                continue
+            rest = pcode - pow13[q]
+            # exact pruning: skip the action when even its outcomes' upper bounds sum below the best
+            bound = 0
+            for kk in range(nout):
+                cls = tcls[e * 7 + kk]
+                ncode = ((pv ^ flip[cls >> 2]) << 2) | (cls & 3)
+                if si == 0:
+                    a0, a1, a2 = _sort3(ncode, s1, s2)
+                elif si == 1:
+                    a0, a1, a2 = _sort3(s0, ncode, s2)
+                else:
+                    a0, a1, a2 = _sort3(s0, s1, ncode)
+                bound += tmass[e * 7 + kk] * _bound(a0, a1, a2, rest, ub)
+            if bound < best_u:
                 continue
             u_sum = 0
             n_sum = m  # this action is one step, whatever happens
-            for ci in range(7):
-                mc = masses[ci]
-                if mc == 0:
-                    continue
-                cls = cand[f, ci]
+            pruned = False
+            for kk in range(nout):
+                cls = tcls[e * 7 + kk]
                 ncode = ((pv ^ flip[cls >> 2]) << 2) | (cls & 3)
-                if mc == m:
-                    cb = bid
-                else:
-                    for w in range(nwords):
-                        tmp[w] = 0
-                    for kk in range(nnz):
-                        w = nz[kk]
-                        tmp[w] = bwords[bid, w] & sets[base + cls, w]
-                    cb = _intern(tmp, mc, bwords, bmass, bhash, btable, counters)
-                    if cb < 0:
-                        return 0, 0, _GROW_BELIEFS
                 if si == 0:
-                    a0, a1, a2 = _sort3(ncode, st[1], st[2])
+                    a0, a1, a2 = _sort3(ncode, s1, s2)
                 elif si == 1:
-                    a0, a1, a2 = _sort3(st[0], ncode, st[2])
+                    a0, a1, a2 = _sort3(s0, ncode, s2)
                 else:
-                    a0, a1, a2 = _sort3(st[0], st[1], ncode)
-                u, n, status = _value(cb, a0, a1, a2, pcode - pow13[q], bwords, bmass, bhash, btable, sets, cand,
-                                      flip, pow13, value_of_f, mkeys, mu, mn, mbest, counters)
+                    a0, a1, a2 = _sort3(s0, s1, ncode)
+                u, n, status = _value(tchild[e * 7 + kk], a0, a1, a2, _relabel_counts(rest, tg[e * 7 + kk], gcol, pow13),
+                                      sets, cand, flip, pow13, value_of_f, gcol, group, lperm, salt, compose, inverse,
+                                      dense, sidx, sval, boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, thead, tn,
+                                      tcls, tchild, tg, tmass, ub, mkeys, mu, mn, counters)
                 if status != 0:
                     return 0, 0, status
                 u_sum += u
                 n_sum += n
+                bound += u - tmass[e * 7 + kk] * _bound(a0, a1, a2, rest, ub)
+                if bound < best_u:
+                    pruned = True
+                    break
+            if pruned:
+                continue
             if u_sum > best_u or (u_sum == best_u and n_sum < best_n):
                 best_u = u_sum
                 best_n = n_sum
-                best = code * 6 + q
-    if 2 * (counters[1] + 1) > mkeys.shape[0]:
+    if 2 * (counters[_C_MEMO] + 1) > mkeys.shape[0]:
         return 0, 0, _GROW_MEMO
     h = np.int64(_mix(np.uint64(key)) & np.uint64(mask))  # the table may have changed below us
     while mkeys[h] != -1:
@@ -247,24 +497,79 @@ def _value(bid, s0, s1, s2, pcode, bwords, bmass, bhash, btable, sets, cand, fli
     mkeys[h] = key
     mu[h] = best_u
     mn[h] = best_n
-    mbest[h] = best
-    counters[1] += 1
+    counters[_C_MEMO] += 1
     return best_u, best_n, 0
 
 
-@njit(cache=True)
-def _memo_best(key, mkeys, mbest):
-    mask = mkeys.shape[0] - 1
-    h = np.int64(_mix(np.uint64(key)) & np.uint64(mask))
-    while mkeys[h] != key:
-        if mkeys[h] == -1:
-            return -2
-        h = (h + 1) & mask
-    return mbest[h]
+@njit(cache=False)  # calls the recursive _value
+def _best(bid, g0, s0, s1, s2, counts, sets, cand, flip, pow13, value_of_f, gcol, group, lperm, salt, compose, inverse,
+          dense, sidx, sval, boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, thead, tn, tcls, tchild, tg, tmass, ub,
+          mkeys, mu, mn, counters):
+    """``(best action code, status)`` of the state whose belief is ``g0^-1(bid)`` and colour counts ``counts``.
+
+    The actions are compared in the state's own colours, so ties are broken exactly as documented.
+    """
+    pcode = 0
+    for q in range(6):
+        pcode += counts[q] * pow13[gcol[g0, q]]
+    m = bmass[bid]
+    macro = 0
+    npos = 0
+    for si in range(3):
+        c = s0 if si == 0 else (s1 if si == 1 else s2)
+        if c != USED_STONE and (c & 3) >= 2:
+            macro += value_of_f[c & 3]
+            npos += 1
+    best_u = m * macro
+    best_n = m * npos
+    best = -1
+    for si in range(3):
+        code = s0 if si == 0 else (s1 if si == 1 else s2)
+        if code == USED_STONE or (si == 1 and code == s0) or (si == 2 and code == s1):
+            continue
+        pv = code >> 2
+        f = code & 3
+        for q_own in range(6):
+            if counts[q_own] == 0:
+                continue
+            q = gcol[g0, q_own]
+            e = _transition(bid, pv, f, q, sets, cand, group, lperm, salt, compose, inverse, dense, sidx, sval,
+                            boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, thead, tn, tcls, tchild, tg, tmass,
+                            counters)
+            if e < 0:
+                return 0, -e
+            nout = tn[e]
+            if nout == 0:
+                continue
+            u_sum = 0
+            n_sum = m
+            rest = pcode - pow13[q]
+            for kk in range(nout):
+                cls = tcls[e * 7 + kk]
+                ncode = ((pv ^ flip[cls >> 2]) << 2) | (cls & 3)
+                if si == 0:
+                    a0, a1, a2 = _sort3(ncode, s1, s2)
+                elif si == 1:
+                    a0, a1, a2 = _sort3(s0, ncode, s2)
+                else:
+                    a0, a1, a2 = _sort3(s0, s1, ncode)
+                u, n, status = _value(tchild[e * 7 + kk], a0, a1, a2, _relabel_counts(rest, tg[e * 7 + kk], gcol, pow13),
+                                      sets, cand, flip, pow13, value_of_f, gcol, group, lperm, salt, compose, inverse,
+                                      dense, sidx, sval, boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, thead, tn,
+                                      tcls, tchild, tg, tmass, ub, mkeys, mu, mn, counters)
+                if status != 0:
+                    return 0, status
+                u_sum += u
+                n_sum += n
+            if u_sum > best_u or (u_sum == best_u and n_sum < best_n):
+                best_u = u_sum
+                best_n = n_sum
+                best = code * 6 + q_own
+    return best, 0
 
 
 @njit(cache=True)
-def _rehash(mkeys, mu, mn, mbest, nkeys, nu, nn, nbest):
+def _rehash(mkeys, mu, mn, nkeys, nu, nn):
     mask = nkeys.shape[0] - 1
     for i in range(mkeys.shape[0]):
         key = mkeys[i]
@@ -276,7 +581,6 @@ def _rehash(mkeys, mu, mn, mbest, nkeys, nu, nn, nbest):
         nkeys[h] = key
         nu[h] = mu[i]
         nn[h] = mn[i]
-        nbest[h] = mbest[i]
 
 
 @njit(cache=True)
@@ -289,11 +593,20 @@ def _rehash_beliefs(bhash, n, btable):
         btable[p] = i
 
 
+def _grown(a: np.ndarray, size: int, fill=0) -> np.ndarray:
+    out = np.full(size, fill, dtype=a.dtype)
+    out[: len(a)] = a
+    return out
+
+
 class TrialSearch:
     """The memoised expectimax of one trial, rooted at the posterior ``root_words [1152]`` at its start.
 
     Beliefs inside the trial are subsets of the root's, so they are stored on the root's non-zero
-    words only. :meth:`best` answers any state of the trial; the memo is shared by all of them.
+    words only, sparsely (their non-zero words), one per class of colour relabellings (the
+    relabellings that map the root's words onto themselves). :meth:`best` answers any state of the
+    trial; the memo is shared by all of them. Belief ids given out by :meth:`belief_id` are handles
+    of (stored belief, relabelling onto it).
     """
 
     def __init__(self, root_words: np.ndarray, beliefs: int = 1024, memo: int = 1 << 14) -> None:
@@ -303,32 +616,73 @@ class TrialSearch:
             raise ValueError("the posterior is empty: the history is impossible under every chemistry")
         self.sets = np.ascontiguousarray(constraint_tables().words_full[:NUM_POTION_CIDS][:, self.cols])
         w = len(self.cols)
-        self.bwords = np.zeros((beliefs, w), dtype=np.uint64)
+        # relabellings that map the root's words onto themselves, as permutations of the local words
+        local = np.full(NUM_WORDS, -1, dtype=np.int64)
+        local[self.cols] = np.arange(w)
+        i, rest = np.divmod(self.cols, WORDS_PER_STONE_MAP)
+        m, k = np.divmod(rest, WORDS_PER_BLOCK)
+        lperm = np.zeros((_NUM_RELABELS, w), dtype=np.int64)
+        group = []
+        for g in range(_NUM_RELABELS):
+            image = local[i * WORDS_PER_STONE_MAP + _RELABEL_POTION_MAP[g, m] * WORDS_PER_BLOCK + k]
+            if (image >= 0).all():
+                lperm[g] = image
+                group.append(g)
+        self.group = np.array(group, dtype=np.int64)
+        self.lperm = lperm
+        self.salt = np.array([int(_mix_py(c)) for c in range(w)], dtype=np.uint64)
+        self.dense = np.zeros(w, dtype=np.uint64)
+        self.sidx = np.zeros(w, dtype=np.int64)
+        self.sval = np.zeros(w, dtype=np.uint64)
+        self.boff = np.zeros(beliefs, dtype=np.int64)
+        self.bnnz = np.zeros(beliefs, dtype=np.int64)
         self.bmass = np.zeros(beliefs, dtype=np.int64)
         self.bhash = np.zeros(beliefs, dtype=np.uint64)
+        self.bstab = np.zeros(beliefs, dtype=np.int64)
         self.btable = np.full(2 * beliefs, -1, dtype=np.int64)
+        self.pidx = np.zeros(max(4 * w, 1024), dtype=np.int32)
+        self.pval = np.zeros(len(self.pidx), dtype=np.uint64)
+        self.thead = np.full(48 * beliefs, -1, dtype=np.int32)
+        entries = 4 * beliefs
+        self.tn = np.zeros(entries, dtype=np.int8)
+        self.tcls = np.zeros(7 * entries, dtype=np.int8)
+        self.tchild = np.zeros(7 * entries, dtype=np.int32)
+        self.tg = np.zeros(7 * entries, dtype=np.int8)
+        self.tmass = np.zeros(7 * entries, dtype=np.int32)
         self.mkeys = np.full(memo, -1, dtype=np.int64)
         self.mu = np.zeros(memo, dtype=np.int64)
         self.mn = np.zeros(memo, dtype=np.int64)
-        self.mbest = np.zeros(memo, dtype=np.int64)
-        self.counters = np.zeros(3, dtype=np.int64)  # beliefs, memo entries, states expanded
+        self.counters = np.zeros(5, dtype=np.int64)  # beliefs, memo entries, states expanded, pool words, entries
+        self._handles: list[tuple[int, int]] = []
         self.root = self.belief_id(root_words)
 
     # --- stores -------------------------------------------------------------------------
-    def _grow_beliefs(self) -> None:
-        n = int(self.counters[0])
-        cap = 2 * len(self.bmass)
-        self.bwords = np.concatenate([self.bwords, np.zeros_like(self.bwords)])
-        self.bmass = np.concatenate([self.bmass, np.zeros_like(self.bmass)])
-        self.bhash = np.concatenate([self.bhash, np.zeros_like(self.bhash)])
-        self.btable = np.full(2 * cap, -1, dtype=np.int64)
-        _rehash_beliefs(self.bhash, n, self.btable)
+    def _grow(self, status: int) -> None:
+        if status == _GROW_BELIEFS:
+            cap = 2 * len(self.bmass)
+            self.boff, self.bnnz, self.bmass, self.bhash, self.bstab = (
+                _grown(a, cap) for a in (self.boff, self.bnnz, self.bmass, self.bhash, self.bstab))
+            self.thead = _grown(self.thead, 48 * cap, -1)
+            self.btable = np.full(2 * cap, -1, dtype=np.int64)
+            _rehash_beliefs(self.bhash, int(self.counters[_C_BELIEFS]), self.btable)
+        elif status == _GROW_POOL:
+            cap = 2 * len(self.pidx)
+            self.pidx, self.pval = _grown(self.pidx, cap), _grown(self.pval, cap)
+        elif status == _GROW_ENTRIES:
+            cap = 2 * len(self.tn)
+            self.tn = _grown(self.tn, cap)
+            self.tcls, self.tchild, self.tg, self.tmass = (_grown(a, 7 * cap) for a in (self.tcls, self.tchild, self.tg, self.tmass))
+        else:
+            cap = 2 * len(self.mkeys)
+            new = (np.full(cap, -1, dtype=np.int64), np.zeros(cap, np.int64), np.zeros(cap, np.int64))
+            _rehash(self.mkeys, self.mu, self.mn, *new)
+            self.mkeys, self.mu, self.mn = new
 
-    def _grow_memo(self) -> None:
-        cap = 2 * len(self.mkeys)
-        new = (np.full(cap, -1, dtype=np.int64), np.zeros(cap, np.int64), np.zeros(cap, np.int64), np.zeros(cap, np.int64))
-        _rehash(self.mkeys, self.mu, self.mn, self.mbest, *new)
-        self.mkeys, self.mu, self.mn, self.mbest = new
+    def _args(self) -> tuple:
+        return (self.sets, CANDIDATE_CLASSES, FLIP_OF_J, _POW13, VALUE_OF_FEATURE, _RELABEL_COLOUR, self.group, self.lperm,
+                self.salt, _RELABEL_COMPOSE, _RELABEL_INVERSE, self.dense, self.sidx, self.sval, self.boff, self.bnnz,
+                self.bmass, self.bhash, self.bstab, self.btable, self.pidx, self.pval, self.thead, self.tn, self.tcls,
+                self.tchild, self.tg, self.tmass, _UPPER_BOUND, self.mkeys, self.mu, self.mn, self.counters)
 
     def belief_id(self, words: np.ndarray) -> int:
         """Id of a belief given as full posterior words ``[1152]`` (a subset of the root's)."""
@@ -339,24 +693,35 @@ class TrialSearch:
         mass = int(np.bitwise_count(sub).sum())
         if mass == 0:
             raise ValueError("the posterior is empty: the history is impossible under every chemistry")
+        nz = np.flatnonzero(sub)
+        sidx, sval = nz.astype(np.int64), sub[nz]
         while True:
-            bid = _intern(sub, mass, self.bwords, self.bmass, self.bhash, self.btable, self.counters)
+            bid, g = _intern(sidx, sval, len(nz), mass, self.group, self.lperm, self.salt, _RELABEL_COMPOSE,
+                             _RELABEL_INVERSE, self.dense, self.boff, self.bnnz, self.bmass, self.bhash, self.bstab,
+                             self.btable, self.pidx, self.pval, self.counters)
             if bid >= 0:
-                return int(bid)
-            self._grow_beliefs()
+                break
+            self._grow(-int(bid))
+        handle = (int(bid), int(g))
+        try:
+            return self._handles.index(handle)
+        except ValueError:
+            self._handles.append(handle)
+            return len(self._handles) - 1
 
     @property
     def beliefs(self) -> int:
-        return int(self.counters[0])
+        return int(self.counters[_C_BELIEFS])
 
     @property
     def states(self) -> int:
         """States expanded so far (memo entries)."""
-        return int(self.counters[1])
+        return int(self.counters[_C_MEMO])
 
     @property
     def nbytes(self) -> int:
-        arrays = (self.bwords, self.bmass, self.bhash, self.btable, self.mkeys, self.mu, self.mn, self.mbest, self.sets)
+        arrays = (self.boff, self.bnnz, self.bmass, self.bhash, self.bstab, self.btable, self.pidx, self.pval, self.thead,
+                  self.tn, self.tcls, self.tchild, self.tg, self.tmass, self.mkeys, self.mu, self.mn, self.sets, self.lperm)
         return int(sum(a.nbytes for a in arrays))
 
     # --- search ---------------------------------------------------------------------------
@@ -366,26 +731,34 @@ class TrialSearch:
         ``stones [3]``: stone codes (``4 * pv + f``, or :data:`USED_STONE`), any order; ``counts [6]``:
         present potions per colour.
         """
+        b, g = self._handles[bid]
         s0, s1, s2 = sorted(int(s) for s in stones)
-        pcode = int(np.dot(np.asarray(counts, dtype=np.int64), _POW13))
+        counts = np.asarray(counts, dtype=np.int64)
+        pcode = int(sum(int(counts[q]) * int(_POW13[_RELABEL_COLOUR[g, q]]) for q in range(6)))
         while True:
-            u, n, status = _value(bid, s0, s1, s2, pcode, self.bwords, self.bmass, self.bhash, self.btable, self.sets,
-                                  CANDIDATE_CLASSES, FLIP_OF_J, _POW13, VALUE_OF_FEATURE, self.mkeys, self.mu, self.mn,
-                                  self.mbest, self.counters)
+            u, n, status = _value(b, s0, s1, s2, pcode, *self._args())
             if status == 0:
-                return int(u), int(n), int(self.bmass[bid])
-            if status == _GROW_BELIEFS:
-                self._grow_beliefs()
-            else:
-                self._grow_memo()
+                return int(u), int(n), int(self.bmass[b])
+            self._grow(int(status))
 
     def best(self, bid: int, stones: np.ndarray, counts: np.ndarray) -> int:
         """The best action's code: -1 for the end-of-trial macro, else ``stone_code * 6 + colour``."""
-        self.value(bid, stones, counts)
+        b, g = self._handles[bid]
         s0, s1, s2 = sorted(int(s) for s in stones)
-        pcode = int(np.dot(np.asarray(counts, dtype=np.int64), _POW13))
-        key = ((bid * _STONE_RADIX**3 + (s0 * _STONE_RADIX + s1) * _STONE_RADIX + s2) * _POTION_CODES + pcode)
-        return int(_memo_best(key, self.mkeys, self.mbest))
+        counts = np.asarray(counts, dtype=np.int64)
+        while True:
+            code, status = _best(b, g, s0, s1, s2, counts, *self._args())
+            if status == 0:
+                return int(code)
+            self._grow(int(status))
+
+
+def _mix_py(x: int) -> int:
+    m = (1 << 64) - 1
+    x = (x * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) & m
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & m
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & m
+    return x ^ (x >> 31)
 
 
 # --- observed states -> search states -> actions ------------------------------------------------
