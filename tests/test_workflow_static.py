@@ -261,6 +261,8 @@ def _bad_config(tmp_path: Path, edit) -> Path:
         (lambda c: c["optimal_agents"]["ideal_observer"].update(chunks=0), "chunks"),   # below the minimum
         (lambda c: c["optimal_agents"]["ideal_observer"].update(episodes=16.0), "optimal_agents.ideal_observer.episodes"),
         (lambda c: c["optimal_agents"]["ideal_observer"].update(episodes=16, chunks=17), "optimal_agents.ideal_observer.chunks"),
+        # issue 16: the learned rows' planner parameters
+        (lambda c: c["evaluate"].update(params="best"), "params"),
     ],
 )
 def test_schema_rejects_bad_config_naming_the_key(tmp_path: Path, edit, key: str) -> None:
