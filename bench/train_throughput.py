@@ -1,6 +1,7 @@
 """Training throughput (tokens/s) of each world-model architecture, forward + backward + Adam step.
 
     PYTHONPATH=src python bench/train_throughput.py [--episodes 8] [--steps 3] [--device cpu|cuda|all]
+        [--options '{"d_model": 128, "d_ff": 128, "obs_context": 128, "mlp_hidden": 256, "gru_backbone_hidden": 256}']
 
 Uses random valid episodes (throughput does not depend on the values). Prints one Markdown table, with
 the loss of the first step (same seed: old and new code must print the same loss). One torch thread by
@@ -11,6 +12,7 @@ The paper trained 750k steps x 250 episodes x 200 tokens in ~2 days on one RTX 6
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 
@@ -30,9 +32,11 @@ def random_episodes(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, 
             torch.from_numpy(rng.integers(0, 5, (n, 200), dtype=np.uint8)))
 
 
-def measure(arch: str, device: torch.device, episodes: int, steps: int) -> tuple[float, float, int, float]:
-    """(mean tokens/s, s.e., n timed steps, loss of the first step) after one warm-up step."""
-    m_cfg, t_cfg = resolve_config(arch)
+def measure(arch: str, device: torch.device, episodes: int, steps: int,
+            options: dict | None = None) -> tuple[float, float, int, float]:
+    """(mean tokens/s, s.e., n timed steps, loss of the first step) after one warm-up step; ``options``:
+    keys of ``train --config`` (e.g. another width) applied after the architecture's defaults."""
+    m_cfg, t_cfg = resolve_config(arch, options)
     torch.manual_seed(0)
     model = WorldModel(m_cfg).to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=t_cfg.lr)
@@ -67,6 +71,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3, help="timed steps per architecture")
     ap.add_argument("--device", default="all", help="cpu, cuda, or all (cpu + cuda when available)")
     ap.add_argument("--arch", nargs="*", default=list(ARCHITECTURES))
+    ap.add_argument("--options", type=json.loads, default=None,
+                    help="JSON mapping of `train --config` keys applied to every architecture (e.g. a width)")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("ALCHEMY_THREADS", 1)),
                     help="torch CPU threads (default 1, or $ALCHEMY_THREADS; 0 = torch's choice)")
     args = ap.parse_args()
@@ -80,7 +86,7 @@ def main() -> None:
     for dev in devices:
         eps = args.episodes if dev == "cpu" else args.gpu_episodes
         for arch in args.arch:
-            mean, se, n, loss = measure(arch, torch.device(dev), eps, args.steps)
+            mean, se, n, loss = measure(arch, torch.device(dev), eps, args.steps, args.options)
             days = 750_000 * 250 * 200 / mean / 86400
             print(f"| {arch} | {dev} | {eps} | {mean:,.0f} ± {se:,.0f} | {n} | {loss:.6f} | {days:,.1f} |", flush=True)
 

@@ -58,6 +58,46 @@ def test_bad_config_key_and_arch() -> None:
         resolve_config("original", {"d_model": 30})
 
 
+def test_lr_schedule_values() -> None:
+    """Warm-up is linear up to lr at step warmup_steps; cosine then decays from lr to lr_min_ratio * lr at
+    the last step; the paper's default is a constant lr."""
+    import math
+
+    from alchemy_mbrl.model.config import lr_factor
+
+    _, t = resolve_config("original")
+    assert (t.warmup_steps, t.lr_schedule, t.lr_min_ratio) == (0, "constant", 0.1)
+    assert [lr_factor(s, t) for s in (0, 1, 10_000, 10**7)] == [1.0] * 4
+    _, t = resolve_config("original", {"steps": 100, "warmup_steps": 4})
+    assert [lr_factor(s, t) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    _, t = resolve_config("original", {"steps": 105, "warmup_steps": 4, "lr_schedule": "cosine", "lr_min_ratio": 0.2})
+    f = [lr_factor(s, t) for s in range(105)]  # the decay spans s = 4..104
+    assert f[:5] == [0.25, 0.5, 0.75, 1.0, 1.0]  # step 5 (s = 4) is the first after the warm-up: lr
+    assert f[4 + 25] == pytest.approx(0.2 + 0.8 * 0.5 * (1 + math.cos(math.pi / 4)))  # a quarter of the decay
+    assert f[4 + 50] == pytest.approx(0.6)  # half-way: the mean of lr and lr_min
+    assert f[104] == pytest.approx(0.2)  # the last step (s = steps - 1) runs at lr_min_ratio * lr
+    assert all(a >= b for a, b in zip(f[4:], f[5:]))  # non-increasing after the warm-up
+    assert lr_factor(500, t) == pytest.approx(0.2)  # beyond the last step: held
+    _, t = resolve_config("original", {"steps": 10, "lr_schedule": "cosine"})
+    assert lr_factor(0, t) == 1.0 and lr_factor(9, t) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"lr_schedule": "linear"}, "'lr_schedule' must be one of constant, cosine"),
+    ({"lr_schedule": None}, "'lr_schedule'"),
+    ({"warmup_steps": -1}, "'warmup_steps' must be >= 0"),
+    ({"warmup_steps": 1.5}, "'warmup_steps' has an invalid value"),
+    ({"warmup_steps": None}, "'warmup_steps'"),
+    ({"steps": 10, "warmup_steps": 10}, r"'warmup_steps' \(10\) must be smaller than 'steps' \(10\)"),
+    ({"lr_min_ratio": 1.5}, r"'lr_min_ratio' must be in \[0, 1\]"),
+    ({"lr_min_ratio": -0.1}, "'lr_min_ratio'"),
+    ({"lr_min_ratio": "low"}, "'lr_min_ratio' has an invalid value"),
+])
+def test_bad_lr_schedule_rejected(overrides: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        resolve_config("original", overrides)
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_teacher_forcing_shapes(arch: str) -> None:
     model = tiny_model(arch)

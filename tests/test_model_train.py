@@ -137,6 +137,43 @@ def test_resume_gives_identical_weights(manifest: Path, tmp_path: Path) -> None:
         cli("train", "--config", str(cfg3), "--data", str(manifest), "--no-progress", "--out", str(tmp_path / "resumed"))
 
 
+def test_resume_with_cosine_schedule_is_exact(manifest: Path, tmp_path: Path) -> None:
+    """Warm-up + cosine decay: the logged lr follows config.lr_factor, and a run killed mid-schedule and
+    resumed gives the uninterrupted run's weights and lr bit for bit; the schedule's keys, and `steps`
+    (the decay ends at the last step), cannot change on resume."""
+    import pandas as pd
+
+    from alchemy_mbrl.model.config import lr_factor
+
+    sched = dict(warmup_steps=2, lr_schedule="cosine", lr_min_ratio=0.2, lr=1e-3)
+    cfg = write_config(tmp_path / "c.yaml", steps=7, batch_size=4, micro_batch=2, val_every=4, checkpoint_every=2, **sched)
+    base = ["--config", str(cfg), "--data", str(manifest), "--no-progress"]
+    assert cli("train", *base, "--out", str(tmp_path / "straight")) == 0
+    assert cli("train", *base, "--out", str(tmp_path / "resumed"), "--stop-after", "3") == 0
+    ck = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)
+    assert ck["step"] == 3 and ck["scheduler"]["last_epoch"] == 3
+    assert cli("train", *base, "--out", str(tmp_path / "resumed")) == 0
+    a = torch.load(tmp_path / "straight" / "model.pt", weights_only=False)["state_dict"]
+    b = torch.load(tmp_path / "resumed" / "model.pt", weights_only=False)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    _, t = resolve_config("original", {**TINY, "steps": 7, **sched})
+    want = [1e-3 * lr_factor(s, t) for s in range(7)]
+    for run in ("straight", "resumed"):
+        lr = pd.read_csv(tmp_path / run / "train_log.csv")["learning_rate"].to_numpy()
+        np.testing.assert_allclose(lr, want, rtol=1e-5)
+    assert want[0] == pytest.approx(5e-4) and want[1] == want[2] == pytest.approx(1e-3) and want[6] == pytest.approx(2e-4)
+    for key, value in (("steps", 9), ("warmup_steps", 1), ("lr_min_ratio", 0.5), ("lr_schedule", "constant")):
+        cfg2 = write_config(tmp_path / f"{key}.yaml", **{**dict(steps=7, batch_size=4, micro_batch=2, **sched), key: value})
+        with pytest.raises(ValueError, match=f"{key}="):
+            cli("train", "--config", str(cfg2), "--data", str(manifest), "--no-progress", "--out", str(tmp_path / "resumed"))
+    # a constant schedule is not tied to `steps`: a finished run can be extended
+    cfg3 = write_config(tmp_path / "const.yaml", steps=2, batch_size=4)
+    assert cli("train", "--config", str(cfg3), "--data", str(manifest), "--no-progress", "--out", str(tmp_path / "c")) == 0
+    cfg4 = write_config(tmp_path / "const4.yaml", steps=3, batch_size=4)
+    assert cli("train", "--config", str(cfg4), "--data", str(manifest), "--no-progress", "--out", str(tmp_path / "c")) == 0
+    assert torch.load(tmp_path / "c" / "model.pt", weights_only=False)["step"] == 3
+
+
 def test_gradient_accumulation_matches_full_batch(manifest: Path, tmp_path: Path) -> None:
     """micro_batch only splits the work: without dropout, the weights match the full-batch run."""
     out = {}

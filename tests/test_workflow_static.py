@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from tests.workflow_support import (
+    CPU_CONFIG,
     PAPER_CONFIG,
     QUICK_CONFIG,
     REPO,
@@ -43,7 +44,7 @@ def expected_job_counts(cfg: dict) -> dict[str, int]:
     archs = len(cfg["train"]["architectures"])
     planner_rows = len(ev["budgets"]) + len(ev["reference_simulators"]) * len(ev["reference_budgets"])
     agents = cfg["optimal_agents"]
-    return {
+    counts = {
         "generate_shard": cfg["data"]["shards"], "manifest": 1,
         "train_config": archs, "train": archs, "model_eval": archs, "bayes_entropy": 1,
         "hpo_ask": hpo["rounds"], "hpo_evaluate": hpo["rounds"] * hpo["points_per_round"],
@@ -54,6 +55,12 @@ def expected_job_counts(cfg: dict) -> dict[str, int]:
         "optimal_agent_summary": sum(a["episodes"] > 0 for a in agents.values()),
         "table1": 1, "table2": 1, "plot_score": 1, "plot_training": 1, "plot_hpo": 1, "all": 1,
     }
+    tuned = ev.get("params", "tuned") == "tuned" or (
+        ev["reference_simulators"] and ev.get("reference_params", "tuned") == "tuned")
+    if not tuned:  # no row plans with the HPO's parameters: the HPO is not run
+        for rule in ("hpo_ask", "hpo_evaluate", "hpo_summary", "hpo_tell", "hpo_best", "plot_hpo"):
+            del counts[rule]
+    return counts
 
 
 def test_paper_config_builds_full_dag(tmp_path: Path) -> None:
@@ -144,6 +151,59 @@ def test_small_configs_build_every_rule(tmp_path: Path, config: Path) -> None:
         assert (counts["optimal_agent_chunk"], counts["optimal_agent_summary"], total) == (1, 1, 70)
 
 
+def test_cpu_config_builds_its_dag(tmp_path: Path) -> None:
+    """config/cpu.yaml (the 3-hour CPU run of issue 16): the schema and the package's checks accept it; its
+    DAG has the exact job counts below: 11 shards, the four architectures, no HPO (every planner row uses
+    Table 4's parameters), learned + exact-Bayes + true-chemistry rows at 3 budgets in 2 chunks each, the
+    two baselines and the search oracle (the ideal observer is not played)."""
+    cfg = yaml.safe_load(CPU_CONFIG.read_text())
+    from alchemy_mbrl.workflow_config import validate_workflow_config
+
+    validate_workflow_config(cfg, REPO / "workflow" / "schemas" / "config.schema.yaml")
+    r = snakemake(["-n", "--quiet", "rules"], tmp_path, config=CPU_CONFIG)
+    assert r.returncode == 0, r.stdout + r.stderr
+    counts = job_counts(r.stdout)
+    expected = {
+        "generate_shard": 11, "manifest": 1, "train_config": 4, "train": 4, "model_eval": 4, "bayes_entropy": 1,
+        "evaluate_chunk": 18, "merge_evaluation": 9, "baseline": 2, "baseline_summary": 2,
+        "optimal_agent_chunk": 1, "optimal_agent_summary": 1,
+        "table1": 1, "table2": 1, "plot_score": 1, "plot_training": 1, "all": 1,
+    }
+    assert counts.pop("total") == sum(expected.values()) == 63
+    assert counts == expected == expected_job_counts(cfg)
+    # what issue 16 asks of it
+    assert cfg["name"] == "cpu" and cfg["data"]["episodes_per_shard"] * (
+        cfg["data"]["shards"] - cfg["data"]["validation_shards"]) >= 100_000
+    assert cfg["train"]["architectures"] == ["original", "gru_backbone", "no_gru_head", "no_final_linear"]
+    assert cfg["train"]["max_seconds"] is None and cfg["train"]["threads"] == 1  # equal compute: steps x batch
+    ev = cfg["evaluate"]
+    assert ev["params"] == ev["reference_params"] == "table4" and 2 <= len(ev["budgets"]) <= 3
+    assert ev["episodes"] >= 64 and ev["reference_budgets"] == ev["budgets"]
+    assert (ev["reference_episodes"] or ev["episodes"]) == ev["episodes"]  # the same episodes (evaluate.seed)
+    assert cfg["optimal_agents"]["ideal_observer"]["episodes"] == 0
+    assert cfg["optimal_agents"]["search_oracle"]["episodes"] == cfg["baselines"]["episodes"]
+    from alchemy_mbrl.model.config import resolve_config
+    from alchemy_mbrl.workflow_config import train_overrides
+
+    m = {a: resolve_config(a, train_overrides(cfg, a)) for a in cfg["train"]["architectures"]}
+    base, t = m["original"]
+    assert (base.n_layers, base.n_heads, base.d_ff, base.obs_context) == (3, 4, base.d_model, base.d_model)
+    assert base.mlp_hidden == base.gru_backbone_hidden == 2 * base.d_model and base.gru_hidden == 32
+    assert t.lr_schedule == "cosine" and 0 < t.warmup_steps < t.steps
+    # the ablations differ from the original only as Table 2's caption says (the lr of no_final_linear / 5)
+    assert m["gru_backbone"][0].backbone == "gru" and m["no_gru_head"][0].obs_head == "independent"
+    assert (m["no_final_linear"][0].obs_head, m["no_final_linear"][0].gru_hidden) == ("gru_only", 64)
+    assert m["no_final_linear"][1].lr == pytest.approx(t.lr / 5)
+    for arch, (mc, tc) in m.items():
+        assert (tc.steps, tc.batch_size, tc.warmup_steps, tc.lr_schedule) == (t.steps, t.batch_size, t.warmup_steps,
+                                                                               t.lr_schedule), arch
+        assert (mc.d_model, mc.n_layers, mc.mlp_hidden) == (base.d_model, base.n_layers, base.mlp_hidden), arch
+    # no planner row reads hpo/best.json: every row plays with Table 4's parameters
+    p = snakemake(["-n", "-p"], tmp_path, config=CPU_CONFIG)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "--params" not in p.stdout + p.stderr and "hpo" not in (p.stdout + p.stderr).replace("no HPO", "")
+
+
 def test_optimal_agents_play_the_baselines_episodes(tmp_path: Path) -> None:
     """Each optimal agent's chunks cover its episodes with the baselines' seed (paired with them), and
     Table 1 gets both summaries."""
@@ -201,6 +261,8 @@ def _bad_config(tmp_path: Path, edit) -> Path:
         (lambda c: c["optimal_agents"]["ideal_observer"].update(chunks=0), "chunks"),   # below the minimum
         (lambda c: c["optimal_agents"]["ideal_observer"].update(episodes=16.0), "optimal_agents.ideal_observer.episodes"),
         (lambda c: c["optimal_agents"]["ideal_observer"].update(episodes=16, chunks=17), "optimal_agents.ideal_observer.chunks"),
+        # issue 16: the learned rows' planner parameters
+        (lambda c: c["evaluate"].update(params="best"), "params"),
     ],
 )
 def test_schema_rejects_bad_config_naming_the_key(tmp_path: Path, edit, key: str) -> None:

@@ -13,6 +13,7 @@ SNAKEFILE = REPO / "Snakefile"
 RULES = REPO / "workflow" / "rules"
 PAPER_CONFIG = REPO / "config" / "paper.yaml"
 QUICK_CONFIG = REPO / "config" / "config.yaml"
+CPU_CONFIG = REPO / "config" / "cpu.yaml"
 TEST_CONFIG = REPO / ".test" / "config.yaml"
 SLURM_PROFILE = REPO / "workflow" / "profiles" / "slurm"
 

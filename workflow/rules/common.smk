@@ -35,6 +35,10 @@ REFERENCE_BUDGETS = list(config["evaluate"]["reference_budgets"])
 # the tuned parameters (results/<name>/hpo/best.json) or Table 4's (the package defaults).
 REFERENCE_EPISODES = config["evaluate"].get("reference_episodes") or config["evaluate"]["episodes"]
 REFERENCE_PARAMS = config["evaluate"].get("reference_params", "tuned")
+# The learned-model rows plan with the tuned parameters (default) or Table 4's (evaluate.params).
+# When no row uses the tuned parameters, the HPO is not run (no hpo/ outputs, no HPO plot).
+LEARNED_PARAMS = config["evaluate"].get("params", "tuned")
+RUN_HPO = LEARNED_PARAMS == "tuned" or (bool(REFERENCE_SIMS) and REFERENCE_PARAMS == "tuned")
 BASELINES = list(config["baselines"]["policies"])
 # Table 1's measured reference agents: `evaluate --policy` name -> {episodes, chunks} of optimal_agents
 # (an agent with 0 episodes is not played and has no row).
@@ -108,7 +112,7 @@ def eval_episodes(simulator):
 
 
 def uses_tuned_params(simulator):
-    return simulator == "learned" or REFERENCE_PARAMS == "tuned"
+    return (LEARNED_PARAMS if simulator == "learned" else REFERENCE_PARAMS) == "tuned"
 
 
 def planner_params_inputs(simulator):
@@ -130,6 +134,8 @@ def scale_line():
     ]
     if REFERENCE_SIMS:
         parts[-1] += f", perfect models {REFERENCE_EPISODES:,} episodes"
+    if not RUN_HPO:
+        parts.append("planner parameters: Table 4 (no HPO)")
     parts.append(f"baselines {b['episodes']:,} episodes")
     o = config["optimal_agents"]
     parts.append(
@@ -156,14 +162,13 @@ def optimal_chunks(agent):
 
 
 def final_outputs():
-    """Targets of the default target: tables, plots, the tuned hyperparameters and the optimal agents' summaries."""
+    """Targets of the default target: tables, plots, the tuned hyperparameters (when a row uses them) and the
+    optimal agents' summaries."""
     out = expand(f"{OUT}/tables/{{table}}.{{ext}}", table=["table1", "table2"], ext=["md", "csv", "tex"])
-    out += expand(
-        f"{OUT}/plots/{{plot}}.{{ext}}",
-        plot=["score_vs_expansions", "training_curves", "hpo_convergence"],
-        ext=["png", "pdf"],
-    )
-    out += [f"{OUT}/hpo/best.json", f"{OUT}/hpo/history.csv"]
+    plots = ["score_vs_expansions", "training_curves"] + (["hpo_convergence"] if RUN_HPO else [])
+    out += expand(f"{OUT}/plots/{{plot}}.{{ext}}", plot=plots, ext=["png", "pdf"])
+    if RUN_HPO:
+        out += [f"{OUT}/hpo/best.json", f"{OUT}/hpo/history.csv"]
     out += [optimal_summary_path(a) for a in OPTIMAL_AGENTS]
     return out
 

@@ -62,7 +62,10 @@ class TrainConfig:
     steps: int = 750_000  # optimisation steps (paper: ~750k to convergence)
     batch_size: int = 250  # episodes per optimisation step
     micro_batch: int | None = None  # episodes per forward/backward (gradient accumulation); None = batch_size
-    lr: float = 1e-4  # Adam learning rate (2e-5 for no_final_linear)
+    lr: float = 1e-4  # Adam learning rate (2e-5 for no_final_linear); the peak of a schedule
+    warmup_steps: int = 0  # linear warm-up from lr / warmup_steps to lr over the first steps (0 = none)
+    lr_schedule: str = "constant"  # after the warm-up: "constant" (the paper's) or "cosine" decay
+    lr_min_ratio: float = 0.1  # "cosine": the lr of the last step is lr_min_ratio * lr
     adam_betas: tuple[float, float] = (0.9, 0.999)
     grad_clip: float | None = None  # max global gradient norm (the paper does not clip: None)
     seed: int = 0
@@ -76,6 +79,32 @@ class TrainConfig:
     max_seconds: float | None = None  # wall-clock budget over all (resumed) runs; None = unlimited
     max_train_episodes: int | None = None  # use only the first N training episodes (None = all)
     threads: int | None = None  # torch CPU threads (None = torch default)
+
+
+#: Learning-rate schedules after the warm-up (``lr_schedule``).
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def lr_factor(step: int, train_cfg: TrainConfig) -> float:
+    """Multiplier of ``lr`` for optimisation step ``step + 1`` (``step`` = steps already done, from 0).
+
+    Warm-up: ``(step + 1) / warmup_steps`` for the first ``warmup_steps`` steps (the last warm-up step
+    reaches ``lr``). Then ``constant``: 1; ``cosine``: from 1 at the first step after the warm-up down to
+    ``lr_min_ratio`` at the last step (``steps``), ``r + (1 - r) (1 + cos(pi p)) / 2`` with ``p`` going
+    linearly from 0 to 1 (held at ``r`` beyond the last step). A pure function of the step, so a resumed
+    run continues the schedule exactly.
+    """
+    import math
+
+    warm = int(train_cfg.warmup_steps)
+    if step < warm:
+        return (step + 1) / warm
+    if train_cfg.lr_schedule == "constant":
+        return 1.0
+    r = float(train_cfg.lr_min_ratio)
+    span = int(train_cfg.steps) - 1 - warm
+    p = 1.0 if span <= 0 else min(1.0, (step - warm) / span)
+    return r + (1.0 - r) * 0.5 * (1.0 + math.cos(math.pi * p))
 
 
 #: ``--arch`` names -> overrides of the defaults (Table 2).
@@ -151,7 +180,25 @@ def resolve_config(arch: str, overrides: dict[str, Any] | None = None) -> tuple[
         raise ValueError(f"config key 'micro_batch' must be >= 1, got {train_cfg.micro_batch}")
     if train_cfg.lr <= 0:
         raise ValueError(f"config key 'lr' must be > 0, got {train_cfg.lr}")
+    validate_schedule(train_cfg)
     return model_cfg, train_cfg
+
+
+def validate_schedule(train_cfg: TrainConfig) -> None:
+    """``ValueError`` naming the key for a bad ``lr_schedule``, ``warmup_steps`` or ``lr_min_ratio``."""
+    for key in ("warmup_steps", "lr_min_ratio"):
+        if getattr(train_cfg, key) is None:
+            raise ValueError(f"config key '{key}' must be a number, got null")
+    if train_cfg.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"config key 'lr_schedule' must be one of {', '.join(LR_SCHEDULES)}, "
+                         f"got {train_cfg.lr_schedule!r}")
+    if train_cfg.warmup_steps < 0:
+        raise ValueError(f"config key 'warmup_steps' must be >= 0, got {train_cfg.warmup_steps}")
+    if train_cfg.warmup_steps >= train_cfg.steps and train_cfg.warmup_steps > 0:
+        raise ValueError(f"config key 'warmup_steps' ({train_cfg.warmup_steps}) must be smaller than 'steps' "
+                         f"({train_cfg.steps})")
+    if not 0.0 <= train_cfg.lr_min_ratio <= 1.0:
+        raise ValueError(f"config key 'lr_min_ratio' must be in [0, 1], got {train_cfg.lr_min_ratio}")
 
 
 def load_config_file(path: str | Path | None) -> dict[str, Any]:
@@ -191,6 +238,6 @@ def model_config_from_dict(d: dict[str, Any]) -> ModelConfig:
 
 
 __all__ = [
-    "ARCHITECTURES", "BACKBONES", "OBS_HEADS", "ModelConfig", "TrainConfig", "resolve_config",
+    "ARCHITECTURES", "BACKBONES", "LR_SCHEDULES", "OBS_HEADS", "ModelConfig", "lr_factor", "validate_schedule", "TrainConfig", "resolve_config",
     "load_config_file", "config_to_dict", "model_config_from_dict", "field",
 ]

@@ -4,7 +4,7 @@
 
     config.yaml      the resolved configuration (model + training)
     train_log.csv    step, epoch, train_loss, val_loss, learning_rate, seconds, tokens_per_s
-    checkpoint.pt    model, optimiser, GradScaler, torch RNG and data-order state, the log rows so far
+    checkpoint.pt    model, optimiser, learning-rate schedule, GradScaler, torch RNG and data-order state, the log rows so far
                      and the last validation loss (model/checkpoint.py)
     model.pt         final weights + model config (written when the step or time budget is reached)
     .train.lock      held while a trainer runs (a second trainer of the directory fails at once)
@@ -29,7 +29,14 @@ import torch
 import yaml
 
 from alchemy_mbrl import __version__
-from alchemy_mbrl.model.config import ModelConfig, TrainConfig, config_to_dict, load_config_file, resolve_config
+from alchemy_mbrl.model.config import (
+    ModelConfig,
+    TrainConfig,
+    config_to_dict,
+    load_config_file,
+    lr_factor,
+    resolve_config,
+)
 from alchemy_mbrl.model.data import EpisodeArrays, EpisodeSampler, load_split
 from alchemy_mbrl.env.constants import EPISODE_STEPS
 from alchemy_mbrl.io import exclusive_lock, write_csv, write_text
@@ -91,8 +98,10 @@ def mean_loss(model: WorldModel, data: EpisodeArrays, batch_episodes: int, devic
     return total / n
 
 
-#: Training keys that must not change when resuming (they change what the weights are).
-_RESUME_FIXED = ("batch_size", "lr", "seed", "adam_betas", "grad_clip", "max_train_episodes")
+#: Training keys that must not change when resuming (they change what the weights are), with the value
+#: a checkpoint written before the key existed stands for.
+_RESUME_FIXED = {"batch_size": None, "lr": None, "seed": None, "adam_betas": None, "grad_clip": None,
+                 "max_train_episodes": None, "warmup_steps": 0, "lr_schedule": "constant", "lr_min_ratio": 0.1}
 
 
 def _check_resumable(ckpt: dict[str, Any], model_cfg: ModelConfig, train_cfg: TrainConfig, path: Path) -> None:
@@ -100,10 +109,13 @@ def _check_resumable(ckpt: dict[str, Any], model_cfg: ModelConfig, train_cfg: Tr
         raise ValueError(f"{path} was written with a different model config; use another --out or delete it")
     old = ckpt["config"]["training"]
     new = config_to_dict(model_cfg, train_cfg)["training"]
-    for key in _RESUME_FIXED:
-        if old.get(key) != new.get(key):
-            raise ValueError(f"{path} was written with {key}={old.get(key)!r}, this run has {key}={new.get(key)!r}; "
-                             "use another --out or delete the checkpoint")
+    fixed = dict(_RESUME_FIXED)
+    if new.get("lr_schedule") == "cosine":
+        fixed["steps"] = None  # the cosine decay ends at the last step: its values depend on `steps`
+    for key, default in fixed.items():
+        if old.get(key, default) != new.get(key):
+            raise ValueError(f"{path} was written with {key}={old.get(key, default)!r}, this run has "
+                             f"{key}={new.get(key)!r}; use another --out or delete the checkpoint")
 
 
 def _read_log(path: Path, upto_step: int) -> list[dict[str, str]]:
@@ -167,6 +179,8 @@ def _train(model_cfg: ModelConfig, train_cfg: TrainConfig, out: Path, device: to
     model = WorldModel(model_cfg).to(device)
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=train_cfg.lr, betas=tuple(train_cfg.adam_betas))
+    # lr of step s + 1 = lr * lr_factor(s): warm-up, then constant or cosine (config.lr_factor)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, train_cfg))
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     sampler = EpisodeSampler(train_data.episodes, train_cfg.seed)
     step, seconds = 0, 0.0
@@ -181,6 +195,10 @@ def _train(model_cfg: ModelConfig, train_cfg: TrainConfig, out: Path, device: to
         _check_resumable(ckpt, model_cfg, train_cfg, ckpt_path)
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
+        if "scheduler" in ckpt:
+            sched.load_state_dict(ckpt["scheduler"])
+        else:  # written before schedules existed: a constant lr (checked above), only the count is needed
+            sched.last_epoch = int(ckpt["step"])
         scaler.load_state_dict(ckpt["scaler"])
         sampler.load_state_dict(ckpt["data_order"])
         restore_rng(ckpt["rng"], device)
@@ -198,6 +216,7 @@ def _train(model_cfg: ModelConfig, train_cfg: TrainConfig, out: Path, device: to
             {
                 "model": model.state_dict(),
                 "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
                 "scaler": scaler.state_dict(),
                 "data_order": sampler.state_dict(),
                 "rng": rng_state(device),
@@ -244,8 +263,10 @@ def _train(model_cfg: ModelConfig, train_cfg: TrainConfig, out: Path, device: to
         if train_cfg.grad_clip is not None:
             scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
+        lr_used = opt.param_groups[0]["lr"]
         scaler.step(opt)
         scaler.update()
+        sched.step()
         if not math.isfinite(step_loss):
             raise FloatingPointError(f"training loss became {step_loss} at step {step + 1}")
         step += 1
@@ -267,7 +288,7 @@ def _train(model_cfg: ModelConfig, train_cfg: TrainConfig, out: Path, device: to
                 "epoch": f"{sampler.epochs_done:.4f}",
                 "train_loss": f"{loss_acc / loss_n:.6f}",
                 "val_loss": f"{val_loss:.6f}" if do_val else "",
-                "learning_rate": f"{opt.param_groups[0]['lr']:.3g}",
+                "learning_rate": f"{lr_used:.6g}",  # the lr of this row's step
                 "seconds": f"{seconds:.2f}",
                 "tokens_per_s": f"{tokens_since / max(now - t_log, 1e-9):.1f}",
             })
