@@ -91,7 +91,7 @@ def test_paper_config_builds_full_dag(tmp_path: Path) -> None:
         "merge_evaluation": planner_rows,
         "baseline": 2,
         "baseline_summary": 2,
-        "optimal_agent_chunk": 20 + 1,
+        "optimal_agent_chunk": 100 + 1,
         "optimal_agent_summary": 2,
         "table1": 1,
         "table2": 1,
@@ -100,7 +100,7 @@ def test_paper_config_builds_full_dag(tmp_path: Path) -> None:
         "plot_hpo": 1,
         "all": 1,
     }
-    assert counts.pop("total") == sum(expected.values()) == 490
+    assert counts.pop("total") == sum(expected.values()) == 570
     assert counts == expected == expected_job_counts(cfg)
     assert planner_rows == 18 and cfg["evaluate"]["chunks"] == 10
     assert counts["evaluate_chunk"] == 180 and counts["merge_evaluation"] == 18
