@@ -61,7 +61,11 @@ trial is a memo hit of the first search. Three further exact reductions:
   moves one stone along one latent axis, so a stone rises by at most the number of colour pairs
   left and the stones by at most the number of potions left; :func:`_upper_bounds`) is strictly
   below the best value found: it can be neither the best nor tied, so values and actions are
-  unchanged.
+  unchanged. Actions that survive it get the tighter full-cube bound (:func:`_full_bound`: per
+  (stone map, potion map) block of the belief, its mass times the best reward if the graph were
+  the full cube), are searched best bound first (a state's value, max U then min N, does not
+  depend on the order), and an action's search stops as soon as its exact outcome values so far
+  plus its remaining outcomes' bounds fall strictly below the best value found.
 """
 
 from __future__ import annotations
@@ -102,6 +106,7 @@ _NO_CLASS = 16
 _GROW_BELIEFS, _GROW_MEMO, _GROW_POOL, _GROW_ENTRIES = 1, 2, 3, 4
 _C_BELIEFS, _C_MEMO, _C_EXPANDED, _C_POOL, _C_ENTRIES = 0, 1, 2, 3, 4
 _NUM_RELABELS = 48
+_ACTION_SLOTS = 18  # potion actions of a state: 3 stones x 6 colours
 _PAIRS = 6  # (stone pv, colour) pairs of a transition table row: pv * 6 + q, 48 in all
 
 
@@ -167,6 +172,67 @@ def _upper_bounds() -> np.ndarray:
 _UPPER_BOUND = _upper_bounds()
 
 
+def _plus_colours() -> np.ndarray:
+    """``[48, 3]``: the colour that moves a stone towards +1 along latent axis d under potion map m."""
+    r_of_q = latent_potion_of_colour()
+    out = np.empty((NUM_POTION_MAPS, 3), dtype=np.int64)
+    for m in range(NUM_POTION_MAPS):
+        for d in range(3):
+            out[m, d] = int(np.flatnonzero(r_of_q[m] == 2 * d + 1)[0])
+    return out
+
+
+@njit(cache=True)
+def _full_cube_table() -> np.ndarray:
+    """``[9, 9, 9, 4, 4, 4]``: the best rest-of-trial reward on the full cube (:func:`_full_bound`).
+
+    Indexed by the 3 stones' missing-axis masks (bit d set: the stone's latent coordinate on axis
+    d is -1; 8: used stone) and ``min(u_d, 3)``, the number of potions left that move a stone to +1
+    along axis d. Each stone gets a subset of its missing axes, at most ``u_d`` stones axis d, and
+    is worth 15 with all 3 coordinates +1, 1 with 2, else 0 (not cauldroned).
+    """
+    out = np.zeros((9, 9, 9, 4, 4, 4), dtype=np.int64)
+    val = np.array([0, 0, 1, 15], dtype=np.int64)
+    for a in range(9):
+        for b in range(9):
+            for c in range(9):
+                masks = (a, b, c)
+                for x in range(8):
+                    if (a == 8 and x != 0) or (a != 8 and (x & ~a) != 0):
+                        continue
+                    for y in range(8):
+                        if (b == 8 and y != 0) or (b != 8 and (y & ~b) != 0):
+                            continue
+                        for z in range(8):
+                            if (c == 8 and z != 0) or (c != 8 and (z & ~c) != 0):
+                                continue
+                            d0 = (x & 1) + (y & 1) + (z & 1)
+                            d1 = ((x >> 1) & 1) + ((y >> 1) & 1) + ((z >> 1) & 1)
+                            d2 = ((x >> 2) & 1) + ((y >> 2) & 1) + ((z >> 2) & 1)
+                            r = 0
+                            for si in range(3):
+                                mk = masks[si]
+                                gain = x if si == 0 else (y if si == 1 else z)
+                                if mk != 8:
+                                    pos = 0
+                                    for d in range(3):
+                                        if ((mk >> d) & 1) == 0 or ((gain >> d) & 1) == 1:
+                                            pos += 1
+                                    r += val[pos]
+                            for u0 in range(d0, 4):
+                                for u1 in range(d1, 4):
+                                    for u2 in range(d2, 4):
+                                        if r > out[a, b, c, u0, u1, u2]:
+                                            out[a, b, c, u0, u1, u2] = r
+    return out
+
+
+_PLUS_COLOUR = _plus_colours()
+_FULL_CUBE = _full_cube_table()
+#: Global block (``i * 48 + m``) of each of the 1,152 posterior words.
+_BLOCK_OF_WORD = np.arange(NUM_WORDS, dtype=np.int64) // WORDS_PER_BLOCK
+
+
 @njit(cache=True, inline="always")
 def _popcount(x: np.uint64) -> np.int64:
     x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
@@ -226,6 +292,48 @@ def _bound(s0, s1, s2, pcode, ub):
     return ub[f0, f1, f2, p, pairs]
 
 
+@njit(cache=True)
+def _full_bound(bid, s0, s1, s2, pcode, boff, bnblk, bblk, bbm, plus, ftab):
+    """Upper bound on U (mass-weighted rest-of-trial reward) of a state: the full-cube bound.
+
+    ``sum over the (stone map i, potion map m) blocks of the belief of mass x FULL(i, m)``, where
+    FULL is the best rest-of-trial reward if the stone and potion maps are (i, m) and the graph is
+    the full cube (:func:`_full_cube_table`). Admissible: under a chemistry (i, m, G), apply any
+    action sequence on the full cube instead, skipping the potions that changed nothing under G.
+    Every move under G is along an edge of G, which the cube also has, and a potion that changes
+    nothing on the cube changes nothing under G; so the stones follow the same vertices and end in
+    the same configuration, reached on the cube with a subset of the same potions. On the cube a
+    stone's latent coordinate on axis d ends at +1 only if it started there or a potion moving
+    towards +1 along d (colour ``plus[m, d]``) was put into it, each potion into one stone, so the
+    stones' final values are at most those of the best allocation of those potions (the table):
+    FULL(i, m) >= the optimum under (i, m, G) >= the reward of any policy under it. Summing with
+    the weights gives U <= the bound. A stone's missing axes are ``~v & 7 = pv ^ i`` with
+    ``v = pv ^ 7 ^ i`` (the posterior agrees with every present stone's feature). Computed in the
+    frame of the stored belief, with its relabelled counts, like the values.
+    """
+    cc = 0
+    rest = pcode
+    for q in range(6):
+        c = rest % _COLOUR_RADIX
+        rest //= _COLOUR_RADIX
+        cc |= (c if c < 3 else 3) << (2 * q)
+    p0 = -1 if s0 == USED_STONE else s0 >> 2
+    p1 = -1 if s1 == USED_STONE else s1 >> 2
+    p2 = -1 if s2 == USED_STONE else s2 >> 2
+    o = boff[bid]
+    total = 0
+    for k in range(bnblk[bid]):
+        b = bblk[o + k]
+        i = b // 48
+        m = b - 48 * i
+        k0 = 8 if p0 < 0 else p0 ^ i
+        k1 = 8 if p1 < 0 else p1 ^ i
+        k2 = 8 if p2 < 0 else p2 ^ i
+        total += bbm[o + k] * ftab[k0, k1, k2, (cc >> (2 * plus[m, 0])) & 3, (cc >> (2 * plus[m, 1])) & 3,
+                                   (cc >> (2 * plus[m, 2])) & 3]
+    return total
+
+
 @njit(cache=True, inline="always")
 def _canon_counts(pcode, stab, gcol, pow13):
     """The smallest relabelling of the colour counts by the relabellings that fix the belief."""
@@ -242,7 +350,7 @@ def _canon_counts(pcode, stab, gcol, pow13):
 
 @njit(cache=True)
 def _intern(sidx, sval, n, mass, group, lperm, salt, compose, inverse, dense,
-            boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, counters):
+            boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, counters, wblock, bscr, bnblk, bblk, bbm):
     """Intern the relabelled image of the sparse belief ``(sidx, sval)[:n]`` that has the smallest hash.
 
     Returns ``(id, g)`` with ``g(belief) = belief id`` (g in ``group``), or ``(-status, 0)`` when a
@@ -313,6 +421,18 @@ def _intern(sidx, sval, n, mass, group, lperm, salt, compose, inverse, dense,
             pidx[o + k] = lperm[g0, sidx[k]]
             pval[o + k] = sval[k]
         counters[_C_POOL] = o + n
+        # the belief's (stone map, potion map) blocks and their masses, for the full-cube bound
+        for k in range(n):
+            bscr[wblock[pidx[o + k]]] += _popcount(sval[k])
+        nblk = 0
+        for k in range(n):
+            b = wblock[pidx[o + k]]
+            if bscr[b] != 0:
+                bblk[o + nblk] = b
+                bbm[o + nblk] = bscr[b]
+                bscr[b] = 0
+                nblk += 1
+        bnblk[nb] = nblk
         boff[nb] = o
         bnnz[nb] = n
         bmass[nb] = mass
@@ -328,7 +448,8 @@ def _intern(sidx, sval, n, mass, group, lperm, salt, compose, inverse, dense,
 
 @njit(cache=True)
 def _transition(bid, pv, f, q, sets, cand, group, lperm, salt, compose, inverse, dense, sidx, sval,
-                boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, thead, tn, tcls, tchild, tg, tmass, counters):
+                boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, thead, tn, tcls, tchild, tg, tmass, counters,
+                wblock, bscr, bnblk, bblk, bbm):
     """Entry (in ``tn``...) of the outcomes of putting a stone at ``pv`` (feature f) into colour q.
 
     Computed once per (belief, pv, q): ``tn[e]`` outcomes (0 if the action certainly changes
@@ -382,7 +503,7 @@ def _transition(bid, pv, f, q, sets, cand, group, lperm, salt, compose, inverse,
                 sval[n2] = w
                 n2 += 1
         cb, g = _intern(sidx, sval, n2, mc, group, lperm, salt, compose, inverse, dense,
-                        boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, counters)
+                        boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, counters, wblock, bscr, bnblk, bblk, bbm)
         if cb < 0:
             return cb
         o = boff[bid]  # unchanged (the pool only grows at its end), re-read for clarity
@@ -397,7 +518,7 @@ def _transition(bid, pv, f, q, sets, cand, group, lperm, salt, compose, inverse,
 @njit(cache=False)  # recursive: Numba's on-disk cache of it crashes when loaded
 def _value(bid, s0, s1, s2, pcode, sets, cand, flip, pow13, value_of_f, gcol, group, lperm, salt, compose, inverse,
            dense, sidx, sval, boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, thead, tn, tcls, tchild, tg, tmass, ub,
-           mkeys, mu, mn, counters):
+           mkeys, mu, mn, counters, wblock, bscr, bnblk, bblk, bbm, plus, ftab, cbuf):
     """``(U, N, status)`` of a state: mass-weighted expected trial reward and remaining actions.
 
     Stones ``s0 <= s1 <= s2`` are stone codes, ``pcode`` the colour counts in radix 13, ``bid`` the
@@ -418,6 +539,11 @@ def _value(bid, s0, s1, s2, pcode, sets, cand, flip, pow13, value_of_f, gcol, gr
         h = (h + 1) & mask
     counters[_C_EXPANDED] += 1
     m = bmass[bid]
+    npot = 0  # potions left: children have fewer, so cbuf[npot * 7:] is this state's scratch
+    rest = pcode
+    for q in range(6):
+        npot += rest % _COLOUR_RADIX
+        rest //= _COLOUR_RADIX
     # end of trial: cauldron every present stone of positive value
     macro = 0
     npos = 0
@@ -428,6 +554,11 @@ def _value(bid, s0, s1, s2, pcode, sets, cand, flip, pow13, value_of_f, gcol, gr
             npos += 1
     best_u = m * macro
     best_n = m * npos
+    # the actions not pruned by their bound (the sum of their outcomes' upper bounds), with it;
+    # they are then searched best bound first (the value, max U then min N, does not depend on
+    # the order: a pruned action has U strictly below the best, so it is neither best nor tied)
+    base = npot * _ACTION_SLOTS * 9  # children have fewer potions: this state's scratch
+    na = 0
     for si in range(3):
         code = s0 if si == 0 else (s1 if si == 1 else s2)
         if code == USED_STONE or (si == 1 and code == s0) or (si == 2 and code == s1):
@@ -439,14 +570,14 @@ def _value(bid, s0, s1, s2, pcode, sets, cand, flip, pow13, value_of_f, gcol, gr
                 continue
             e = _transition(bid, pv, f, q, sets, cand, group, lperm, salt, compose, inverse, dense, sidx, sval,
                             boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, thead, tn, tcls, tchild, tg, tmass,
-                            counters)
+                            counters, wblock, bscr, bnblk, bblk, bbm)
             if e < 0:
                 return 0, 0, -e
             nout = tn[e]
             if nout == 0:
                 continue
             rest = pcode - pow13[q]
-            # exact pruning: skip the action when even its outcomes' upper bounds sum below the best
+            # the loose bound first (it is cheap), then the full-cube bound of each child, in its frame
             bound = 0
             for kk in range(nout):
                 cls = tcls[e * 7 + kk]
@@ -460,9 +591,8 @@ def _value(bid, s0, s1, s2, pcode, sets, cand, flip, pow13, value_of_f, gcol, gr
                 bound += tmass[e * 7 + kk] * _bound(a0, a1, a2, rest, ub)
             if bound < best_u:
                 continue
-            u_sum = 0
-            n_sum = m  # this action is one step, whatever happens
-            pruned = False
+            slot = base + na * 9
+            bound = 0
             for kk in range(nout):
                 cls = tcls[e * 7 + kk]
                 ncode = ((pv ^ flip[cls >> 2]) << 2) | (cls & 3)
@@ -472,23 +602,67 @@ def _value(bid, s0, s1, s2, pcode, sets, cand, flip, pow13, value_of_f, gcol, gr
                     a0, a1, a2 = _sort3(s0, ncode, s2)
                 else:
                     a0, a1, a2 = _sort3(s0, s1, ncode)
-                u, n, status = _value(tchild[e * 7 + kk], a0, a1, a2, _relabel_counts(rest, tg[e * 7 + kk], gcol, pow13),
-                                      sets, cand, flip, pow13, value_of_f, gcol, group, lperm, salt, compose, inverse,
-                                      dense, sidx, sval, boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, thead, tn,
-                                      tcls, tchild, tg, tmass, ub, mkeys, mu, mn, counters)
-                if status != 0:
-                    return 0, 0, status
-                u_sum += u
-                n_sum += n
-                bound += u - tmass[e * 7 + kk] * _bound(a0, a1, a2, rest, ub)
-                if bound < best_u:
-                    pruned = True
-                    break
-            if pruned:
+                cb = _full_bound(tchild[e * 7 + kk], a0, a1, a2, _relabel_counts(rest, tg[e * 7 + kk], gcol, pow13),
+                                 boff, bnblk, bblk, bbm, plus, ftab)
+                cbuf[slot + 2 + kk] = cb
+                bound += cb
+            if bound < best_u:
                 continue
-            if u_sum > best_u or (u_sum == best_u and n_sum < best_n):
-                best_u = u_sum
-                best_n = n_sum
+            cbuf[slot] = bound
+            cbuf[slot + 1] = (si * 6 + q) * (1 << 32) + e
+            na += 1
+    for _ in range(na):
+        # the remaining action of largest bound
+        ba = -1
+        bb = -1
+        for a in range(na):
+            b = cbuf[base + a * 9]
+            if b > bb:
+                bb = b
+                ba = a
+        if ba < 0 or bb < best_u:
+            break  # every remaining action is pruned
+        slot = base + ba * 9
+        cbuf[slot] = -1
+        bound = bb
+        e = cbuf[slot + 1] & ((1 << 32) - 1)
+        sq = cbuf[slot + 1] >> 32
+        si = sq // 6
+        q = sq - 6 * si
+        code = s0 if si == 0 else (s1 if si == 1 else s2)
+        pv = code >> 2
+        rest = pcode - pow13[q]
+        nout = tn[e]
+        u_sum = 0
+        n_sum = m  # this action is one step, whatever happens
+        pruned = False
+        for kk in range(nout):
+            cls = tcls[e * 7 + kk]
+            ncode = ((pv ^ flip[cls >> 2]) << 2) | (cls & 3)
+            if si == 0:
+                a0, a1, a2 = _sort3(ncode, s1, s2)
+            elif si == 1:
+                a0, a1, a2 = _sort3(s0, ncode, s2)
+            else:
+                a0, a1, a2 = _sort3(s0, s1, ncode)
+            u, n, status = _value(tchild[e * 7 + kk], a0, a1, a2, _relabel_counts(rest, tg[e * 7 + kk], gcol, pow13),
+                                  sets, cand, flip, pow13, value_of_f, gcol, group, lperm, salt, compose, inverse,
+                                  dense, sidx, sval, boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, thead, tn,
+                                  tcls, tchild, tg, tmass, ub, mkeys, mu, mn, counters,
+                                  wblock, bscr, bnblk, bblk, bbm, plus, ftab, cbuf)
+            if status != 0:
+                return 0, 0, status
+            u_sum += u
+            n_sum += n
+            bound += u - cbuf[slot + 2 + kk]
+            if bound < best_u:
+                pruned = True
+                break
+        if pruned:
+            continue
+        if u_sum > best_u or (u_sum == best_u and n_sum < best_n):
+            best_u = u_sum
+            best_n = n_sum
     if 2 * (counters[_C_MEMO] + 1) > mkeys.shape[0]:
         return 0, 0, _GROW_MEMO
     h = np.int64(_mix(np.uint64(key)) & np.uint64(mask))  # the table may have changed below us
@@ -504,7 +678,7 @@ def _value(bid, s0, s1, s2, pcode, sets, cand, flip, pow13, value_of_f, gcol, gr
 @njit(cache=False)  # calls the recursive _value
 def _best(bid, g0, s0, s1, s2, counts, sets, cand, flip, pow13, value_of_f, gcol, group, lperm, salt, compose, inverse,
           dense, sidx, sval, boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, thead, tn, tcls, tchild, tg, tmass, ub,
-          mkeys, mu, mn, counters):
+          mkeys, mu, mn, counters, wblock, bscr, bnblk, bblk, bbm, plus, ftab, cbuf):
     """``(best action code, status)`` of the state whose belief is ``g0^-1(bid)`` and colour counts ``counts``.
 
     The actions are compared in the state's own colours, so ties are broken exactly as documented.
@@ -535,7 +709,7 @@ def _best(bid, g0, s0, s1, s2, counts, sets, cand, flip, pow13, value_of_f, gcol
             q = gcol[g0, q_own]
             e = _transition(bid, pv, f, q, sets, cand, group, lperm, salt, compose, inverse, dense, sidx, sval,
                             boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, thead, tn, tcls, tchild, tg, tmass,
-                            counters)
+                            counters, wblock, bscr, bnblk, bblk, bbm)
             if e < 0:
                 return 0, -e
             nout = tn[e]
@@ -556,7 +730,8 @@ def _best(bid, g0, s0, s1, s2, counts, sets, cand, flip, pow13, value_of_f, gcol
                 u, n, status = _value(tchild[e * 7 + kk], a0, a1, a2, _relabel_counts(rest, tg[e * 7 + kk], gcol, pow13),
                                       sets, cand, flip, pow13, value_of_f, gcol, group, lperm, salt, compose, inverse,
                                       dense, sidx, sval, boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, thead, tn,
-                                      tcls, tchild, tg, tmass, ub, mkeys, mu, mn, counters)
+                                      tcls, tchild, tg, tmass, ub, mkeys, mu, mn, counters,
+                                      wblock, bscr, bnblk, bblk, bbm, plus, ftab, cbuf)
                 if status != 0:
                     return 0, status
                 u_sum += u
@@ -652,6 +827,12 @@ class TrialSearch:
         self.mkeys = np.full(memo, -1, dtype=np.int64)
         self.mu = np.zeros(memo, dtype=np.int64)
         self.mn = np.zeros(memo, dtype=np.int64)
+        self.wblock = np.ascontiguousarray(_BLOCK_OF_WORD[self.cols])
+        self.bscr = np.zeros(NUM_WORDS // WORDS_PER_BLOCK, dtype=np.int64)
+        self.bnblk = np.zeros(beliefs, dtype=np.int64)
+        self.bblk = np.zeros(len(self.pidx), dtype=np.int32)
+        self.bbm = np.zeros(len(self.pidx), dtype=np.int64)
+        self.cbuf = np.zeros(9 * _ACTION_SLOTS * (NUM_POTIONS + 1), dtype=np.int64)
         self.counters = np.zeros(5, dtype=np.int64)  # beliefs, memo entries, states expanded, pool words, entries
         self._handles: list[tuple[int, int]] = []
         self.root = self.belief_id(root_words)
@@ -660,14 +841,15 @@ class TrialSearch:
     def _grow(self, status: int) -> None:
         if status == _GROW_BELIEFS:
             cap = 2 * len(self.bmass)
-            self.boff, self.bnnz, self.bmass, self.bhash, self.bstab = (
-                _grown(a, cap) for a in (self.boff, self.bnnz, self.bmass, self.bhash, self.bstab))
+            self.boff, self.bnnz, self.bmass, self.bhash, self.bstab, self.bnblk = (
+                _grown(a, cap) for a in (self.boff, self.bnnz, self.bmass, self.bhash, self.bstab, self.bnblk))
             self.thead = _grown(self.thead, 48 * cap, -1)
             self.btable = np.full(2 * cap, -1, dtype=np.int64)
             _rehash_beliefs(self.bhash, int(self.counters[_C_BELIEFS]), self.btable)
         elif status == _GROW_POOL:
             cap = 2 * len(self.pidx)
             self.pidx, self.pval = _grown(self.pidx, cap), _grown(self.pval, cap)
+            self.bblk, self.bbm = _grown(self.bblk, cap), _grown(self.bbm, cap)
         elif status == _GROW_ENTRIES:
             cap = 2 * len(self.tn)
             self.tn = _grown(self.tn, cap)
@@ -682,7 +864,8 @@ class TrialSearch:
         return (self.sets, CANDIDATE_CLASSES, FLIP_OF_J, _POW13, VALUE_OF_FEATURE, _RELABEL_COLOUR, self.group, self.lperm,
                 self.salt, _RELABEL_COMPOSE, _RELABEL_INVERSE, self.dense, self.sidx, self.sval, self.boff, self.bnnz,
                 self.bmass, self.bhash, self.bstab, self.btable, self.pidx, self.pval, self.thead, self.tn, self.tcls,
-                self.tchild, self.tg, self.tmass, _UPPER_BOUND, self.mkeys, self.mu, self.mn, self.counters)
+                self.tchild, self.tg, self.tmass, _UPPER_BOUND, self.mkeys, self.mu, self.mn, self.counters,
+                self.wblock, self.bscr, self.bnblk, self.bblk, self.bbm, _PLUS_COLOUR, _FULL_CUBE, self.cbuf)
 
     def belief_id(self, words: np.ndarray) -> int:
         """Id of a belief given as full posterior words ``[1152]`` (a subset of the root's)."""
@@ -698,7 +881,8 @@ class TrialSearch:
         while True:
             bid, g = _intern(sidx, sval, len(nz), mass, self.group, self.lperm, self.salt, _RELABEL_COMPOSE,
                              _RELABEL_INVERSE, self.dense, self.boff, self.bnnz, self.bmass, self.bhash, self.bstab,
-                             self.btable, self.pidx, self.pval, self.counters)
+                             self.btable, self.pidx, self.pval, self.counters, self.wblock, self.bscr, self.bnblk,
+                             self.bblk, self.bbm)
             if bid >= 0:
                 break
             self._grow(-int(bid))
@@ -721,6 +905,7 @@ class TrialSearch:
     @property
     def nbytes(self) -> int:
         arrays = (self.boff, self.bnnz, self.bmass, self.bhash, self.bstab, self.btable, self.pidx, self.pval, self.thead,
+                  self.bnblk, self.bblk, self.bbm,
                   self.tn, self.tcls, self.tchild, self.tg, self.tmass, self.mkeys, self.mu, self.mn, self.sets, self.lperm)
         return int(sum(a.nbytes for a in arrays))
 
