@@ -261,6 +261,17 @@ def _sort3(a, b, c):
 
 
 @njit(cache=True, inline="always")
+def _child_stones(si, cls, pv, flip, s0, s1, s2):
+    """Sorted stone codes after the stone in sorted position ``si`` (at perceived vertex ``pv``) has outcome ``cls``."""
+    ncode = ((pv ^ flip[cls >> 2]) << 2) | (cls & 3)
+    if si == 0:
+        return _sort3(ncode, s1, s2)
+    if si == 1:
+        return _sort3(s0, ncode, s2)
+    return _sort3(s0, s1, ncode)
+
+
+@njit(cache=True, inline="always")
 def _relabel_counts(pcode, g, gcol, pow13):
     """Colour counts (radix 13) relabelled by g: ``count'[g(q)] = count[q]``."""
     if g == 0:
@@ -580,28 +591,14 @@ def _value(bid, s0, s1, s2, pcode, sets, cand, flip, pow13, value_of_f, gcol, gr
             # the loose bound first (it is cheap), then the full-cube bound of each child, in its frame
             bound = 0
             for kk in range(nout):
-                cls = tcls[e * 7 + kk]
-                ncode = ((pv ^ flip[cls >> 2]) << 2) | (cls & 3)
-                if si == 0:
-                    a0, a1, a2 = _sort3(ncode, s1, s2)
-                elif si == 1:
-                    a0, a1, a2 = _sort3(s0, ncode, s2)
-                else:
-                    a0, a1, a2 = _sort3(s0, s1, ncode)
+                a0, a1, a2 = _child_stones(si, tcls[e * 7 + kk], pv, flip, s0, s1, s2)
                 bound += tmass[e * 7 + kk] * _bound(a0, a1, a2, rest, ub)
             if bound < best_u:
                 continue
             slot = base + na * 9
             bound = 0
             for kk in range(nout):
-                cls = tcls[e * 7 + kk]
-                ncode = ((pv ^ flip[cls >> 2]) << 2) | (cls & 3)
-                if si == 0:
-                    a0, a1, a2 = _sort3(ncode, s1, s2)
-                elif si == 1:
-                    a0, a1, a2 = _sort3(s0, ncode, s2)
-                else:
-                    a0, a1, a2 = _sort3(s0, s1, ncode)
+                a0, a1, a2 = _child_stones(si, tcls[e * 7 + kk], pv, flip, s0, s1, s2)
                 cb = _full_bound(tchild[e * 7 + kk], a0, a1, a2, _relabel_counts(rest, tg[e * 7 + kk], gcol, pow13),
                                  boff, bnblk, bblk, bbm, plus, ftab)
                 cbuf[slot + 2 + kk] = cb
@@ -637,14 +634,7 @@ def _value(bid, s0, s1, s2, pcode, sets, cand, flip, pow13, value_of_f, gcol, gr
         n_sum = m  # this action is one step, whatever happens
         pruned = False
         for kk in range(nout):
-            cls = tcls[e * 7 + kk]
-            ncode = ((pv ^ flip[cls >> 2]) << 2) | (cls & 3)
-            if si == 0:
-                a0, a1, a2 = _sort3(ncode, s1, s2)
-            elif si == 1:
-                a0, a1, a2 = _sort3(s0, ncode, s2)
-            else:
-                a0, a1, a2 = _sort3(s0, s1, ncode)
+            a0, a1, a2 = _child_stones(si, tcls[e * 7 + kk], pv, flip, s0, s1, s2)
             u, n, status = _value(tchild[e * 7 + kk], a0, a1, a2, _relabel_counts(rest, tg[e * 7 + kk], gcol, pow13),
                                   sets, cand, flip, pow13, value_of_f, gcol, group, lperm, salt, compose, inverse,
                                   dense, sidx, sval, boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, thead, tn,
@@ -719,14 +709,7 @@ def _best(bid, g0, s0, s1, s2, counts, sets, cand, flip, pow13, value_of_f, gcol
             n_sum = m
             rest = pcode - pow13[q]
             for kk in range(nout):
-                cls = tcls[e * 7 + kk]
-                ncode = ((pv ^ flip[cls >> 2]) << 2) | (cls & 3)
-                if si == 0:
-                    a0, a1, a2 = _sort3(ncode, s1, s2)
-                elif si == 1:
-                    a0, a1, a2 = _sort3(s0, ncode, s2)
-                else:
-                    a0, a1, a2 = _sort3(s0, s1, ncode)
+                a0, a1, a2 = _child_stones(si, tcls[e * 7 + kk], pv, flip, s0, s1, s2)
                 u, n, status = _value(tchild[e * 7 + kk], a0, a1, a2, _relabel_counts(rest, tg[e * 7 + kk], gcol, pow13),
                                       sets, cand, flip, pow13, value_of_f, gcol, group, lperm, salt, compose, inverse,
                                       dense, sidx, sval, boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, thead, tn,
