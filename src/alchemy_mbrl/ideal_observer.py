@@ -261,6 +261,19 @@ def _sort3(a, b, c):
 
 
 @njit(cache=True, inline="always")
+def _end_of_trial(s0, s1, s2, value_of_f):
+    """``(reward, actions)`` of the end-of-trial macro: cauldron every present stone of positive value."""
+    macro = 0
+    npos = 0
+    for si in range(3):
+        c = s0 if si == 0 else (s1 if si == 1 else s2)
+        if c != USED_STONE and (c & 3) >= 2:
+            macro += value_of_f[c & 3]
+            npos += 1
+    return macro, npos
+
+
+@njit(cache=True, inline="always")
 def _child_stones(si, cls, pv, flip, s0, s1, s2):
     """Sorted stone codes after the stone in sorted position ``si`` (at perceived vertex ``pv``) has outcome ``cls``."""
     ncode = ((pv ^ flip[cls >> 2]) << 2) | (cls & 3)
@@ -556,13 +569,7 @@ def _value(bid, s0, s1, s2, pcode, sets, cand, flip, pow13, value_of_f, gcol, gr
         npot += rest % _COLOUR_RADIX
         rest //= _COLOUR_RADIX
     # end of trial: cauldron every present stone of positive value
-    macro = 0
-    npos = 0
-    for si in range(3):
-        c = s0 if si == 0 else (s1 if si == 1 else s2)
-        if c != USED_STONE and (c & 3) >= 2:
-            macro += value_of_f[c & 3]
-            npos += 1
+    macro, npos = _end_of_trial(s0, s1, s2, value_of_f)
     best_u = m * macro
     best_n = m * npos
     # the actions not pruned by their bound (the sum of their outcomes' upper bounds), with it;
@@ -677,13 +684,7 @@ def _best(bid, g0, s0, s1, s2, counts, sets, cand, flip, pow13, value_of_f, gcol
     for q in range(6):
         pcode += counts[q] * pow13[gcol[g0, q]]
     m = bmass[bid]
-    macro = 0
-    npos = 0
-    for si in range(3):
-        c = s0 if si == 0 else (s1 if si == 1 else s2)
-        if c != USED_STONE and (c & 3) >= 2:
-            macro += value_of_f[c & 3]
-            npos += 1
+    macro, npos = _end_of_trial(s0, s1, s2, value_of_f)
     best_u = m * macro
     best_n = m * npos
     best = -1
