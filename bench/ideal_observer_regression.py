@@ -11,6 +11,7 @@ potions, and later-trial roots (all 12 potions) after random play of a few trial
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import time
 
 import numpy as np
@@ -96,7 +97,8 @@ def compute():
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--record", action="store_true")
-    ap.add_argument("--out", default="/work/notes/io_reference.npz")
+    ap.add_argument("--out", default=str(Path(__file__).with_name("ideal_observer_reference.npz")),
+                    help="reference file (recorded from the first, unoptimised search)")
     args = ap.parse_args()
     t = time.perf_counter()
     got = compute()
