@@ -71,7 +71,12 @@ def episode_setup(seed: int, episodes: np.ndarray) -> tuple[Chemistry, TrialItem
     g = rng.categorical(rng.fold_in(keys, _CHEM_G), np.broadcast_to(GRAPH_PROBS, (len(keys), len(GRAPH_PROBS))))
     stones = rng.integers(rng.fold_in(keys, _ITEM_STONES), 8, (NUM_TRIALS, NUM_STONES))
     potions = rng.integers(rng.fold_in(keys, _ITEM_POTIONS), 6, (NUM_TRIALS, NUM_POTIONS))
-    return Chemistry.from_indices(m, i, g), TrialItems(stones, potions), rng.fold_in(keys, _POLICY)
+    return Chemistry.from_indices(m, i, g), TrialItems(stones, potions), _policy_keys(keys)
+
+
+def _policy_keys(episode_keys: np.ndarray) -> np.ndarray:
+    """The policy's keys ``[E]`` of episodes with keys ``rng.episode_keys(seed, i)``."""
+    return rng.fold_in(episode_keys, _POLICY)
 
 
 def _check_seed(seed: Any) -> int:
@@ -99,7 +104,7 @@ class EpisodeSource:
     @property
     def rows(self) -> int | None:
         """Episodes in the file; ``None`` for a seed (any number of episodes)."""
-        return None if self.chemistry is None else len(self.chemistry.graph_id)
+        return None if self.chemistry is None else len(self.chemistry)
 
     def count(self, episodes: int | None) -> int:
         """The number of episodes to evaluate: ``episodes`` (checked), or every row of the file when ``None``."""
@@ -117,13 +122,11 @@ class EpisodeSource:
         idx = np.asarray(episodes, dtype=np.int64)
         if self.chemistry is None or self.items is None:
             return episode_setup(self.seed, idx)
-        rows = len(self.chemistry.graph_id)
+        rows = len(self.chemistry)
         if idx.size and (idx.min() < 0 or idx.max() >= rows):
             raise ValueError(f"episode indices must be in 0..{rows - 1} (the rows of {self.path})")
-        c = self.chemistry
-        chemistry = Chemistry(c.potion_perm[idx], c.potion_sign[idx], c.stone_sign[idx], c.graph_id[idx])
         items = TrialItems(self.items.stones[idx], self.items.potions[idx])
-        return chemistry, items, rng.fold_in(rng.episode_keys(self.seed, idx), _POLICY)
+        return self.chemistry[idx], items, _policy_keys(rng.episode_keys(self.seed, idx))
 
 
 def write_seed_episodes(out: str | Path, episodes: int, seed: int = 0) -> Path:

@@ -108,18 +108,22 @@ def graph_key(edges: np.ndarray) -> str:
     return "".join("1" if x else "0" for x in np.asarray(edges, dtype=bool))
 
 
-_GRAPH_ID_OF_KEY = {graph_key(e): g for g, e in enumerate(GRAPH_EDGES)}
+# Graph id of each 12-bit edge mask (bit e = edge e), -1 for the 4096 - 109 invalid sets.
+_EDGE_BITS = 1 << np.arange(12, dtype=np.int64)
+_GRAPH_OF_MASK = np.full(1 << 12, -1, dtype=np.int16)
+_GRAPH_OF_MASK[GRAPH_EDGES.astype(np.int64) @ _EDGE_BITS] = np.arange(len(GRAPH_EDGES), dtype=np.int16)
 
 
-def graph_id_of_edges(edges: np.ndarray) -> np.ndarray:
-    """Graph ids ``[N]`` for edge sets ``[N, 12]``; raises ``ValueError`` for an invalid set."""
+def graph_id_of_edges(edges: np.ndarray, strict: bool = True) -> np.ndarray:
+    """Graph ids ``[N]`` for edge sets ``[N, 12]``.
+
+    An invalid set raises ``ValueError`` (``strict``) or gets id -1 (``strict=False``, for callers
+    that report the first bad row themselves).
+    """
     edges = np.asarray(edges, dtype=bool).reshape(-1, 12)
-    out = np.empty(len(edges), dtype=np.int16)
-    for n, e in enumerate(edges):
-        key = graph_key(e)
-        if key not in _GRAPH_ID_OF_KEY:
-            raise ValueError(f"edge set {key} is not one of the 109 valid graphs")
-        out[n] = _GRAPH_ID_OF_KEY[key]
+    out = _GRAPH_OF_MASK[edges.astype(np.int64) @ _EDGE_BITS]
+    if strict and (out < 0).any():
+        raise ValueError(f"edge set {graph_key(edges[int(np.argmax(out < 0))])} is not one of the 109 valid graphs")
     return out
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from alchemy_mbrl.env.alchemy import TrialItems
-from alchemy_mbrl.env.chemistry import GRAPH_EDGES, VERTEX_COORDS, Chemistry
+from alchemy_mbrl.env.chemistry import GRAPH_EDGES, VERTEX_COORDS, Chemistry, graph_id_of_edges, graph_key
 from alchemy_mbrl.env.constants import NUM_POTIONS, NUM_STONES, NUM_TRIALS
 from alchemy_mbrl.io import atomic_write
 
@@ -44,11 +44,6 @@ EPISODE_ARRAYS: dict[str, tuple[tuple[int, ...], str, str]] = {
     "stones": ((NUM_TRIALS, NUM_STONES, 3), "int8", "latent coordinates -1 or +1"),
     "potions": ((NUM_TRIALS, NUM_POTIONS), "int8", "latent potion indices 0..5"),
 }
-
-# Graph id of each 12-bit edge mask (bit e = edge e), -1 for the 4096 - 109 invalid sets.
-_EDGE_BITS = (1 << np.arange(12, dtype=np.int64))
-_GRAPH_OF_MASK = np.full(1 << 12, -1, dtype=np.int16)
-_GRAPH_OF_MASK[GRAPH_EDGES.astype(np.int64) @ _EDGE_BITS] = np.arange(len(GRAPH_EDGES), dtype=np.int16)
 
 
 def _first(bad: np.ndarray) -> tuple[int, ...]:
@@ -114,13 +109,12 @@ def episodes_from_arrays(arrays: Mapping[str, Any], source: str = "episodes") ->
         i = _first(bad)
         raise ValueError(f"{source}: {_where('graph_edges', i)} = {edges[i].item()}, expected 0/1 or bool "
                          f"(episode {i[0]})")
-    graph_id = _GRAPH_OF_MASK[edges.astype(np.int64) @ _EDGE_BITS]
+    graph_id = graph_id_of_edges(edges, strict=False)
     bad = graph_id < 0
     if bad.any():
         e = int(np.argmax(bad))
-        key = "".join("1" if x else "0" for x in edges[e])
-        raise ValueError(f"{source}: graph_edges[{e}] = edge set {key} is not one of the 109 valid graphs "
-                         "(SPEC §2.3, Appendix A)")
+        raise ValueError(f"{source}: graph_edges[{e}] = edge set {graph_key(edges[e])} is not one of the 109 valid "
+                         "graphs (SPEC §2.3, Appendix A)")
     if "graph_id" in arrays:
         gid = np.asarray(arrays["graph_id"])
         if gid.shape != (n,) or not np.issubdtype(gid.dtype, np.integer):
@@ -163,8 +157,6 @@ def load_episodes(path: str | Path) -> tuple[Chemistry, TrialItems]:
         f = np.load(p, allow_pickle=False)
     except Exception as exc:  # noqa: BLE001  (np.load raises anything from ValueError to BadZipFile)
         raise ValueError(f"{p}: not an .npz episodes file ({type(exc).__name__}: {exc})") from None
-    if not isinstance(f, np.lib.npyio.NpzFile):  # unreachable after the zip check, kept as a guard
-        raise ValueError(f"{p}: not an .npz episodes file (expected the arrays of SPEC §11)")
     try:
         with f:
             arrays = {k: f[k] for k in wanted if k in f.files}
