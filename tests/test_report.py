@@ -238,6 +238,12 @@ def test_scale_line_labels_and_notes(tmp_path: Path) -> None:
     md = prefix.with_suffix(".md").read_text()
     assert "print the same at 60 (s.e. 6.900 vs 6.930)" in md and "coincide at" not in md
     assert "pipeline check" not in md  # no --train-steps: nothing is known of the training
+    assert main(["report", "table1", "--planner", *planner, "--train-steps", "4000", "--out", str(prefix)]) == 0
+    md = prefix.with_suffix(".md").read_text()  # the CPU scale's training: a reduced-scale model, not a check
+    assert "5 expansions; reduced-scale model" in md and "Reduced-scale model: " in md and "pipeline check" not in md
+    assert main(["report", "table1", "--planner", *planner, "--train-steps", "750000", "--out", str(prefix)]) == 0
+    md = prefix.with_suffix(".md").read_text()
+    assert "reduced-scale" not in md and "pipeline check" not in md
 
     # Table 2: a short run says why its entropies are far from the paper's; a paper-length run does not
     e = tmp_path / "o.json"

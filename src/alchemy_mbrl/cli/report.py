@@ -12,7 +12,8 @@
 ``--out`` is a path prefix without extension: tables get ``.md``, ``.csv``, ``.tex`` and ``.html``;
 plots ``.png`` and ``.pdf``. ``--scale TEXT`` (the config's name, description and key numbers)
 starts every caption and plot title; ``--train-steps``/``--batch-size`` say how long the models
-trained (below the paper's 750,000 steps, the learned rows are labelled as a pipeline check).
+trained (below the paper's 750,000 steps the learned rows are labelled as a reduced-scale model,
+and below 1,000 steps as a pipeline check).
 """
 
 from __future__ import annotations

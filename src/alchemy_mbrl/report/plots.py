@@ -61,8 +61,9 @@ def plot_score_vs_expansions(table1_csv: str | Path, prefix: str | Path, scale: 
         colour, marker, filled = _SIM_STYLE.get(str(sim), ("C4", "D", True))
         n = int(rows["n"].min())
         label = SIMULATOR_LABELS.get(str(sim), str(rows["agent"].iloc[0]).split(" (")[0])
-        if rows["agent"].str.contains("pipeline check").any():
-            label += ", pipeline check"
+        for scale_label in ("pipeline check", "reduced-scale model"):
+            if rows["agent"].str.contains(scale_label).any():
+                label += f", {scale_label}"
         ax.errorbar(rows["budget"] * _SIM_OFFSET.get(str(sim), 1.0), rows["mean"], yerr=rows["sem"], color=colour,
                     marker=marker, markersize=7, markerfacecolor=colour if filled else "white", markeredgewidth=1.5,
                     capsize=3, label=f"{label} (n={n:,} episodes per point)")
