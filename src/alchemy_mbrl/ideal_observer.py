@@ -103,6 +103,8 @@ _POTION_CODES = _COLOUR_RADIX**6
 #: Value (reward when cauldroned) of a stone with reward-feature code f (SPEC §3).
 VALUE_OF_FEATURE = np.array([-3, -1, 1, 15], dtype=np.int64)
 _NO_CLASS = 16
+#: ``alpha`` of an exact query of :func:`_value` (below every U).
+_EXACT = -(1 << 62)
 _GROW_BELIEFS, _GROW_MEMO, _GROW_POOL, _GROW_ENTRIES = 1, 2, 3, 4
 _C_BELIEFS, _C_MEMO, _C_EXPANDED, _C_POOL, _C_ENTRIES = 0, 1, 2, 3, 4
 _NUM_RELABELS = 48
@@ -540,27 +542,40 @@ def _transition(bid, pv, f, q, sets, cand, group, lperm, salt, compose, inverse,
 
 
 @njit(cache=False)  # recursive: Numba's on-disk cache of it crashes when loaded
-def _value(bid, s0, s1, s2, pcode, sets, cand, flip, pow13, value_of_f, gcol, group, lperm, salt, compose, inverse,
-           dense, sidx, sval, boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, thead, tn, tcls, tchild, tg, tmass, ub,
-           mkeys, mu, mn, counters, wblock, bscr, bnblk, bblk, bbm, plus, ftab, cbuf):
+def _value(bid, s0, s1, s2, pcode, alpha, sets, cand, flip, pow13, value_of_f, gcol, group, lperm, salt, compose,
+           inverse, dense, sidx, sval, boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, thead, tn, tcls, tchild, tg,
+           tmass, ub, mkeys, mu, mn, counters, wblock, bscr, bnblk, bblk, bbm, plus, ftab, cbuf):
     """``(U, N, status)`` of a state: mass-weighted expected trial reward and remaining actions.
 
     Stones ``s0 <= s1 <= s2`` are stone codes, ``pcode`` the colour counts in radix 13, ``bid`` the
     belief's id. ``status`` is non-zero when a store is full (the caller grows it and calls again;
     finished states stay memoised). The colour counts are first relabelled to the smallest under
     the belief's stabiliser (same values), so relabelled states share one memo entry.
+
+    ``alpha`` (fail-low threshold): the caller only needs the exact value when ``U >= alpha``.
+    When ``U < alpha`` the search may stop early and return ``(V, -1, 0)`` with ``U <= V < alpha``
+    (an upper bound, flagged by ``N = -1``); ``alpha = _EXACT`` always gives the exact value. The
+    memo keeps both kinds (an upper bound answers a later query only if it is below its alpha).
     """
     pcode = _canon_counts(pcode, bstab[bid], gcol, pow13)
     key = ((bid * _STONE_RADIX**3 + (s0 * _STONE_RADIX + s1) * _STONE_RADIX + s2) * _POTION_CODES + pcode)
     mask = mkeys.shape[0] - 1
     h = np.int64(_mix(np.uint64(key)) & np.uint64(mask))
+    known = False  # an upper bound of it is memoised, not low enough for this alpha: search it again
     while True:
         k = mkeys[h]
         if k == key:
-            return mu[h], mn[h], 0
+            if mn[h] >= 0:
+                return mu[h], mn[h], 0
+            if mu[h] < alpha:
+                return mu[h], -1, 0
+            known = True
+            break
         if k == -1:
             break
         h = (h + 1) & mask
+    if not known and 2 * (counters[_C_MEMO] + 1) > mkeys.shape[0]:
+        return 0, 0, _GROW_MEMO  # grown before the search, not after it (its ancestors' entries still fit)
     counters[_C_EXPANDED] += 1
     m = bmass[bid]
     npot = 0  # potions left: children have fewer, so cbuf[npot * 7:] is this state's scratch
@@ -572,6 +587,11 @@ def _value(bid, s0, s1, s2, pcode, sets, cand, flip, pow13, value_of_f, gcol, gr
     macro, npos = _end_of_trial(s0, s1, s2, value_of_f)
     best_u = m * macro
     best_n = m * npos
+    # an action is pruned when an upper bound of its U is strictly below the threshold
+    # max(best U found, alpha): it can be neither the best nor tied, nor lift the state to alpha.
+    # pruned_ub keeps the largest such bound: with best_u, an upper bound of the state's U.
+    thr = best_u if best_u > alpha else alpha
+    pruned_ub = _EXACT
     # the actions not pruned by their bound (the sum of their outcomes' upper bounds), with it;
     # they are then searched best bound first (the value, max U then min N, does not depend on
     # the order: a pruned action has U strictly below the best, so it is neither best nor tied)
@@ -600,7 +620,8 @@ def _value(bid, s0, s1, s2, pcode, sets, cand, flip, pow13, value_of_f, gcol, gr
             for kk in range(nout):
                 a0, a1, a2 = _child_stones(si, tcls[e * 7 + kk], pv, flip, s0, s1, s2)
                 bound += tmass[e * 7 + kk] * _bound(a0, a1, a2, rest, ub)
-            if bound < best_u:
+            if bound < thr:
+                pruned_ub = max(pruned_ub, bound)
                 continue
             slot = base + na * 9
             bound = 0
@@ -610,12 +631,14 @@ def _value(bid, s0, s1, s2, pcode, sets, cand, flip, pow13, value_of_f, gcol, gr
                                  boff, bnblk, bblk, bbm, plus, ftab)
                 cbuf[slot + 2 + kk] = cb
                 bound += cb
-            if bound < best_u:
+            if bound < thr:
+                pruned_ub = max(pruned_ub, bound)
                 continue
             cbuf[slot] = bound
             cbuf[slot + 1] = (si * 6 + q) * (1 << 32) + e
             na += 1
     for _ in range(na):
+        thr = best_u if best_u > alpha else alpha
         # the remaining action of largest bound
         ba = -1
         bb = -1
@@ -624,8 +647,11 @@ def _value(bid, s0, s1, s2, pcode, sets, cand, flip, pow13, value_of_f, gcol, gr
             if b > bb:
                 bb = b
                 ba = a
-        if ba < 0 or bb < best_u:
-            break  # every remaining action is pruned
+        if ba < 0:
+            break
+        if bb < thr:  # every remaining action is pruned
+            pruned_ub = max(pruned_ub, bb)
+            break
         slot = base + ba * 9
         cbuf[slot] = -1
         bound = bb
@@ -642,7 +668,10 @@ def _value(bid, s0, s1, s2, pcode, sets, cand, flip, pow13, value_of_f, gcol, gr
         pruned = False
         for kk in range(nout):
             a0, a1, a2 = _child_stones(si, tcls[e * 7 + kk], pv, flip, s0, s1, s2)
+            cb = cbuf[slot + 2 + kk]
+            # the action falls strictly below thr if this outcome's U is below thr - (the rest's bounds)
             u, n, status = _value(tchild[e * 7 + kk], a0, a1, a2, _relabel_counts(rest, tg[e * 7 + kk], gcol, pow13),
+                                  thr - (bound - cb),
                                   sets, cand, flip, pow13, value_of_f, gcol, group, lperm, salt, compose, inverse,
                                   dense, sidx, sval, boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, thead, tn,
                                   tcls, tchild, tg, tmass, ub, mkeys, mu, mn, counters,
@@ -651,24 +680,27 @@ def _value(bid, s0, s1, s2, pcode, sets, cand, flip, pow13, value_of_f, gcol, gr
                 return 0, 0, status
             u_sum += u
             n_sum += n
-            bound += u - cbuf[slot + 2 + kk]
-            if bound < best_u:
+            bound += u - cb
+            if n < 0 or bound < thr:  # (a child below its threshold puts the bound below thr)
                 pruned = True
+                pruned_ub = max(pruned_ub, bound)
                 break
         if pruned:
             continue
         if u_sum > best_u or (u_sum == best_u and n_sum < best_n):
             best_u = u_sum
             best_n = n_sum
-    if 2 * (counters[_C_MEMO] + 1) > mkeys.shape[0]:
-        return 0, 0, _GROW_MEMO
+    if best_u < alpha:  # below the caller's threshold: an upper bound (every pruned bound is below alpha)
+        best_u = max(best_u, pruned_ub)
+        best_n = -1
     h = np.int64(_mix(np.uint64(key)) & np.uint64(mask))  # the table may have changed below us
-    while mkeys[h] != -1:
+    while mkeys[h] != -1 and mkeys[h] != key:
         h = (h + 1) & mask
-    mkeys[h] = key
+    if mkeys[h] == -1:
+        mkeys[h] = key
+        counters[_C_MEMO] += 1
     mu[h] = best_u
     mn[h] = best_n
-    counters[_C_MEMO] += 1
     return best_u, best_n, 0
 
 
@@ -679,6 +711,8 @@ def _best(bid, g0, s0, s1, s2, counts, sets, cand, flip, pow13, value_of_f, gcol
     """``(best action code, status)`` of the state whose belief is ``g0^-1(bid)`` and colour counts ``counts``.
 
     The actions are compared in the state's own colours, so ties are broken exactly as documented.
+    An action is searched only as far as it can still reach the best U found (ties included): its
+    outcomes are asked for their exact value only when the rest's bounds leave them a chance.
     """
     pcode = 0
     for q in range(6):
@@ -688,6 +722,10 @@ def _best(bid, g0, s0, s1, s2, counts, sets, cand, flip, pow13, value_of_f, gcol
     best_u = m * macro
     best_n = m * npos
     best = -1
+    npot = 0
+    for q in range(6):
+        npot += counts[q]
+    slot = npot * _ACTION_SLOTS * 9  # this state's scratch (children have fewer potions)
     for si in range(3):
         code = s0 if si == 0 else (s1 if si == 1 else s2)
         if code == USED_STONE or (si == 1 and code == s0) or (si == 2 and code == s1):
@@ -709,10 +747,22 @@ def _best(bid, g0, s0, s1, s2, counts, sets, cand, flip, pow13, value_of_f, gcol
             u_sum = 0
             n_sum = m
             rest = pcode - pow13[q]
+            bound = 0
             for kk in range(nout):
                 a0, a1, a2 = _child_stones(si, tcls[e * 7 + kk], pv, flip, s0, s1, s2)
+                cb = _full_bound(tchild[e * 7 + kk], a0, a1, a2, _relabel_counts(rest, tg[e * 7 + kk], gcol, pow13),
+                                 boff, bnblk, bblk, bbm, plus, ftab)
+                cbuf[slot + kk] = cb
+                bound += cb
+            if bound < best_u:
+                continue
+            pruned = False
+            for kk in range(nout):
+                a0, a1, a2 = _child_stones(si, tcls[e * 7 + kk], pv, flip, s0, s1, s2)
+                cb = cbuf[slot + kk]
                 u, n, status = _value(tchild[e * 7 + kk], a0, a1, a2, _relabel_counts(rest, tg[e * 7 + kk], gcol, pow13),
-                                      sets, cand, flip, pow13, value_of_f, gcol, group, lperm, salt, compose, inverse,
+                                      best_u - (bound - cb), sets, cand, flip, pow13, value_of_f, gcol, group, lperm,
+                                      salt, compose, inverse,
                                       dense, sidx, sval, boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, thead, tn,
                                       tcls, tchild, tg, tmass, ub, mkeys, mu, mn, counters,
                                       wblock, bscr, bnblk, bblk, bbm, plus, ftab, cbuf)
@@ -720,6 +770,12 @@ def _best(bid, g0, s0, s1, s2, counts, sets, cand, flip, pow13, value_of_f, gcol
                     return 0, status
                 u_sum += u
                 n_sum += n
+                bound += u - cb
+                if n < 0 or bound < best_u:  # strictly below the best: neither best nor tied
+                    pruned = True
+                    break
+            if pruned:
+                continue
             if u_sum > best_u or (u_sum == best_u and n_sum < best_n):
                 best_u = u_sum
                 best_n = n_sum
@@ -905,7 +961,7 @@ class TrialSearch:
         counts = np.asarray(counts, dtype=np.int64)
         pcode = int(sum(int(counts[q]) * int(_POW13[_RELABEL_COLOUR[g, q]]) for q in range(6)))
         while True:
-            u, n, status = _value(b, s0, s1, s2, pcode, *self._args())
+            u, n, status = _value(b, s0, s1, s2, pcode, _EXACT, *self._args())
             if status == 0:
                 return int(u), int(n), int(self.bmass[b])
             self._grow(int(status))
