@@ -65,7 +65,15 @@ trial is a memo hit of the first search. Three further exact reductions:
   (stone map, potion map) block of the belief, its mass times the best reward if the graph were
   the full cube), are searched best bound first (a state's value, max U then min N, does not
   depend on the order), and an action's search stops as soon as its exact outcome values so far
-  plus its remaining outcomes' bounds fall strictly below the best value found.
+  plus its remaining outcomes' bounds fall strictly below the best value found;
+* **fail-low thresholds.** An outcome's state is searched with a threshold ``alpha``: the value
+  below which its action falls strictly below the best found, given the other outcomes' exact
+  values and bounds. A state whose value is below its threshold may stop early and return an upper
+  bound (flagged ``N = -1``) instead of its value; the action is then pruned, which is exact for the
+  same reason as above. Upper bounds are memoised as such and answer a later query only when they
+  are below its threshold (else the state is searched again). The root's best action
+  (:func:`_best`) prunes its actions the same way against the best U found, so ties are still
+  compared on exact values.
 """
 
 from __future__ import annotations
