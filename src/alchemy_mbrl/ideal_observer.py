@@ -681,21 +681,20 @@ def _value(bid, s0, s1, s2, pcode, alpha, sets, cand, flip, pow13, value_of_f, g
             break
         slot = base + ba * 9
         cbuf[slot] = -1
-        nout = tn[cbuf[slot + 1] & ((1 << 32) - 1)]
+        e = cbuf[slot + 1] & ((1 << 32) - 1)
+        nout = tn[e]
         bound = 0
         for kk in range(nout):
             bound += cbuf[slot + 2 + kk]
         if bound < thr:
             pruned_ub = max(pruned_ub, bound)
             continue
-        e = cbuf[slot + 1] & ((1 << 32) - 1)
         sq = cbuf[slot + 1] >> 32
         si = sq // 6
         q = sq - 6 * si
         code = s0 if si == 0 else (s1 if si == 1 else s2)
         pv = code >> 2
         rest = pcode - pow13[q]
-        nout = tn[e]
         u_sum = 0
         n_sum = m  # this action is one step, whatever happens
         pruned = False
@@ -816,14 +815,11 @@ def _best(bid, g0, s0, s1, s2, counts, sets, cand, flip, pow13, value_of_f, gcol
 
 @njit(cache=True)
 def _rehash(mkeys, mu, mn, nkeys, nu, nn):
-    mask = nkeys.shape[0] - 1
     for i in range(mkeys.shape[0]):
         key = mkeys[i]
         if key == -1:
             continue
-        h = np.int64(_mix(np.uint64(key)) & np.uint64(mask))
-        while nkeys[h] != -1:
-            h = (h + 1) & mask
+        h = _memo_find(key, nkeys)
         nkeys[h] = key
         nu[h] = mu[i]
         nn[h] = mn[i]
