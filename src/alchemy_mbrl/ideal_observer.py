@@ -499,53 +499,61 @@ def _intern(sidx, sval, n, mass, group, lperm, salt, compose, inverse, dense,
 
 
 @njit(cache=True)
-def _transition(bid, pv, f, q, sets, cand, group, lperm, salt, compose, inverse, dense, sidx, sval,
+def _transition(bid, pv, f, q, need, sets, cand, group, lperm, salt, compose, inverse, dense, sidx, sval,
                 boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, thead, tn, tcls, tchild, tg, tmass, counters,
                 wblock, bscr, bnblk, bblk, bbm):
     """Entry (in ``tn``...) of the outcomes of putting a stone at ``pv`` (feature f) into colour q.
 
     Computed once per (belief, pv, q): ``tn[e]`` outcomes (0 if the action certainly changes
-    nothing), each a class, the interned child belief, the relabelling g mapping the child onto
-    it, and its mass. Returns ``e``, or ``-status`` when a store is full.
+    nothing), each a class, its mass, and, once some caller ``need``s them, the interned child
+    belief and the relabelling g mapping the child onto it (a state with one potion left needs
+    only the outcomes' masses: its children have no potion, so their values are their end of
+    trial; ``tchild[7 e] == -1`` until the children are interned). Returns ``e``, or ``-status``
+    when a store is full.
     """
     key = bid * 48 + pv * 6 + q
     e = thead[key]
-    if e >= 0:
+    if e < 0:
+        ne = counters[_C_ENTRIES]
+        if ne >= tn.shape[0]:
+            return -_GROW_ENTRIES
+        o = boff[bid]
+        nnz = bnnz[bid]
+        base = (pv * 6 + q) * 16
+        informative = False
+        k = 0
+        for ci in range(7):
+            cls = cand[f, ci]
+            if cls == _NO_CLASS:
+                continue
+            s = 0
+            for kk in range(nnz):
+                s += _popcount(pval[o + kk] & sets[base + cls, pidx[o + kk]])
+            if s == 0:
+                continue
+            if cls != f:  # class (j=0, f) is "no change"
+                informative = True
+            tcls[ne * 7 + k] = cls
+            tmass[ne * 7 + k] = s
+            k += 1
+        tn[ne] = k if informative else 0
+        tchild[ne * 7] = -1
+        thead[key] = ne
+        counters[_C_ENTRIES] = ne + 1
+        e = ne
+    if not need or tn[e] == 0 or tchild[e * 7] >= 0:
         return e
-    ne = counters[_C_ENTRIES]
-    if ne >= tn.shape[0]:
-        return -_GROW_ENTRIES
+    # intern the children, the first outcome's last: its child flags the entry as complete
     o = boff[bid]
     nnz = bnnz[bid]
     m = bmass[bid]
     base = (pv * 6 + q) * 16
-    informative = False
-    k = 0
-    for ci in range(7):
-        cls = cand[f, ci]
-        if cls == _NO_CLASS:
-            continue
-        s = 0
-        for kk in range(nnz):
-            s += _popcount(pval[o + kk] & sets[base + cls, pidx[o + kk]])
-        if s == 0:
-            continue
-        if cls != f:  # class (j=0, f) is "no change"
-            informative = True
-        tcls[ne * 7 + k] = cls
-        tmass[ne * 7 + k] = s
-        k += 1
-    if not informative:
-        tn[ne] = 0
-        thead[key] = ne
-        counters[_C_ENTRIES] = ne + 1
-        return ne
-    for kk in range(k):
-        cls = tcls[ne * 7 + kk]
-        mc = tmass[ne * 7 + kk]
+    for kk in range(tn[e] - 1, -1, -1):
+        cls = tcls[e * 7 + kk]
+        mc = tmass[e * 7 + kk]
         if mc == m:
-            tchild[ne * 7 + kk] = bid
-            tg[ne * 7 + kk] = 0
+            tchild[e * 7 + kk] = bid
+            tg[e * 7 + kk] = 0
             continue
         n2 = 0
         for j in range(nnz):
@@ -559,12 +567,50 @@ def _transition(bid, pv, f, q, sets, cand, group, lperm, salt, compose, inverse,
         if cb < 0:
             return cb
         o = boff[bid]  # unchanged (the pool only grows at its end), re-read for clarity
-        tchild[ne * 7 + kk] = cb
-        tg[ne * 7 + kk] = g
-    tn[ne] = k
-    thead[key] = ne
-    counters[_C_ENTRIES] = ne + 1
-    return ne
+        tchild[e * 7 + kk] = cb
+        tg[e * 7 + kk] = g
+    return e
+
+
+@njit(cache=True)
+def _leaf_value(bid, s0, s1, s2, pcode, npot, sets, cand, flip, pow13, value_of_f, gcol, group, lperm, salt, compose,
+                inverse, dense, sidx, sval, boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, thead, tn, tcls, tchild,
+                tg, tmass, counters, wblock, bscr, bnblk, bblk, bbm):
+    """``(U, N, status)`` of a state with at most one potion left (:func:`_value`), exactly.
+
+    Its children have no potion left, so their values are their end of trial: only the outcomes'
+    masses are needed (the children's beliefs are not interned, the state is not memoised).
+    """
+    m = bmass[bid]
+    macro, npos = _end_of_trial(s0, s1, s2, value_of_f)
+    best_u = m * macro
+    best_n = m * npos
+    if npot == 0:
+        return best_u, best_n, 0
+    q = 0
+    while pow13[q] != pcode:  # the one colour left
+        q += 1
+    for si in range(3):
+        code = s0 if si == 0 else (s1 if si == 1 else s2)
+        if code == USED_STONE or (si == 1 and code == s0) or (si == 2 and code == s1):
+            continue
+        pv = code >> 2
+        e = _transition(bid, pv, code & 3, q, False, sets, cand, group, lperm, salt, compose, inverse, dense, sidx,
+                        sval, boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, thead, tn, tcls, tchild, tg, tmass,
+                        counters, wblock, bscr, bnblk, bblk, bbm)
+        if e < 0:
+            return 0, 0, -e
+        u = 0
+        n = m
+        for kk in range(tn[e]):
+            a0, a1, a2 = _child_stones(si, tcls[e * 7 + kk], pv, flip, s0, s1, s2)
+            cmac, cpos = _end_of_trial(a0, a1, a2, value_of_f)
+            u += tmass[e * 7 + kk] * cmac
+            n += tmass[e * 7 + kk] * cpos
+        if tn[e] > 0 and (u > best_u or (u == best_u and n < best_n)):
+            best_u = u
+            best_n = n
+    return best_u, best_n, 0
 
 
 @njit(cache=False)  # recursive: Numba's on-disk cache of it crashes when loaded
@@ -583,6 +629,15 @@ def _value(bid, s0, s1, s2, pcode, alpha, sets, cand, flip, pow13, value_of_f, g
     (an upper bound, flagged by ``N = -1``); ``alpha = _EXACT`` always gives the exact value. The
     memo keeps both kinds (an upper bound answers a later query only if it is below its alpha).
     """
+    npot = 0  # potions left: children have fewer, so cbuf[npot * ...:] is this state's scratch
+    rest = pcode
+    for q in range(6):
+        npot += rest % _COLOUR_RADIX
+        rest //= _COLOUR_RADIX
+    if npot <= 1:  # its children have no potion: exact at once, not memoised
+        return _leaf_value(bid, s0, s1, s2, pcode, npot, sets, cand, flip, pow13, value_of_f, gcol, group, lperm,
+                           salt, compose, inverse, dense, sidx, sval, boff, bnnz, bmass, bhash, bstab, btable, pidx,
+                           pval, thead, tn, tcls, tchild, tg, tmass, counters, wblock, bscr, bnblk, bblk, bbm)
     pcode = _canon_counts(pcode, bstab[bid], gcol, pow13)
     key = _memo_key(bid, s0, s1, s2, pcode)
     h = _memo_find(key, mkeys)
@@ -596,11 +651,6 @@ def _value(bid, s0, s1, s2, pcode, alpha, sets, cand, flip, pow13, value_of_f, g
         return 0, 0, _GROW_MEMO  # grown before the search, not after it (its ancestors' entries still fit)
     counters[_C_EXPANDED] += 1
     m = bmass[bid]
-    npot = 0  # potions left: children have fewer, so cbuf[npot * 7:] is this state's scratch
-    rest = pcode
-    for q in range(6):
-        npot += rest % _COLOUR_RADIX
-        rest //= _COLOUR_RADIX
     # end of trial: cauldron every present stone of positive value
     macro, npos = _end_of_trial(s0, s1, s2, value_of_f)
     best_u = m * macro
@@ -624,7 +674,7 @@ def _value(bid, s0, s1, s2, pcode, alpha, sets, cand, flip, pow13, value_of_f, g
         for q in range(6):
             if (pcode // pow13[q]) % _COLOUR_RADIX == 0:
                 continue
-            e = _transition(bid, pv, f, q, sets, cand, group, lperm, salt, compose, inverse, dense, sidx, sval,
+            e = _transition(bid, pv, f, q, True, sets, cand, group, lperm, salt, compose, inverse, dense, sidx, sval,
                             boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, thead, tn, tcls, tchild, tg, tmass,
                             counters, wblock, bscr, bnblk, bblk, bbm)
             if e < 0:
@@ -766,7 +816,7 @@ def _best(bid, g0, s0, s1, s2, counts, sets, cand, flip, pow13, value_of_f, gcol
             if counts[q_own] == 0:
                 continue
             q = gcol[g0, q_own]
-            e = _transition(bid, pv, f, q, sets, cand, group, lperm, salt, compose, inverse, dense, sidx, sval,
+            e = _transition(bid, pv, f, q, True, sets, cand, group, lperm, salt, compose, inverse, dense, sidx, sval,
                             boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, thead, tn, tcls, tchild, tg, tmass,
                             counters, wblock, bscr, bnblk, bblk, bbm)
             if e < 0:
