@@ -403,11 +403,14 @@ def _memo_key(bid, s0, s1, s2, pcode):
 
 
 @njit(cache=True, inline="always")
-def _memo_find(key, mkeys):
-    """Slot of ``key`` in the memo, or the empty slot where it would go (``mkeys[slot] == -1``)."""
-    mask = mkeys.shape[0] - 1
+def _memo_find(key, memo):
+    """Slot of ``key`` in the memo, or the empty slot where it would go (``memo[slot, 0] == -1``).
+
+    ``memo [capacity, 3]``: per slot (key, U, N), side by side so that a look-up reads one cache line.
+    """
+    mask = memo.shape[0] - 1
     h = np.int64(_mix(np.uint64(key)) & np.uint64(mask))
-    while mkeys[h] != -1 and mkeys[h] != key:
+    while memo[h, 0] != -1 and memo[h, 0] != key:
         h = (h + 1) & mask
     return h
 
@@ -628,7 +631,7 @@ def _leaf_value(bid, s0, s1, s2, pcode, npot, sets, cand, flip, pow13, value_of_
 @_kernel(cache=False)  # recursive: Numba's on-disk cache of it crashes when loaded
 def _value(bid, s0, s1, s2, pcode, alpha, sets, cand, flip, pow13, value_of_f, gcol, group, lperm, salt, compose,
            inverse, dense, sidx, sval, boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, thead, tn, tcls, tchild, tg,
-           tmass, ub, mkeys, mu, mn, counters, wblock, bscr, bnblk, bblk, bbm, plus, ftab, cbuf):
+           tmass, ub, memo, counters, wblock, bscr, bnblk, bblk, bbm, plus, ftab, cbuf):
     """``(U, N, status)`` of a state: mass-weighted expected trial reward and remaining actions.
 
     Stones ``s0 <= s1 <= s2`` are stone codes, ``pcode`` the colour counts in radix 13, ``bid`` the
@@ -652,14 +655,14 @@ def _value(bid, s0, s1, s2, pcode, alpha, sets, cand, flip, pow13, value_of_f, g
                            pval, thead, tn, tcls, tchild, tg, tmass, counters, wblock, bscr, bnblk, bblk, bbm)
     pcode = _canon_counts(pcode, bstab[bid], gcol, pow13)
     key = _memo_key(bid, s0, s1, s2, pcode)
-    h = _memo_find(key, mkeys)
-    known = mkeys[h] == key  # memoised: exact, or an upper bound (then searched again unless below alpha)
+    h = _memo_find(key, memo)
+    known = memo[h, 0] == key  # memoised: exact, or an upper bound (then searched again unless below alpha)
     if known:
-        if mn[h] >= 0:
-            return mu[h], mn[h], 0
-        if mu[h] < alpha:
-            return mu[h], -1, 0
-    if not known and 2 * (counters[_C_MEMO] + 1) > mkeys.shape[0]:
+        if memo[h, 2] >= 0:
+            return memo[h, 1], memo[h, 2], 0
+        if memo[h, 1] < alpha:
+            return memo[h, 1], -1, 0
+    if not known and 2 * (counters[_C_MEMO] + 1) > memo.shape[0]:
         return 0, 0, _GROW_MEMO  # grown before the search, not after it (its ancestors' entries still fit)
     counters[_C_EXPANDED] += 1
     m = bmass[bid]
@@ -715,9 +718,9 @@ def _value(bid, s0, s1, s2, pcode, alpha, sets, cand, flip, pow13, value_of_f, g
                 cpc = _relabel_counts(rest, tg[e * 7 + kk], gcol, pow13)
                 cb = _full_bound(cid, a0, a1, a2, cpc, boff, bnblk, bblk, bbm, plus, ftab)
                 order += cb
-                hc = _memo_find(_memo_key(cid, a0, a1, a2, _canon_counts(cpc, bstab[cid], gcol, pow13)), mkeys)
-                if mkeys[hc] != -1 and mu[hc] < cb:
-                    cb = mu[hc]
+                hc = _memo_find(_memo_key(cid, a0, a1, a2, _canon_counts(cpc, bstab[cid], gcol, pow13)), memo)
+                if memo[hc, 0] != -1 and memo[hc, 1] < cb:
+                    cb = memo[hc, 1]
                 cbuf[slot + 2 + kk] = cb
                 bound += cb
             if bound < thr:
@@ -768,7 +771,7 @@ def _value(bid, s0, s1, s2, pcode, alpha, sets, cand, flip, pow13, value_of_f, g
                                   thr - (bound - cb),
                                   sets, cand, flip, pow13, value_of_f, gcol, group, lperm, salt, compose, inverse,
                                   dense, sidx, sval, boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, thead, tn,
-                                  tcls, tchild, tg, tmass, ub, mkeys, mu, mn, counters,
+                                  tcls, tchild, tg, tmass, ub, memo, counters,
                                   wblock, bscr, bnblk, bblk, bbm, plus, ftab, cbuf)
             if status != 0:
                 return 0, 0, status
@@ -787,19 +790,19 @@ def _value(bid, s0, s1, s2, pcode, alpha, sets, cand, flip, pow13, value_of_f, g
     if best_u < alpha:  # below the caller's threshold: an upper bound (every pruned bound is below alpha)
         best_u = max(best_u, pruned_ub)
         best_n = -1
-    h = _memo_find(key, mkeys)  # the table may have changed below us
-    if mkeys[h] == -1:
-        mkeys[h] = key
+    h = _memo_find(key, memo)  # the table may have changed below us
+    if memo[h, 0] == -1:
+        memo[h, 0] = key
         counters[_C_MEMO] += 1
-    mu[h] = best_u
-    mn[h] = best_n
+    memo[h, 1] = best_u
+    memo[h, 2] = best_n
     return best_u, best_n, 0
 
 
 @_kernel(cache=False)  # calls the recursive _value
 def _best(bid, g0, s0, s1, s2, counts, sets, cand, flip, pow13, value_of_f, gcol, group, lperm, salt, compose, inverse,
           dense, sidx, sval, boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, thead, tn, tcls, tchild, tg, tmass, ub,
-          mkeys, mu, mn, counters, wblock, bscr, bnblk, bblk, bbm, plus, ftab, cbuf):
+          memo, counters, wblock, bscr, bnblk, bblk, bbm, plus, ftab, cbuf):
     """``(best action code, status)`` of the state whose belief is ``g0^-1(bid)`` and colour counts ``counts``.
 
     The actions are compared in the state's own colours, so ties are broken exactly as documented.
@@ -856,7 +859,7 @@ def _best(bid, g0, s0, s1, s2, counts, sets, cand, flip, pow13, value_of_f, gcol
                                       best_u - (bound - cb), sets, cand, flip, pow13, value_of_f, gcol, group, lperm,
                                       salt, compose, inverse,
                                       dense, sidx, sval, boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, thead, tn,
-                                      tcls, tchild, tg, tmass, ub, mkeys, mu, mn, counters,
+                                      tcls, tchild, tg, tmass, ub, memo, counters,
                                       wblock, bscr, bnblk, bblk, bbm, plus, ftab, cbuf)
                 if status != 0:
                     return 0, status
@@ -876,15 +879,15 @@ def _best(bid, g0, s0, s1, s2, counts, sets, cand, flip, pow13, value_of_f, gcol
 
 
 @_kernel()
-def _rehash(mkeys, mu, mn, nkeys, nu, nn):
-    for i in range(mkeys.shape[0]):
-        key = mkeys[i]
+def _rehash(memo, new):
+    for i in range(memo.shape[0]):
+        key = memo[i, 0]
         if key == -1:
             continue
-        h = _memo_find(key, nkeys)
-        nkeys[h] = key
-        nu[h] = mu[i]
-        nn[h] = mn[i]
+        h = _memo_find(key, new)
+        new[h, 0] = key
+        new[h, 1] = memo[i, 1]
+        new[h, 2] = memo[i, 2]
 
 
 @_kernel()
@@ -953,9 +956,8 @@ class TrialSearch:
         self.tchild = np.zeros(7 * entries, dtype=np.int32)
         self.tg = np.zeros(7 * entries, dtype=np.int8)
         self.tmass = np.zeros(7 * entries, dtype=np.int32)
-        self.mkeys = np.full(memo, -1, dtype=np.int64)
-        self.mu = np.zeros(memo, dtype=np.int64)
-        self.mn = np.zeros(memo, dtype=np.int64)
+        self.memo = np.zeros((memo, 3), dtype=np.int64)
+        self.memo[:, 0] = -1
         self.wblock = np.ascontiguousarray(_BLOCK_OF_WORD[self.cols])
         self.bscr = np.zeros(NUM_WORDS // WORDS_PER_BLOCK, dtype=np.int64)
         self.bnblk = np.zeros(beliefs, dtype=np.int64)
@@ -984,16 +986,17 @@ class TrialSearch:
             self.tn = _grown(self.tn, cap)
             self.tcls, self.tchild, self.tg, self.tmass = (_grown(a, 7 * cap) for a in (self.tcls, self.tchild, self.tg, self.tmass))
         else:
-            cap = 2 * len(self.mkeys)
-            new = (np.full(cap, -1, dtype=np.int64), np.zeros(cap, np.int64), np.zeros(cap, np.int64))
-            _rehash(self.mkeys, self.mu, self.mn, *new)
-            self.mkeys, self.mu, self.mn = new
+            cap = 2 * len(self.memo)
+            new = np.zeros((cap, 3), dtype=np.int64)
+            new[:, 0] = -1
+            _rehash(self.memo, new)
+            self.memo = new
 
     def _args(self) -> tuple:
         return (self.sets, CANDIDATE_CLASSES, FLIP_OF_J, _POW13, VALUE_OF_FEATURE, _RELABEL_COLOUR, self.group, self.lperm,
                 self.salt, _RELABEL_COMPOSE, _RELABEL_INVERSE, self.dense, self.sidx, self.sval, self.boff, self.bnnz,
                 self.bmass, self.bhash, self.bstab, self.btable, self.pidx, self.pval, self.thead, self.tn, self.tcls,
-                self.tchild, self.tg, self.tmass, _UPPER_BOUND, self.mkeys, self.mu, self.mn, self.counters,
+                self.tchild, self.tg, self.tmass, _UPPER_BOUND, self.memo, self.counters,
                 self.wblock, self.bscr, self.bnblk, self.bblk, self.bbm, _PLUS_COLOUR, _FULL_CUBE, self.cbuf)
 
     def belief_id(self, words: np.ndarray) -> int:
@@ -1035,7 +1038,7 @@ class TrialSearch:
     def nbytes(self) -> int:
         arrays = (self.boff, self.bnnz, self.bmass, self.bhash, self.bstab, self.btable, self.pidx, self.pval, self.thead,
                   self.bnblk, self.bblk, self.bbm,
-                  self.tn, self.tcls, self.tchild, self.tg, self.tmass, self.mkeys, self.mu, self.mn, self.sets, self.lperm)
+                  self.tn, self.tcls, self.tchild, self.tg, self.tmass, self.memo, self.sets, self.lperm)
         return int(sum(a.nbytes for a in arrays))
 
     # --- search ---------------------------------------------------------------------------
