@@ -147,8 +147,8 @@ def test_small_configs_build_every_rule(tmp_path: Path, config: Path) -> None:
     assert rules <= set(counts), f"rules without a job: {rules - set(counts)}"
     total = counts.pop("total")
     assert counts == expected_job_counts(yaml.safe_load(config.read_text()))
-    if config == QUICK_CONFIG:  # ideal observer not played (0 episodes), search oracle 1,000 in 1 chunk
-        assert (counts["optimal_agent_chunk"], counts["optimal_agent_summary"], total) == (1, 1, 70)
+    if config == QUICK_CONFIG:  # ideal observer on 10 episodes in 2 chunks, search oracle 1,000 in 1 chunk
+        assert (counts["optimal_agent_chunk"], counts["optimal_agent_summary"], total) == (3, 2, 73)
 
 
 def test_cpu_config_builds_its_dag(tmp_path: Path) -> None:
@@ -222,11 +222,12 @@ def test_optimal_agents_play_the_baselines_episodes(tmp_path: Path) -> None:
             " search-oracle=results/paper/optimal_agents/search-oracle/summary.json") in r.stdout + r.stderr
 
 
-    # an agent with 0 episodes (the quick scale's ideal observer) is not played and has no row
-    quick = snakemake(["-n", "-p"], tmp_path, config=QUICK_CONFIG)
-    assert quick.returncode == 0, quick.stdout + quick.stderr
-    assert "--policy ideal-observer" not in quick.stdout + quick.stderr
-    assert "--optimal search-oracle=results/quick/optimal_agents/search-oracle/summary.json " in quick.stdout + quick.stderr
+    # an agent with 0 episodes (the test scale's ideal observer) is not played and has no row
+    small = snakemake(["-n", "-p"], tmp_path, config=TEST_CONFIG)
+    assert small.returncode == 0, small.stdout + small.stderr
+    name = yaml.safe_load(TEST_CONFIG.read_text())["name"]
+    assert "--policy ideal-observer" not in small.stdout + small.stderr
+    assert f"--optimal search-oracle=results/{name}/optimal_agents/search-oracle/summary.json " in small.stdout + small.stderr
 
 
 def _all_rules_text() -> str:
