@@ -5,7 +5,8 @@
 
 For each episode, the first trial's root (``episode_setup(seed, e)``, its posterior after the
 first observation, its stones and its first ``--potions`` potions) is searched from scratch
-(``TrialSearch.value`` then ``best``) by this tree's package and by the one at ``--against`` (a
+(``TrialSearch.best``, as the agent asks at the trial's first step; then ``value``, for the check
+only) by this tree's package and by the one at ``--against`` (a
 ``src`` folder, e.g. of a ``git worktree`` at the baseline commit), alternately, each in a fresh
 process (one thread; Numba's compilation excluded by a warm-up search). Prints a table of states
 memoised, states expanded (re-searches included), beliefs, seconds and store size, and fails if the
@@ -43,11 +44,12 @@ def probe(seed: int, episode: int, potions: int) -> dict:
     counts = np.bincount(colours[:potions], minlength=6)
     t = time.perf_counter()
     s = TrialSearch(post[0])
-    u, n, m = s.value(s.root, stones, counts)
-    best = s.best(s.root, stones, counts)
-    return {"src": str(Path(alchemy_mbrl.__file__).parents[1]), "seconds": time.perf_counter() - t, "U": u, "N": n,
-            "mass": m, "best": best, "states": s.states, "expanded": int(s.counters[_C_EXPANDED]),
-            "beliefs": s.beliefs, "mb": s.nbytes / 1e6}
+    best = s.best(s.root, stones, counts)  # what the agent asks at a trial's first step
+    seconds = time.perf_counter() - t
+    states, expanded, beliefs, mb = s.states, int(s.counters[_C_EXPANDED]), s.beliefs, s.nbytes / 1e6
+    u, n, m = s.value(s.root, stones, counts)  # for the check only (not counted)
+    return {"src": str(Path(alchemy_mbrl.__file__).parents[1]), "seconds": seconds, "U": u, "N": n,
+            "mass": m, "best": best, "states": states, "expanded": expanded, "beliefs": beliefs, "mb": mb}
 
 
 def main() -> None:

@@ -93,6 +93,88 @@ def test_expectimax_equals_brute_force_on_small_posteriors(case: int) -> None:
     assert _search_value(chems, stones, colours) == pytest.approx(brute_force_value(chems, stones, colours), abs=1e-12)
 
 
+def brute_force_best_actions(chems: list[int], stones: list[int], colours: list[int]) -> list[int]:
+    """Every best action by brute force, in exact integers, in the documented order of preference.
+
+    (U, N) of a state: the prior-weighted total reward and number of remaining actions, the best
+    (largest U, then smallest N) over ending the trial and every slot action. Returns the root's
+    actions of the best (U, N): -1 (end of trial) first, then ``stone code * 6 + colour`` ascending;
+    the documented choice is the first.
+    """
+    weight = {c: int(GRAPH_WEIGHT[CHEM_GRAPH[c]]) for c in chems}
+    i0 = CHEM_STONE_MAP[chems[0]]
+
+    def end(st: tuple, w: int) -> tuple[int, int]:
+        pos = [pv for pv in st if pv >= 0 and POP[pv ^ 7 ^ i0] >= 2]
+        return w * sum(int(VALUE_OF_FEATURE[POP[pv ^ 7 ^ i0]]) for pv in pos), w * len(pos)
+
+    def action(st: tuple, pots: tuple, cs: frozenset, s: int, p: int) -> tuple[int, int]:
+        groups: dict[int, list[int]] = {}
+        for c in cs:
+            groups.setdefault(_outcome(c, st[s], pots[p]), []).append(c)
+        u, n = 0, sum(weight[c] for c in cs)  # this action is one step
+        for new_pv, members in groups.items():
+            cu, cn = v(st[:s] + (new_pv,) + st[s + 1 :], pots[:p] + (-1,) + pots[p + 1 :], frozenset(members))
+            u, n = u + cu, n + cn
+        return u, n
+
+    @functools.lru_cache(maxsize=None)
+    def v(st: tuple, pots: tuple, cs: frozenset) -> tuple[int, int]:
+        best = end(st, sum(weight[c] for c in cs))
+        for s, pv in enumerate(st):
+            for p, q in enumerate(pots):
+                if pv >= 0 and q >= 0:
+                    u, n = action(st, pots, cs, s, p)
+                    if u > best[0] or (u == best[0] and n < best[1]):
+                        best = (u, n)
+        return best
+
+    st, pots, cs = tuple(stones), tuple(colours), frozenset(chems)
+    values = {-1: end(st, sum(weight.values()))}
+    for s, pv in enumerate(st):
+        for p, q in enumerate(pots):
+            values[(4 * pv + int(POP[pv ^ 7 ^ i0])) * 6 + q] = action(st, pots, cs, s, p)
+    best = max(values.values(), key=lambda un: (un[0], -un[1]))
+    return sorted(a for a, un in values.items() if un == best)
+
+
+TIE_CASES = range(48)
+
+
+def _tie_case(case: int) -> tuple[list[int], list[int], list[int], int]:
+    rng = np.random.default_rng(300 + case)
+    i0 = int(rng.integers(8))
+    pool = np.flatnonzero(CHEM_STONE_MAP == i0)
+    if case % 2 == 0:  # one potion map, 3 stones: the order of two stones' potions often does not matter (ties)
+        pool = pool[CHEM_POTION_MAP[pool] == rng.integers(48)]
+        chems = sorted(int(c) for c in rng.choice(pool, size=int(rng.integers(1, 3)), replace=False))
+        stones = [int(x) for x in rng.integers(8, size=3)]
+        colours = [int(x) for x in rng.integers(6, size=4)]
+        return chems, stones, colours, i0
+    chems = sorted(int(c) for c in rng.choice(pool, size=int(rng.integers(1, 10)), replace=False))
+    stones = [int(x) for x in rng.integers(8, size=int(rng.integers(1, 4)))]
+    colours = [int(x) for x in rng.integers(6, size=int(rng.integers(1, 5)))]
+    return chems, stones, colours, i0
+
+
+@pytest.mark.parametrize("case", TIE_CASES)
+def test_best_action_and_its_tie_break_equal_brute_force(case: int) -> None:
+    """The searched best action (best bound first, pruned) is the brute force's, ties included."""
+    chems, stones, colours, i0 = _tie_case(case)
+    member = np.zeros(NUM_CHEMISTRIES, dtype=bool)
+    member[chems] = True
+    search = TrialSearch(pack_chemistry_sets(member))
+    codes = np.array([4 * pv + POP[pv ^ 7 ^ i0] for pv in stones] + [USED_STONE] * (3 - len(stones)))
+    best = brute_force_best_actions(chems, stones, colours)
+    assert search.best(search.root, codes, np.bincount(colours, minlength=6)) == best[0]
+
+
+def test_the_tie_cases_have_ties() -> None:
+    """The cases above include roots with several best actions, so the tie-break is exercised."""
+    ties = [len(brute_force_best_actions(*_tie_case(case)[:3])) for case in TIE_CASES]
+    assert sum(n > 1 for n in ties) >= 4, ties
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_search_oracle_is_the_best_action_sequence(seed: int) -> None:
     """With one chemistry the search's trial value is the best over all action sequences."""

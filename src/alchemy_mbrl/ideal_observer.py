@@ -675,6 +675,9 @@ def _value(bid, s0, s1, s2, pcode, alpha, sets, cand, flip, pow13, value_of_f, g
     # pruned_ub keeps the largest such bound: with best_u, an upper bound of the state's U.
     thr = best_u if best_u > alpha else alpha
     pruned_ub = _EXACT
+    # low: the best "one action, then the end of the trial" U, a lower bound of the state's U; an
+    # action whose bound is strictly below it can be neither the best nor tied (pruned too)
+    low = best_u
     # the actions not pruned by their bound (the sum of their outcomes' upper bounds), with it;
     # they are then searched best bound first (the value, max U then min N, does not depend on
     # the order: a pruned action has U strictly below the best, so it is neither best nor tied)
@@ -698,11 +701,17 @@ def _value(bid, s0, s1, s2, pcode, alpha, sets, cand, flip, pow13, value_of_f, g
             if nout == 0:
                 continue
             rest = pcode - pow13[q]
-            # the loose bound first (it is cheap), then the full-cube bound of each child, in its frame
+            # the loose bound first (it is cheap), then the full-cube bound of each child, in its frame;
+            # with it, a lower bound of the state's U: this action, then the end of the trial
             bound = 0
+            lower = 0
             for kk in range(nout):
                 a0, a1, a2 = _child_stones(si, tcls[e * 7 + kk], pv, flip, s0, s1, s2)
                 bound += tmass[e * 7 + kk] * _bound(a0, a1, a2, rest, ub)
+                lower += tmass[e * 7 + kk] * _end_of_trial(a0, a1, a2, value_of_f)[0]
+            if lower > low:
+                low = lower
+                thr = max(thr, low)
             if bound < thr:
                 pruned_ub = max(pruned_ub, bound)
                 continue
@@ -730,7 +739,7 @@ def _value(bid, s0, s1, s2, pcode, alpha, sets, cand, flip, pow13, value_of_f, g
             cbuf[slot + 1] = (si * 6 + q) * (1 << 32) + e
             na += 1
     for _ in range(na):
-        thr = best_u if best_u > alpha else alpha
+        thr = max(best_u, alpha, low)
         # the remaining action of largest bound
         ba = -1
         bb = -1
@@ -807,7 +816,11 @@ def _best(bid, g0, s0, s1, s2, counts, sets, cand, flip, pow13, value_of_f, gcol
 
     The actions are compared in the state's own colours, so ties are broken exactly as documented.
     An action is searched only as far as it can still reach the best U found (ties included): its
-    outcomes are asked for their exact value only when the rest's bounds leave them a chance.
+    outcomes are asked for their exact value only when the rest's bounds leave them a chance. The
+    actions are searched best full-cube bound first (a high best U early prunes more); an outcome's
+    bound for pruning is the smaller of its full-cube bound and its memoised value, as in
+    :func:`_value`. Ties do not depend on that order: a tied action is never pruned, and among equal
+    (U, N) the smallest action code wins.
     """
     pcode = 0
     for q in range(6):
@@ -820,7 +833,9 @@ def _best(bid, g0, s0, s1, s2, counts, sets, cand, flip, pow13, value_of_f, gcol
     npot = 0
     for q in range(6):
         npot += counts[q]
-    slot = npot * _ACTION_SLOTS * 9  # this state's scratch (children have fewer potions)
+    base = npot * _ACTION_SLOTS * 9  # this state's scratch (children have fewer potions)
+    na = 0
+    low = best_u  # the best "one action, then the end of the trial" U: a lower bound, as in _value
     for si in range(3):
         code = s0 if si == 0 else (s1 if si == 1 else s2)
         if code == USED_STONE or (si == 1 and code == s0) or (si == 2 and code == s1):
@@ -839,42 +854,81 @@ def _best(bid, g0, s0, s1, s2, counts, sets, cand, flip, pow13, value_of_f, gcol
             nout = tn[e]
             if nout == 0:
                 continue
-            u_sum = 0
-            n_sum = m
             rest = pcode - pow13[q]
-            bound = 0
+            slot = base + na * 9
+            order = 0
+            lower = 0
             for kk in range(nout):
                 a0, a1, a2 = _child_stones(si, tcls[e * 7 + kk], pv, flip, s0, s1, s2)
-                cb = _full_bound(tchild[e * 7 + kk], a0, a1, a2, _relabel_counts(rest, tg[e * 7 + kk], gcol, pow13),
-                                 boff, bnblk, bblk, bbm, plus, ftab)
-                cbuf[slot + kk] = cb
-                bound += cb
-            if bound < best_u:
-                continue
-            pruned = False
-            for kk in range(nout):
-                a0, a1, a2 = _child_stones(si, tcls[e * 7 + kk], pv, flip, s0, s1, s2)
-                cb = cbuf[slot + kk]
-                u, n, status = _value(tchild[e * 7 + kk], a0, a1, a2, _relabel_counts(rest, tg[e * 7 + kk], gcol, pow13),
-                                      best_u - (bound - cb), sets, cand, flip, pow13, value_of_f, gcol, group, lperm,
-                                      salt, compose, inverse,
-                                      dense, sidx, sval, boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, thead, tn,
-                                      tcls, tchild, tg, tmass, ub, memo, counters,
-                                      wblock, bscr, bnblk, bblk, bbm, plus, ftab, cbuf)
-                if status != 0:
-                    return 0, status
-                u_sum += u
-                n_sum += n
-                bound += u - cb
-                if n < 0 or bound < best_u:  # strictly below the best: neither best nor tied
-                    pruned = True
-                    break
-            if pruned:
-                continue
-            if u_sum > best_u or (u_sum == best_u and n_sum < best_n):
-                best_u = u_sum
-                best_n = n_sum
-                best = code * 6 + q_own
+                lower += tmass[e * 7 + kk] * _end_of_trial(a0, a1, a2, value_of_f)[0]
+                cid = tchild[e * 7 + kk]
+                cpc = _relabel_counts(rest, tg[e * 7 + kk], gcol, pow13)
+                cb = _full_bound(cid, a0, a1, a2, cpc, boff, bnblk, bblk, bbm, plus, ftab)
+                order += cb
+                hc = _memo_find(_memo_key(cid, a0, a1, a2, _canon_counts(cpc, bstab[cid], gcol, pow13)), memo)
+                if memo[hc, 0] != -1 and memo[hc, 1] < cb:
+                    cb = memo[hc, 1]
+                cbuf[slot + 2 + kk] = cb
+            cbuf[slot] = order
+            cbuf[slot + 1] = (si * 6 + q_own) * (1 << 32) + e
+            na += 1
+            low = max(low, lower)
+    for _ in range(na):
+        thr = max(best_u, low)
+        # the remaining action of largest full-cube bound (the first such in action order)
+        ba = -1
+        bb = -1
+        for a in range(na):
+            b = cbuf[base + a * 9]
+            if b > bb:
+                bb = b
+                ba = a
+        if ba < 0 or bb < thr:  # every remaining action is strictly below the best
+            break
+        slot = base + ba * 9
+        cbuf[slot] = -1
+        e = cbuf[slot + 1] & ((1 << 32) - 1)
+        nout = tn[e]
+        bound = 0
+        for kk in range(nout):
+            bound += cbuf[slot + 2 + kk]
+        if bound < thr:
+            continue
+        sq = cbuf[slot + 1] >> 32
+        si = sq // 6
+        q_own = sq - 6 * si
+        q = gcol[g0, q_own]
+        code = s0 if si == 0 else (s1 if si == 1 else s2)
+        pv = code >> 2
+        rest = pcode - pow13[q]
+        u_sum = 0
+        n_sum = m
+        pruned = False
+        for kk in range(nout):
+            a0, a1, a2 = _child_stones(si, tcls[e * 7 + kk], pv, flip, s0, s1, s2)
+            cb = cbuf[slot + 2 + kk]
+            u, n, status = _value(tchild[e * 7 + kk], a0, a1, a2, _relabel_counts(rest, tg[e * 7 + kk], gcol, pow13),
+                                  thr - (bound - cb), sets, cand, flip, pow13, value_of_f, gcol, group, lperm,
+                                  salt, compose, inverse,
+                                  dense, sidx, sval, boff, bnnz, bmass, bhash, bstab, btable, pidx, pval, thead, tn,
+                                  tcls, tchild, tg, tmass, ub, memo, counters,
+                                  wblock, bscr, bnblk, bblk, bbm, plus, ftab, cbuf)
+            if status != 0:
+                return 0, status
+            u_sum += u
+            n_sum += n
+            bound += u - cb
+            if n < 0 or bound < thr:  # strictly below the best: neither best nor tied
+                pruned = True
+                break
+        if pruned:
+            continue
+        action = code * 6 + q_own
+        if (u_sum > best_u or (u_sum == best_u and n_sum < best_n)
+                or (u_sum == best_u and n_sum == best_n and best >= 0 and action < best)):
+            best_u = u_sum
+            best_n = n_sum
+            best = action
     return best, 0
 
 
