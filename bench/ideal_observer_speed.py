@@ -1,7 +1,7 @@
 """Speed of the exact ideal observer (and of the search oracle), one episode at a time on one core.
 
     PYTHONPATH=src ALCHEMY_THREADS=1 python bench/ideal_observer_speed.py [--episodes 20] [--seed 0]
-        [--timeout 600] [--save out.json]
+        [--timeout 600] [--save out.json] [--baseline bench/ideal_observer_speed_baseline.json]
 
 Each episode ``e`` is played by ``evaluate.play_episodes(make_policy(agent), seed, np.array([e]))``
 in a fresh child process (so a runaway episode can be stopped at ``--timeout`` seconds and peak
@@ -9,7 +9,9 @@ memory is per episode); the child compiles the search on a tiny problem first, s
 exclude Numba's compilation. Prints a table: seconds per episode (mean / median / max; an
 episode stopped at the timeout counts as the timeout, a lower bound), the share of time spent in
 trial 0's steps, peak RSS, and the largest trial search (states, beliefs), for the ideal observer
-and the search oracle.
+and the search oracle. With ``--baseline`` (a file saved by ``--save``, same seed), it also prints
+the baseline's rows and, per episode both finished, the ratio of their first trials' states (which,
+unlike seconds, do not depend on the machine or its load: compare seconds only within one run).
 """
 
 from __future__ import annotations
@@ -103,6 +105,7 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per episode before it is stopped")
     ap.add_argument("--agents", default="ideal-observer,search-oracle")
     ap.add_argument("--save", default=None)
+    ap.add_argument("--baseline", default=None, help="a file saved by --save: print it beside this run")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--episode", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -121,9 +124,34 @@ def main() -> None:
         print(f"{agent:16s} {s['episodes']:4d} {s['timed_out']:4d} {s['seconds_mean']:8.2f} {s['seconds_median']:9.2f} "
               f"{s['seconds_max']:8.2f} {share:>7s} {s['peak_rss_mb_max'] or 0:7.0f} {s['max_states'] or 0:10d} "
               f"{s['max_beliefs'] or 0:9d}")
+    if args.baseline:
+        compare(out, args.baseline, args.agents.split(","))
     if args.save:
         with open(args.save, "w") as fh:
             json.dump(out, fh, indent=1)
+
+
+def compare(out: dict, path: str, agents: list[str]) -> None:
+    """Print the saved baseline's summary and, per agent, its trial-0 states against this run's."""
+    with open(path) as fh:
+        base = json.load(fh)
+    if base.get("seed") != out["seed"]:
+        print(f"baseline {path}: seed {base.get('seed')}, not {out['seed']}: not compared")
+        return
+    print(f"baseline {path} (its seconds were measured on another run: compare states, not seconds):")
+    for agent in agents:
+        if agent not in base:
+            continue
+        s = base[agent]["summary"]
+        old = {r["episode"]: r for r in base[agent]["episodes"] if not r.get("timed_out")}
+        new = {r["episode"]: r for r in out[agent]["episodes"] if not r.get("timed_out")}
+        both = sorted(set(old) & set(new))
+        ratio = [old[e]["trial0_states"] / max(new[e]["trial0_states"], 1) for e in both]
+        same = all(old[e]["return"] == new[e]["return"] for e in both)
+        text = (f"trial-0 states x{min(ratio):.2f}-{max(ratio):.2f} fewer on {len(both)} episodes, "
+                f"returns {'identical' if same else 'DIFFERENT'}") if both else "no episode finished in both"
+        print(f"  {agent:16s} mean {s['seconds_mean']:.2f} s, median {s['seconds_median']:.2f} s, "
+              f"max {s['seconds_max']:.2f} s, {s['timed_out']} timed out; {text}")
 
 
 if __name__ == "__main__":
