@@ -1,17 +1,18 @@
 """Speed of the exact ideal observer (and of the search oracle), one episode at a time on one core.
 
-    PYTHONPATH=src ALCHEMY_THREADS=1 python bench/ideal_observer_speed.py [--episodes 20] [--seed 0]
+    PYTHONPATH=src ALCHEMY_THREADS=1 python bench/ideal_observer_speed.py [--episodes 20] [--start 0] [--seed 0]
         [--timeout 600] [--save out.json] [--baseline bench/ideal_observer_speed_baseline.json]
 
-Each episode ``e`` is played by ``evaluate.play_episodes(make_policy(agent), seed, np.array([e]))``
-in a fresh child process (so a runaway episode can be stopped at ``--timeout`` seconds and peak
-memory is per episode); the child compiles the search on a tiny problem first, so the times
-exclude Numba's compilation. Prints a table: seconds per episode (mean / median / max; an
-episode stopped at the timeout counts as the timeout, a lower bound), the share of time spent in
-trial 0's steps, peak RSS, and the largest trial search (states, beliefs), for the ideal observer
-and the search oracle. With ``--baseline`` (a file saved by ``--save``, same seed), it also prints
-the baseline's rows and, per episode both finished, the ratio of their first trials' states (which,
-unlike seconds, do not depend on the machine or its load: compare seconds only within one run).
+Episodes ``start .. start + episodes - 1``; each episode ``e`` is played by
+``evaluate.play_episodes(make_policy(agent), seed, np.array([e]))`` in a fresh child process (so a
+runaway episode can be stopped at ``--timeout`` seconds and peak memory is per episode); the child
+compiles the search on a tiny problem first, so the times exclude Numba's compilation. Prints a
+table: seconds per episode (mean / median / max; an episode stopped at the timeout counts as the
+timeout, a lower bound), the share of time spent in trial 0's steps, peak RSS, and the largest trial
+search (states, beliefs), for the ideal observer and the search oracle. With ``--baseline`` (a file
+saved by ``--save``, same seed), it also prints the baseline's rows and, per episode both finished,
+the ratio of their first trials' states (which, unlike seconds, do not depend on the machine or its
+load: compare seconds only within one run).
 """
 
 from __future__ import annotations
@@ -67,9 +68,9 @@ def one_episode(agent: str, seed: int, episode: int) -> dict:
     }
 
 
-def run_agent(agent: str, seed: int, episodes: int, timeout: float) -> list[dict]:
+def run_agent(agent: str, seed: int, episodes: int, timeout: float, start: int = 0) -> list[dict]:
     rows = []
-    for e in range(episodes):
+    for e in range(start, start + episodes):
         cmd = [sys.executable, __file__, "--one", agent, "--seed", str(seed), "--episode", str(e)]
         try:
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=os.environ, check=True)
@@ -101,6 +102,7 @@ def summary(rows: list[dict]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--episodes", type=int, default=20)
+    ap.add_argument("--start", type=int, default=0, help="first episode (e.g. a known hard one)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per episode before it is stopped")
     ap.add_argument("--agents", default="ideal-observer,search-oracle")
@@ -114,7 +116,7 @@ def main() -> None:
         return
     out = {"seed": args.seed, "timeout_s": args.timeout}
     for agent in args.agents.split(","):
-        rows = run_agent(agent, args.seed, args.episodes, args.timeout)
+        rows = run_agent(agent, args.seed, args.episodes, args.timeout, args.start)
         out[agent] = {"summary": summary(rows), "episodes": rows}
     print(f"{'agent':16s} {'eps':>4s} {'t/o':>4s} {'mean s':>8s} {'median s':>9s} {'max s':>8s} {'trial0':>7s} "
           f"{'RSS MB':>7s} {'states':>10s} {'beliefs':>9s}")
