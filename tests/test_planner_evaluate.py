@@ -72,6 +72,19 @@ def test_merge_rejects_duplicates_and_gaps(tmp_path) -> None:
         merge_returns([tmp_path / "nope.csv"], tmp_path / "m.csv")
 
 
+def test_merge_keeps_the_inputs_float_text_and_values(tmp_path) -> None:
+    row = {"policy": "ideal-observer", "simulator": "", "budget": "", "seed": 3}
+    seconds = [9.29, 34.115927133999776, 0.1 + 0.2]
+    a = pd.DataFrame([{**row, "episode": 0, "return": 253, "seconds": seconds[0]}])
+    b = pd.DataFrame([{**row, "episode": i, "return": 300, "seconds": seconds[i]} for i in (1, 2)])
+    a.to_csv(tmp_path / "a.csv", index=False)
+    b.to_csv(tmp_path / "b.csv", index=False)
+    merge_returns([tmp_path / "b.csv", tmp_path / "a.csv"], tmp_path / "m.csv")
+    text = (tmp_path / "m.csv").read_text().splitlines()
+    assert text[1].endswith(",9.29") and text[2].endswith(",34.115927133999776")
+    assert pd.read_csv(tmp_path / "m.csv")["seconds"].tolist() == seconds  # exact
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [

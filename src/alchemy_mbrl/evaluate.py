@@ -361,9 +361,13 @@ def evaluate_policy(
 
 
 def write_returns(df: pd.DataFrame, out: str | Path) -> None:
-    """Write a returns table as CSV (``seed`` as an unsigned 64-bit integer, exact floats), atomically."""
+    """Write a returns table as CSV (``seed`` as an unsigned 64-bit integer), atomically.
+
+    Floats are written by pandas' default, the shortest text that reads back as the same float
+    (exact, and a merged file keeps its inputs' text: ``9.29`` stays ``9.29``, not ``9.2899999999999991``).
+    """
     with atomic_write(out) as tmp:
-        df.to_csv(tmp, index=False, float_format="%.17g")
+        df.to_csv(tmp, index=False)
 
 
 def read_returns(path: str | Path) -> pd.DataFrame:
