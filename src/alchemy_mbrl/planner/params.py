@@ -9,6 +9,31 @@ from pathlib import Path
 
 
 Q_NORMALISATIONS = ("none", "minmax")
+#: The readings of Algorithm 1 that the paper leaves open (docs/planner.md, "Readings"): each
+#: option's allowed values, the first being the default (today's reading).
+READINGS: dict[str, tuple[str, ...]] = {
+    # Q of an action never tried at the node: a zero return (normalised like any Q under min-max),
+    # the bottom of the range (MuZero's pseudocode: 0 after normalisation; the tree's lowest Q
+    # without it), or the node's own mean value over its visits (mctx's parent-value reading).
+    "unvisited_q": ("zero", "bottom", "parent"),
+    # ties of the selection's argmax: the lowest action index (np.argmax), the highest (Python's
+    # max over (score, action) tuples in MuZero's pseudocode), uniformly at random among the tied
+    # actions; or "untried": every untried action first, in random order, then the formula.
+    "tie_break": ("lowest", "highest", "random", "untried"),
+    # what the budget counts: selection-expansion-backup iterations, or each of the K model
+    # samples (budget // K iterations).
+    "expansion_unit": ("iteration", "sample"),
+    # the reward backed up at the levels above the new chance node: the chance node's weighted
+    # mean (lower variance), or the reward of the branch the selection took (Algorithm 1's
+    # "chance node, r <- parent of decision node and associated reward").
+    "backup_reward": ("chance_mean", "branch"),
+    # where gamma applies: at every step, or only across trial boundaries.
+    "discount": ("step", "trial"),
+    # the visit count N of the exploration term sqrt(N)/(1+N(a)) (C1 + log((C2+1+N)/C2)): the sum
+    # of the node's action counts (Algorithm 1), or the node's own visit count (MuZero: one more
+    # than the sum below the root, the visit that created the node).
+    "exploration_count": ("sum", "node"),
+}
 
 
 @dataclass(frozen=True)
@@ -27,7 +52,9 @@ class PlannerParams:
             ``reward_scale = 1``, the search barely improves with budget). It changes nothing
             but the balance between Q and the exploration term.
         q_normalisation: ``"none"`` (Algorithm 1 as printed) or ``"minmax"`` (MuZero's
-            normalisation of Q by the range seen in the tree; unvisited actions score 0).
+            normalisation of Q by the range of Q backed up so far in the tree).
+        unvisited_q, tie_break, expansion_unit, backup_reward, discount, exploration_count: the
+            readings of :data:`READINGS` (defaults first); docs/planner.md explains each.
     """
 
     temperature: float = 0.55
@@ -37,13 +64,19 @@ class PlannerParams:
     gamma: float = 0.99
     reward_scale: float = 1.0 / 15.0
     q_normalisation: str = "none"
+    unvisited_q: str = "zero"
+    tie_break: str = "lowest"
+    expansion_unit: str = "iteration"
+    backup_reward: str = "chance_mean"
+    discount: str = "step"
+    exploration_count: str = "sum"
 
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name == "q_normalisation":
+            if f.name == "q_normalisation" or f.name in READINGS:
                 if not isinstance(v, str):
-                    raise ValueError(f"planner parameter q_normalisation must be a string, got {v!r}")
+                    raise ValueError(f"planner parameter {f.name} must be a string, got {v!r}")
             elif isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise ValueError(f"planner parameter {f.name} must be a number, got {v!r}")
         if not (math.isfinite(self.temperature) and self.temperature >= 0):
@@ -60,11 +93,24 @@ class PlannerParams:
             raise ValueError(f"reward_scale must be a finite number > 0, got {self.reward_scale}")
         if self.q_normalisation not in Q_NORMALISATIONS:
             raise ValueError(f"q_normalisation must be one of {Q_NORMALISATIONS}, got {self.q_normalisation!r}")
+        for name, allowed in READINGS.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         object.__setattr__(self, "k", int(self.k))
+
+    def iterations(self, budget: int) -> int:
+        """Selection-expansion-backup iterations of a search of ``budget`` expansions (:data:`READINGS`'
+        ``expansion_unit``: ``budget`` itself, or ``budget // K`` model samples' worth, at least 1)."""
+        return int(budget) if self.expansion_unit == "iteration" else max(1, int(budget) // self.k)
+
+    def nondefault_readings(self) -> dict[str, str]:
+        """The readings of :data:`READINGS` that differ from the default (for messages and labels)."""
+        return {name: getattr(self, name) for name, allowed in READINGS.items() if getattr(self, name) != allowed[0]}
 
     @classmethod
     def from_dict(cls, data: dict) -> "PlannerParams":
-        """Build from a dict with (a subset of) the keys ``temperature, c1, c2, k, gamma``."""
+        """Build from a dict with (a subset of) the field names (``temperature, c1, c2, k, gamma``, the
+        reward scale, the Q normalisation and the readings)."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -98,10 +98,23 @@ def _numpy_sum(a):
     return res
 
 
+#: codes of :data:`alchemy_mbrl.planner.params.READINGS` passed to :func:`select_kernel`
+UNVISITED_CODES = {"zero": 0, "bottom": 1, "parent": 2}
+TIE_CODES = {"lowest": 0, "highest": 1, "random": 2, "untried": 3}
+#: salt of the selection's tie-breaking stream (the branch sample at depth d uses ``fold_in(key, d)`` itself)
+_TIE_SALT = 0x7469
+
+
 @njit(cache=True)
 def select_kernel(slot, value, visits, visits_sum, child_chance, chance_children, chance_weight, node_t,
-                  q_min, q_max, keys, weight_table, minmax, horizon, max_depth):
+                  q_min, q_max, keys, weight_table, minmax, horizon, max_depth, unvisited=0, tie=0,
+                  count_node=False):
     """Per-search selection; see :func:`alchemy_mbrl.planner.tree_search.select` (same outputs).
+
+    ``unvisited`` (0 zero, 1 bottom, 2 parent), ``tie`` (0 lowest, 1 highest, 2 random, 3 untried) and
+    ``count_node`` (the exploration term counts the node's own visit below the root) are the codes of
+    the readings ``unvisited_q``, ``tie_break`` and ``exploration_count`` (:data:`UNVISITED_CODES`,
+    :data:`TIE_CODES`); the defaults are Algorithm 1 as the NumPy reference code reads it.
 
     Returns ``nodes, actions, chances, valid`` ``[B, D]`` and ``leaf_node, leaf_action, leaf_depth,
     terminal [B]`` with D = deepest level + 1 over the batch (rows that stopped earlier repeat their
@@ -119,6 +132,7 @@ def select_kernel(slot, value, visits, visits_sum, child_chance, chance_children
     leaf_depth = np.zeros(bsz, np.int64)
     terminal = np.zeros(bsz, np.bool_)
     cdf = np.empty(k, np.float64)
+    scores = np.empty(num_actions, np.float64)
     deepest = 0
     for b in range(bsz):
         node = 0
@@ -128,22 +142,65 @@ def select_kernel(slot, value, visits, visits_sum, child_chance, chance_children
         ok = np.isfinite(span) and span > 0
         while True:
             s = slot[b, node]
-            w = weight_table[visits_sum[b, s]]
+            n_total = visits_sum[b, s]
+            if count_node and depth > 0:
+                n_total += 1
+            w = weight_table[n_total]
+            # the score of an action never tried here
+            if unvisited == 0:
+                q0 = 0.0
+                if minmax and ok:
+                    q0 = (0.0 - lo) / span
+            elif unvisited == 1:
+                if minmax:
+                    q0 = 0.0
+                else:
+                    q0 = lo if np.isfinite(lo) else 0.0
+            else:
+                q0 = 0.0
+                if visits_sum[b, s] > 0:
+                    acc = 0.0
+                    for a in range(num_actions):
+                        acc += visits[b, s, a] * value[b, s, a]
+                    q0 = acc / visits_sum[b, s]
+                if minmax and ok:
+                    q0 = (q0 - lo) / span
             best = -np.inf
             a_best = 0
+            untried = 0
             for a in range(num_actions):
                 n = visits[b, s, a]
-                q = value[b, s, a]
-                if minmax:
-                    if n > 0:
-                        if ok:
-                            q = (q - lo) / span
-                    else:
-                        q = 0.0
+                if n > 0:
+                    q = value[b, s, a]
+                    if minmax and ok:
+                        q = (q - lo) / span
+                else:
+                    q = q0
+                    untried += 1
                 sc = q + w / (1.0 + n)
+                scores[a] = sc
                 if sc > best or a == 0:
                     best = sc
                     a_best = a
+            if tie == 1:
+                for a in range(num_actions - 1, -1, -1):
+                    if scores[a] == best:
+                        a_best = a
+                        break
+            elif tie == 2 or (tie == 3 and untried > 0):
+                m = 0
+                for a in range(num_actions):
+                    if (tie == 2 and scores[a] == best) or (tie == 3 and visits[b, s, a] == 0):
+                        m += 1
+                pick = int(_uniform(_fold_in(_fold_in(keys[b], depth), _TIE_SALT)) * m)
+                if pick > m - 1:
+                    pick = m - 1
+                for a in range(num_actions):
+                    if (tie == 2 and scores[a] == best) or (tie == 3 and visits[b, s, a] == 0):
+                        if pick == 0:
+                            a_best = a
+                            break
+                        pick -= 1
             is_terminal = node_t[b, node] >= horizon
             chance = child_chance[b, s, a_best]
             nodes[b, depth] = node
@@ -208,7 +265,7 @@ def merge_kernel(obs, rewards):
 @njit(cache=True)
 def expand_kernel(obs, rewards, grow, children, leaf_node, leaf_action, leaf_depth, path_chances, i,
                   reward_scale, chance_children, chance_weight, chance_reward, node_t, slot, next_slot,
-                  child_chance):
+                  child_chance, node_reward):
     """The bookkeeping of :func:`alchemy_mbrl.planner.tree_search.expand` after the simulator call."""
     weight = merge_kernel(obs, rewards)
     bsz, k = weight.shape
@@ -227,6 +284,7 @@ def expand_kernel(obs, rewards, grow, children, leaf_node, leaf_action, leaf_dep
         t_child = node_t[b, leaf] + 1
         for j in range(k):
             node_t[b, children[b, j]] = t_child
+            node_reward[b, children[b, j]] = np.float64(rewards[b, j]) * reward_scale
         if grow[b]:
             if slot[b, leaf] == 0:
                 slot[b, leaf] = next_slot[b]
@@ -237,8 +295,14 @@ def expand_kernel(obs, rewards, grow, children, leaf_node, leaf_action, leaf_dep
 
 @njit(cache=True)
 def backup_kernel(nodes, actions, chances, valid, chance_reward, slot, value, visits, visits_sum,
-                  q_min, q_max, gamma):
-    """:func:`alchemy_mbrl.planner.tree_search.backup`, one search at a time."""
+                  q_min, q_max, gamma, leaf_depth=None, node_reward=None, node_t=None, steps_per_trial=0):
+    """:func:`alchemy_mbrl.planner.tree_search.backup`, one search at a time.
+
+    With ``node_reward [B, M]`` and ``leaf_depth [B]`` (reading ``backup_reward = "branch"``), the levels
+    above the new chance node back up the reward of the branch the selection took instead of its
+    chance node's weighted mean. With ``node_t [B, M]`` and ``steps_per_trial > 0`` (reading
+    ``discount = "trial"``), gamma applies only where a step ends a trial.
+    """
     bsz, depth = nodes.shape
     for b in range(bsz):
         g = 0.0
@@ -246,7 +310,14 @@ def backup_kernel(nodes, actions, chances, valid, chance_reward, slot, value, vi
             if not valid[b, d]:
                 continue
             c = chances[b, d]
-            g = chance_reward[b, c if c > 0 else 0] + gamma * g
+            if node_reward is not None and d < leaf_depth[b]:
+                r = node_reward[b, nodes[b, d + 1]]
+            else:
+                r = chance_reward[b, c if c > 0 else 0]
+            if node_t is not None and (node_t[b, nodes[b, d]] + 1) % steps_per_trial != 0:
+                g = r + g
+            else:
+                g = r + gamma * g
             s = slot[b, nodes[b, d]]
             a = actions[b, d]
             n = visits[b, s, a]

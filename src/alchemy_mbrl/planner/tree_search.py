@@ -45,6 +45,7 @@ import numpy as np
 
 from alchemy_mbrl import rng
 from alchemy_mbrl.env.alchemy import EPISODE_STEPS, NUM_ACTIONS, OBS_DIM
+from alchemy_mbrl.env.constants import STEPS_PER_TRIAL
 from alchemy_mbrl.planner import tree_numba
 from alchemy_mbrl.planner.params import PlannerParams
 from alchemy_mbrl.planner.simulator import RootContext, Simulator
@@ -75,16 +76,22 @@ def selection_scores(
     return q + weight / (1.0 + n)
 
 
-def normalise_q(q: np.ndarray, n: np.ndarray, q_min: np.ndarray, q_max: np.ndarray) -> np.ndarray:
+def normalise_q(q: np.ndarray, n: np.ndarray, q_min: np.ndarray, q_max: np.ndarray,
+                unvisited: str = "bottom") -> np.ndarray:
     """MuZero's min-max normalisation of Q to [0, 1] by the range backed up so far in each tree.
 
-    ``q, n [B, A]``, ``q_min, q_max [B]``. Unvisited actions score 0 (the bottom of the range),
-    as in MuZero's pseudocode; trees whose range is still empty keep their raw Q.
+    ``q, n [B, A]``, ``q_min, q_max [B]``; trees whose range is still empty keep their raw Q.
+    Unvisited actions score 0, the bottom of the range, as in MuZero's pseudocode (``"bottom"``),
+    or the normalised value of a zero return (``"zero"``; 0 while the range is empty).
     """
     span = (q_max - q_min)[:, None]
     ok = np.isfinite(span) & (span > 0)
     qn = np.where(ok, (q - q_min[:, None]) / np.where(ok, span, 1.0), q)
-    return np.where(n > 0, qn, 0.0)
+    if unvisited == "zero":
+        q0 = np.where(ok, (0.0 - q_min[:, None]) / np.where(ok, span, 1.0), 0.0)
+    else:
+        q0 = 0.0
+    return np.where(n > 0, qn, q0)
 
 
 def action_probabilities(n_root: np.ndarray, temperature: float) -> np.ndarray:
@@ -123,6 +130,7 @@ class Tree:
         chance_children ``[B, C, K]`` int32 decision-node ids,
         chance_weight ``[B, C, K]`` int32 merged-sample counts (0 for merged duplicates),
         chance_reward ``[B, C]`` float64 weighted mean reward of the branches.
+    node_reward ``[B, M]`` float64: the (scaled) reward of the branch that created each decision node.
     Bookkeeping: ``next_slot [B]`` int32, ``num_expansions`` (int, lockstep);
         ``q_min, q_max [B]``: smallest and largest Q backed up so far in each tree (for min-max normalisation).
     """
@@ -139,6 +147,7 @@ class Tree:
     next_slot: np.ndarray
     q_min: np.ndarray
     q_max: np.ndarray
+    node_reward: np.ndarray
     num_expansions: int = 0
 
     @classmethod
@@ -158,6 +167,7 @@ class Tree:
             next_slot=np.ones(b, dtype=np.int32),
             q_min=np.full(b, np.inf),
             q_max=np.full(b, -np.inf),
+            node_reward=np.zeros((b, m), dtype=np.float64),
         )
 
     @property
@@ -189,6 +199,7 @@ class Tree:
         self.next_slot.fill(1)
         self.q_min.fill(np.inf)
         self.q_max.fill(-np.inf)
+        self.node_reward.fill(0.0)
         self.num_expansions = 0
 
     def root_visits(self) -> np.ndarray:
@@ -243,7 +254,7 @@ def select(tree: Tree, params: PlannerParams, keys: np.ndarray, horizon: int = E
         s = tree.slot[bi, node]
         q = tree.value[bi, s]
         if params.q_normalisation == "minmax":
-            q = normalise_q(q, tree.visits[bi, s], tree.q_min, tree.q_max)
+            q = normalise_q(q, tree.visits[bi, s], tree.q_min, tree.q_max, params.unvisited_q)
         scores = selection_scores(q, tree.visits[bi, s], tree.visits_sum[bi, s], params.c1, params.c2)
         action = np.argmax(scores, axis=1)
         is_terminal = tree.node_t[bi, node] >= horizon
@@ -311,6 +322,7 @@ def expand(tree: Tree, simulator: Simulator, path: Path, keys: np.ndarray, rewar
     tree.chance_weight[:, i] = weight
     tree.chance_reward[:, i] = (weight * rewards).sum(axis=1) / np.maximum(weight.sum(axis=1), 1)
     tree.node_t[:, children[0]] = (tree.node_t[bi, path.leaf_node] + 1)[:, None]
+    tree.node_reward[bi[:, None], children] = rewards
     # give the leaf a stat slot if it has none yet, then hang the chance node under (leaf, a*)
     g = bi[grow]
     leaf = path.leaf_node[grow]
@@ -361,7 +373,9 @@ def _select_compiled(tree: Tree, params: PlannerParams, keys: np.ndarray, horizo
     out = tree_numba.select_kernel(
         tree.slot, tree.value, tree.visits, tree.visits_sum, tree.child_chance, tree.chance_children,
         tree.chance_weight, tree.node_t, tree.q_min, tree.q_max, np.asarray(keys, dtype=np.uint64), table,
-        params.q_normalisation == "minmax", int(horizon), int(max_depth))
+        params.q_normalisation == "minmax", int(horizon), int(max_depth),
+        tree_numba.UNVISITED_CODES[params.unvisited_q], tree_numba.TIE_CODES[params.tie_break],
+        params.exploration_count == "node")
     return Path(*out)
 
 
@@ -377,7 +391,8 @@ def _expand_compiled(tree: Tree, simulator: Simulator, path: Path, keys: np.ndar
     tree_numba.expand_kernel(
         np.ascontiguousarray(obs), np.ascontiguousarray(rewards, dtype=np.float64), grow, children, path.leaf_node,
         path.leaf_action, path.leaf_depth, path.chances, i, float(reward_scale), tree.chance_children,
-        tree.chance_weight, tree.chance_reward, tree.node_t, tree.slot, tree.next_slot, tree.child_chance)
+        tree.chance_weight, tree.chance_reward, tree.node_t, tree.slot, tree.next_slot, tree.child_chance,
+        tree.node_reward)
     tree.num_expansions = i + 1
 
 
@@ -425,7 +440,7 @@ def search_bytes(budget: int, k: int, node_bytes: int = 0, num_actions: int = NU
     nodes = 1 + budget * k
     slot = num_actions * (4 + 8 + 4) + 8  # visits int32, value float64, child_chance int32; visits_sum int64
     merge = k * k * (OBS_DIM + 2)
-    return nodes * (4 + 4 + node_bytes) + (budget + 1) * slot + budget * (k * 8 + 8) + merge
+    return nodes * (4 + 4 + 8 + node_bytes) + (budget + 1) * slot + budget * (k * 8 + 8) + merge
 
 
 def _gib(n: float) -> str:
@@ -469,7 +484,7 @@ class TreeSearch:
         largest ``--batch`` that fits (or the advice to lower the budget or K when none does).
         """
         k = self.params.k
-        per_search = search_bytes(self.budget, k, int(getattr(self.simulator, "node_bytes", 0)), self.num_actions)
+        per_search = search_bytes(self.params.iterations(self.budget), k, int(getattr(self.simulator, "node_bytes", 0)), self.num_actions)
         total = per_search * int(batch_size)
         if limit is None:
             limit = int(MEMORY_FRACTION * available_memory_bytes())
@@ -493,25 +508,37 @@ class TreeSearch:
         if not 0 <= context.t < self.horizon:
             raise ValueError(f"cannot plan at t={context.t}: the episode ends at t={self.horizon}")
         k = self.params.k
-        if self.tree is None or self.tree.batch_size != bsz or self.tree.budget != self.budget or self.tree.k != k:
+        iterations = self.params.iterations(self.budget)
+        if self.tree is None or self.tree.batch_size != bsz or self.tree.budget != iterations or self.tree.k != k:
             self.tree = None
             self.check_memory(bsz)
-            self.tree = Tree.allocate(bsz, self.budget, k, self.num_actions)
+            self.tree = Tree.allocate(bsz, iterations, k, self.num_actions)
         tree = self.tree
         tree.reset(context.t)
         self.simulator.set_roots(context, tree.max_nodes)
         fast = self.compiled and tree_numba.AVAILABLE
+        if not fast:
+            unsupported = {name: v for name, v in self.params.nondefault_readings().items()
+                           if not (name == "unvisited_q" and v == "bottom" and self.params.q_normalisation == "minmax")}
+            if unsupported:
+                raise ValueError(f"the planner readings {unsupported} need the compiled tree code (Numba); "
+                                 "the NumPy reference code implements only the defaults")
         if fast:
-            table = _weight_table(self.budget, self.params.c1, self.params.c2, tree.value.shape[2])
-            max_depth = min(self.budget, max(self.horizon - int(context.t), 0)) + 2
-        for i in range(self.budget):
+            p = self.params
+            table = _weight_table(iterations, p.c1, p.c2, tree.value.shape[2])
+            max_depth = min(iterations, max(self.horizon - int(context.t), 0)) + 2
+            branch = p.backup_reward == "branch"
+            by_trial = p.discount == "trial"
+        for i in range(iterations):
             if fast:
                 sel_keys, exp_keys = tree_numba.iteration_keys(keys, i, _TAG_SELECT, _TAG_EXPAND)
-                path = _select_compiled(tree, self.params, sel_keys, self.horizon, table, max_depth)
-                _expand_compiled(tree, self.simulator, path, exp_keys, self.params.reward_scale)
+                path = _select_compiled(tree, p, sel_keys, self.horizon, table, max_depth)
+                _expand_compiled(tree, self.simulator, path, exp_keys, p.reward_scale)
                 tree_numba.backup_kernel(path.nodes, path.actions, path.chances, path.valid, tree.chance_reward,
                                          tree.slot, tree.value, tree.visits, tree.visits_sum, tree.q_min, tree.q_max,
-                                         float(self.params.gamma))
+                                         float(p.gamma), path.leaf_depth if branch else None,
+                                         tree.node_reward if branch else None, tree.node_t if by_trial else None,
+                                         STEPS_PER_TRIAL if by_trial else 0)
                 continue
             it_keys = rng.fold_in(keys, i)
             path = select(tree, self.params, rng.fold_in(it_keys, _TAG_SELECT), self.horizon)
