@@ -161,3 +161,19 @@ def test_commands_live_in_cli() -> None:
     assert not list(pkg.rglob("commands.py")) and not list(pkg.glob("*_commands.py"))
     r = subprocess.run(["grep", "-rln", "--include=*.py", "add_parser(", str(pkg)], capture_output=True, text=True)
     assert all("/cli/" in f for f in r.stdout.split()), r.stdout
+
+
+def test_paired_difference_uses_the_spread_of_the_differences() -> None:
+    from alchemy_mbrl.stats import mean_sem, paired_difference
+
+    gen = np.random.default_rng(0)
+    episode = gen.normal(200.0, 50.0, size=400)          # shared difficulty of each episode
+    a = episode + gen.normal(5.0, 2.0, size=400)
+    b = episode + gen.normal(0.0, 2.0, size=400)
+    d = paired_difference(a, b)
+    assert d.n == 400 and abs(d.mean - 5.0) < 0.5
+    assert d.sem == pytest.approx(np.std(a - b, ddof=1) / 20.0)
+    unpaired = np.hypot(mean_sem(a).sem, mean_sem(b).sem)
+    assert d.sem < unpaired / 10                         # pairing removes the shared episode spread
+    with pytest.raises(ValueError, match="equal length"):
+        paired_difference(a, b[:-1])

@@ -51,6 +51,17 @@ def mean_sem(values: Any) -> MeanSem:
     return MeanSem(mean, std / math.sqrt(n) if n > 1 else math.nan, n, std)
 
 
+def paired_difference(x: Any, y: Any) -> MeanSem:
+    """Mean ± standard error of the per-item differences ``x - y`` of two equally long, aligned samples
+    (the same episodes or validation items in the same order): the paired comparison, whose standard error
+    is that of the differences, not sqrt(s.e.(x)^2 + s.e.(y)^2)."""
+    a = np.asarray(x, dtype=np.float64).reshape(-1)
+    b = np.asarray(y, dtype=np.float64).reshape(-1)
+    if a.shape != b.shape:
+        raise ValueError(f"a paired difference needs samples of equal length, got {a.size} and {b.size}")
+    return mean_sem(a - b)
+
+
 def is_number(x: Any) -> bool:
     """True for a finite-or-infinite real number (not None, pandas NA or NaN)."""
     if x is None:
