@@ -180,3 +180,25 @@ def test_numpy_reference_refuses_readings_it_does_not_implement() -> None:
                     horizon=10)
     ok.compiled = False
     ok.run(toy_context(1, 0), np.array([1], dtype=np.uint64))
+
+
+def test_exploration_count_node_adds_the_nodes_own_visit_below_the_root() -> None:
+    """Below the root, N = sum N(a) + 1: a case where that flips the choice (w(1)/2 < Q < w(2)/2)."""
+    tree = Tree.allocate(1, 10, 1, A)
+    tree.reset(0)
+    tree.slot[0, 0], tree.slot[0, 1], tree.next_slot[0] = 1, 2, 3
+    tree.visits[0, 1, 5], tree.value[0, 1, 5], tree.visits_sum[0, 1] = 2, 1.0, 2   # the root goes down action 5
+    tree.child_chance[0, 1, 5] = 0
+    tree.chance_children[0, 0, 0], tree.chance_weight[0, 0, 0], tree.node_t[0, 1] = 1, 1, 1
+    tree.visits[0, 2, 0], tree.value[0, 2, 0], tree.visits_sum[0, 2] = 1, 0.01, 1  # node 1: action 0 tried once
+    table = _weight_table(10, 0.57, 16.15, A)
+    assert table[1] / 2 < 0.01 < table[2] / 2
+    chosen = []
+    for count_node in (False, True):
+        out = tree_numba.select_kernel(
+            tree.slot, tree.value, tree.visits, tree.visits_sum, tree.child_chance, tree.chance_children,
+            tree.chance_weight, tree.node_t, tree.q_min, tree.q_max, np.array([1], dtype=np.uint64), table, False,
+            200, 5, 0, 0, count_node)
+        assert list(out[0][0]) == [0, 1] and out[1][0][0] == 5
+        chosen.append(int(out[1][0][1]))
+    assert chosen == [0, 1]   # Q(0) + w/2 beats an untried w at N = 1, not at N = 2
