@@ -202,3 +202,24 @@ def test_exploration_count_node_adds_the_nodes_own_visit_below_the_root() -> Non
         assert list(out[0][0]) == [0, 1] and out[1][0][0] == 5
         chosen.append(int(out[1][0][1]))
     assert chosen == [0, 1]   # Q(0) + w/2 beats an untried w at N = 1, not at N = 2
+
+
+def test_param_settings_on_the_command_line_equal_a_params_file(tmp_path, capsys) -> None:
+    import json
+
+    import pandas as pd
+
+    from alchemy_mbrl.cli import main
+
+    common = ["evaluate", "--policy", "planner", "--simulator", "oracle", "--budget", "6", "--episodes", "2",
+              "--seed", "3", "--no-progress"]
+    pfile = tmp_path / "p.json"
+    pfile.write_text(json.dumps({"tie_break": "random", "expansion_unit": "sample"}))
+    assert main([*common, "--params", str(pfile), "--out", str(tmp_path / "a.csv")]) == 0
+    assert main([*common, "--param", "tie_break=random", "--param", "expansion_unit=sample",
+                 "--out", str(tmp_path / "b.csv")]) == 0
+    a, b = pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv")
+    assert list(a["return"]) == list(b["return"])
+    assert main([*common, "--param", "tie_break=sideways", "--out", str(tmp_path / "c.csv")]) == 2
+    assert "tie_break" in capsys.readouterr().err
+    assert not (tmp_path / "c.csv").exists()

@@ -205,13 +205,16 @@ def make_policy(
     params: PlannerParams | str | Path | None = None,
     model_dir: str | Path | None = None,
     device: str | None = None,
+    settings: list[str] | None = None,
 ) -> Policy:
-    """Build a policy by name, checking that the options given belong to it (``ValueError`` otherwise)."""
+    """Build a policy by name, checking that the options given belong to it (``ValueError`` otherwise).
+
+    ``settings`` are ``KEY=VALUE`` planner parameters applied over ``params`` (``--param``)."""
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
     if policy != "planner":
         given = [flag for flag, v in (("--simulator", simulator), ("--budget", budget), ("--params", params),
-                                      ("--model", model_dir)) if v is not None]
+                                      ("--model", model_dir), ("--param", settings or None)) if v is not None]
         if given:
             raise ValueError(f"{', '.join(given)} apply to --policy planner only, not {policy}")
         return make_agent(policy) if policy in AGENTS else BaselinePolicy(policy)
@@ -221,6 +224,8 @@ def make_policy(
         raise ValueError(f"--budget must be an integer >= 1 (expansions per real step), got {budget}")
     if isinstance(params, (str, Path)):
         params = PlannerParams.from_json(params)
+    if settings:
+        params = (params or PlannerParams()).with_settings(settings)
     from alchemy_mbrl.simulators import make_simulator
 
     sim = make_simulator(simulator, model_dir=None if model_dir is None else str(model_dir), device=device)

@@ -44,14 +44,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="torch device for the learned simulator (default: cuda if available)")
     p.add_argument("--budget", type=int, default=None, help="expansions per real step, e.g. 100, 500, 1250 (planner only)")
     p.add_argument("--params", default=None, help="planner hyperparameters JSON {temperature,c1,c2,k,gamma"
-                   "[,reward_scale,q_normalisation]}; missing keys: Table 4 (planner only)")
+                   "[,reward_scale,q_normalisation,readings]}; missing keys: the defaults (planner only; docs/formats.md)")
+    p.add_argument("--param", action="append", default=None, metavar="KEY=VALUE",
+                   help="one planner parameter or reading over --params, e.g. --param expansion_unit=sample "
+                   "(repeatable; docs/planner.md, 'Readings')")
     _episode_args(p, "64 for the planner, 4096 for baselines")
     p.set_defaults(func=cmd_evaluate)
 
     b = subparsers.add_parser("baseline", help="alias of `evaluate --policy POLICY` for the baselines")
     b.add_argument("--policy", required=True, choices=_POLICIES[1:])
     _episode_args(b, "4096")
-    b.set_defaults(func=cmd_evaluate, simulator=None, model=None, device=None, budget=None, params=None)
+    b.set_defaults(func=cmd_evaluate, simulator=None, model=None, device=None, budget=None, params=None, param=None)
 
     m = subparsers.add_parser(
         "merge-returns",
@@ -79,7 +82,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     source = EpisodeSource(args.seed, args.episodes_file)  # reads and checks the file before any work
     episodes = source.count(args.episodes)
     policy = make_policy(args.policy, simulator=args.simulator, budget=args.budget, params=args.params,
-                         model_dir=args.model, device=args.device)
+                         model_dir=args.model, device=args.device, settings=args.param)
     df = evaluate_policy(policy, episodes, seed=source, chunk=chunk, batch_size=args.batch,
                          progress=not args.no_progress)
     write_returns(df, args.out)

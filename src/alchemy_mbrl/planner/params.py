@@ -132,5 +132,28 @@ class PlannerParams:
         except ValueError as exc:
             raise ValueError(f"{p}: {exc}") from None
 
+    def with_settings(self, settings: list[str] | tuple[str, ...]) -> "PlannerParams":
+        """A copy with ``KEY=VALUE`` settings applied (``--param`` on the command line): numbers for the
+        numeric fields, names for ``q_normalisation`` and the readings; each error names the setting."""
+        data = self.to_dict()
+        types = {f.name: f.type for f in fields(self)}
+        for item in settings:
+            key, sep, raw = str(item).partition("=")
+            key = key.strip()
+            if not sep or key not in types:
+                raise ValueError(f"--param {item!r}: expected KEY=VALUE with KEY one of {sorted(types)}")
+            if types[key] in ("str", str):
+                data[key] = raw.strip()
+                continue
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ValueError(f"--param {item!r}: {key} must be a number") from None
+            data[key] = int(value) if types[key] in ("int", int) and value.is_integer() else value
+        try:
+            return PlannerParams(**data)
+        except ValueError as exc:
+            raise ValueError(f"--param: {exc}") from None
+
     def to_dict(self) -> dict:
         return asdict(self)
