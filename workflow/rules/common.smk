@@ -13,9 +13,13 @@ import os
 
 ENV = "../envs/alchemy.yaml"
 # Each job runs this checkout's package: `python -m alchemy_mbrl.cli` with the workflow's
-# src/ first on PYTHONPATH (so it also works inside the dependency-only conda env).
+# src/ first on PYTHONPATH (so it also works inside the dependency-only conda env). The checkout's
+# absolute path goes into the shell prefix, not into any rule's params: Snakemake reruns a job whose
+# params changed, and a finished run moved to another directory must have nothing to do.
 SRC = os.path.join(workflow.basedir, "src")
-CLI = f"PYTHONPATH={SRC}${{PYTHONPATH:+:$PYTHONPATH}} python -m alchemy_mbrl.cli"
+# (Snakemake formats the prefix like a command: its braces are doubled once more.)
+shell.prefix(f"set -euo pipefail; export PYTHONPATH={SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
+CLI = "python -m alchemy_mbrl.cli"
 
 NAME = config["name"]
 OUT = f"results/{NAME}"
