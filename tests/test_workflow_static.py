@@ -447,13 +447,18 @@ def test_rules_use_the_conda_env() -> None:
 def test_slurm_profile() -> None:
     prof = yaml.safe_load((SLURM_PROFILE / "config.yaml").read_text())
     assert prof["executor"] == "slurm"
-    assert {"slurm_partition", "runtime", "mem_mb"} <= set(prof["default-resources"])
-    assert "attempt" in str(prof["default-resources"]["mem_mb"])
+    assert {"slurm_partition", "runtime"} <= set(prof["default-resources"])
     assert prof["retries"] >= 1 and prof["latency-wait"] >= 1 and prof["jobs"] >= 1
     gpu_rules = {"train", "model_eval", "hpo_evaluate", "evaluate_learned_chunk"}
     for rule in gpu_rules:
         assert prof["set-resources"][rule]["gpu"] == 1, rule
-        assert "attempt" in str(prof["set-resources"][rule]["mem_mb"]), rule
+    # threads and memory have one home, the rules (memory: common.smk's mem_mb, doubling per attempt)
+    for res in [prof["default-resources"], *prof["set-resources"].values()]:
+        assert not {"mem_mb", "cpus_per_task", "threads"} & set(res), res
+    text = _all_rules_text()
+    assert text.count("2 ** (attempt - 1)") == 1, "one growth law on retry, in common.smk's mem_mb"
+    assert all("attempt" not in p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk") if p.name != "common.smk")
+    assert len(re.findall(r"^\s+mem_mb=mem_mb\(", text, re.M)) == len(re.findall(r"^\s+mem_mb=", text, re.M))
     # only the learned model needs a GPU: the perfect-model rows stay on the CPU partition
     assert "gpu" not in prof["set-resources"]["evaluate_reference_chunk"]
     assert "slurm_partition" not in prof["set-resources"]["evaluate_reference_chunk"]

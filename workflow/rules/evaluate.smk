@@ -91,7 +91,7 @@ rule baseline:
         ENV
     threads: 1
     resources:
-        mem_mb=mem_mb(2000),
+        mem_mb=mem_mb(4000),
     params:
         cli=CLI,
         episodes=config["baselines"]["episodes"],
@@ -124,7 +124,7 @@ rule optimal_agent_chunk:
         ENV
     threads: 1
     resources:
-        mem_mb=mem_mb(4000),
+        mem_mb=mem_mb(8000),
     params:
         cli=CLI,
         episodes=lambda wc: OPTIMAL_AGENTS[wc.agent]["episodes"],
