@@ -67,7 +67,7 @@ rule all:
 
 onsuccess:
     print(
-        f"\nalchemy-mbrl workflow finished ({SCALE}).\n"
+        f"\nalchemy-mbrl workflow finished ({NAME} scale: {config['description']}).\n"
         f"  Tables: {OUT}/tables/table1.md, {OUT}/tables/table2.md (also .csv, .tex, .html)\n"
         f"  Plots:  {OUT}/plots/score_vs_expansions.png, {OUT}/plots/training_curves.png,"
         f" {OUT}/plots/hpo_convergence.png (and .pdf)\n"

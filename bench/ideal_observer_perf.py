@@ -5,7 +5,8 @@
 
 Numba's compiled functions have no symbols that ``perf`` can see. This script compiles the search
 on a tiny problem first, writes ``/tmp/perf-<pid>.map`` (the JIT map format ``perf`` reads: start,
-size, name) with the address of every compiled kernel of :mod:`alchemy_mbrl.ideal_observer`, then
+size, name) with the address of every compiled kernel of :mod:`alchemy_mbrl.ideal_observer` (its
+``kernels`` and ``expectimax`` modules), then
 samples itself with ``perf record -p <pid>`` while it searches one first trial (``episode_setup``'s
 stones, posterior after the first observation, first ``--potions`` potions; ``TrialSearch.best``,
 as the agent asks), and prints ``perf report``'s shares by symbol. Kernels inlined into others
@@ -29,10 +30,10 @@ import time
 import numpy as np
 
 
-def write_perf_map(module) -> int:
-    """Write ``/tmp/perf-<pid>.map`` for the compiled overloads of ``module``'s Numba functions."""
+def write_perf_map(*modules) -> int:
+    """Write ``/tmp/perf-<pid>.map`` for the compiled overloads of the ``modules``' Numba functions."""
     addrs = []
-    for name in dir(module):
+    for module, name in ((m, n) for m in modules for n in dir(m)):
         f = getattr(module, name)
         overloads = list(getattr(f, "overloads", {}).values())
         for k, cres in enumerate(overloads):
@@ -61,6 +62,7 @@ def main() -> None:
         sys.exit("perf is not installed (Debian: apt-get install linux-perf)")
 
     from alchemy_mbrl import ideal_observer as io
+    from alchemy_mbrl.ideal_observer import expectimax, kernels
     from alchemy_mbrl.bayes import initial_posterior
     from alchemy_mbrl.env.alchemy import AlchemyEnv
     from alchemy_mbrl.evaluate import episode_setup
@@ -71,7 +73,7 @@ def main() -> None:
     stones, colours, _ = io.observed_items(obs[0])
     warm = io.TrialSearch(post[0])  # compile every kernel first
     warm.best(warm.root, stones, np.bincount(colours[:2], minlength=6))
-    kernels = write_perf_map(io)
+    mapped = write_perf_map(kernels, expectimax)
 
     data = os.path.join(tempfile.mkdtemp(), "perf.data")
     rec = subprocess.Popen(["perf", "record", "-F", str(args.frequency), "-p", str(os.getpid()), "-o", data],
@@ -84,7 +86,7 @@ def main() -> None:
     rec.send_signal(signal.SIGINT)
     rec.wait()
     print(json.dumps({"seed": args.seed, "episode": args.episode, "potions": args.potions, "seconds": seconds,
-                      "states": s.states, "beliefs": s.beliefs, "kernels_mapped": kernels}))
+                      "states": s.states, "beliefs": s.beliefs, "kernels_mapped": mapped}))
     rep = subprocess.run(["perf", "report", "-i", data, "--stdio", "--sort", "sym"], capture_output=True, text=True)
     lines = [x for x in rep.stdout.splitlines() if x.strip() and not x.startswith("#")]
     print("\n".join(lines[:20]))

@@ -58,3 +58,15 @@ def test_gpu_check_exit_status_on_a_failed_check(monkeypatch: pytest.MonkeyPatch
 
 def test_gpu_check_refuses_bad_sizes(tmp_path: Path) -> None:
     assert main(["gpu-check", *SMALL, "--steps", "1", "--work-dir", str(tmp_path)]) == 2
+
+
+def test_gpu_check_on_cpu_at_gpu_sizes_refuses_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without size options a CPU check would train for hours: one line saying which sizes to pass, no work."""
+    import time
+
+    t = time.perf_counter()
+    assert main(["gpu-check", "--device", "cpu", "--work-dir", str(tmp_path / "w")]) == 2
+    assert time.perf_counter() - t < 5
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--steps 6 --batch-size 4" in err[0] and "h;" in err[0], err
+    assert not (tmp_path / "w").exists()

@@ -268,3 +268,27 @@ def test_ideal_observer_plays_a_whole_episode(tmp_path) -> None:
     _cli("evaluate", "--policy", "search-oracle", "--episodes", "1", "--seed", "0", "--out", str(so), "--no-progress")
     r_io, r_so = read_returns(io)["return"][0], read_returns(so)["return"][0]
     assert 200 <= r_io <= 450 and r_so <= 450
+
+
+def test_importing_evaluate_builds_and_compiles_nothing_of_the_search() -> None:
+    """``import alchemy_mbrl.evaluate`` (and the CLI) load only the agents' names: no table, no kernel."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, alchemy_mbrl.evaluate, alchemy_mbrl.cli; alchemy_mbrl.cli.build_parser(); "
+        "import alchemy_mbrl.ideal_observer as io; "
+        "print(sorted(m for m in sys.modules if m.startswith('alchemy_mbrl.ideal_observer')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['alchemy_mbrl.ideal_observer', 'alchemy_mbrl.ideal_observer.names']"
+
+
+def test_the_policy_registry_is_the_clis() -> None:
+    """``evaluate --policy`` offers exactly :data:`alchemy_mbrl.evaluate.POLICIES` (one registry)."""
+    from alchemy_mbrl.cli import build_parser
+    from alchemy_mbrl.evaluate import POLICIES
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    policy = next(a for a in sub.choices["evaluate"]._actions if a.dest == "policy")
+    assert tuple(policy.choices) == POLICIES

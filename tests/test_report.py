@@ -301,3 +301,20 @@ def test_plots_with_scale_floor_and_best_trial(tmp_path: Path, table1_inputs: li
     assert "Bayes-optimal floor (exact): 1.288" in train_legend and "after 750,000 steps" in train_legend
     assert "random search" in hpo_title and "GP not used" in hpo_title and "best trial #1" in hpo_legend
     assert "2 random points, then 2 from the GP surrogate" in hpo2_title
+
+
+def test_run_info_is_the_scale_as_data(tmp_path: Path) -> None:
+    """`report run-info` writes the run's scale once; tables and plots read it (`--run-info`), no caption is parsed."""
+    import json
+
+    info = tmp_path / "run_info.json"
+    assert main(["report", "run-info", "--name", "quick", "--description", "a test line", "--train-steps", "120",
+                 "--batch-size", "16", "--episodes", "learned=16", "reference=32", "baselines=1000",
+                 "ideal_observer=10", "search_oracle=1000", "--out", str(info)]) == 0
+    data = json.loads(info.read_text())
+    assert data["name"] == "quick" and data["train_steps"] == 120 and data["episodes"]["baselines"] == 1000
+    assert data["scale"].startswith("quick scale: a test line; training 120 steps x 16 episodes")
+    assert "commit" in data
+    assert main(["report", "run-info", "--name", "q", "--description", "d", "--train-steps", "1", "--batch-size", "1",
+                 "--episodes", "learned=1", "--out", str(tmp_path / "bad.json")]) == 2  # episodes missing
+    assert not (tmp_path / "bad.json").exists()

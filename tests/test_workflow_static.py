@@ -49,11 +49,12 @@ def expected_job_counts(cfg: dict) -> dict[str, int]:
         "train_config": archs, "train": archs, "model_eval": archs, "bayes_entropy": 1,
         "hpo_ask": hpo["rounds"], "hpo_evaluate": hpo["rounds"] * hpo["points_per_round"],
         "hpo_summary": hpo["rounds"] * hpo["points_per_round"], "hpo_tell": hpo["rounds"], "hpo_best": 1,
-        "evaluate_chunk": planner_rows * ev["chunks"], "merge_evaluation": planner_rows,
+        "evaluate_learned_chunk": len(ev["budgets"]) * ev["chunks"],
+        "evaluate_reference_chunk": (planner_rows - len(ev["budgets"])) * ev["chunks"], "merge_evaluation": planner_rows,
         "baseline": len(cfg["baselines"]["policies"]), "baseline_summary": len(cfg["baselines"]["policies"]),
         "optimal_agent_chunk": sum(a["chunks"] for a in agents.values() if a["episodes"] > 0),
         "optimal_agent_summary": sum(a["episodes"] > 0 for a in agents.values()),
-        "table1": 1, "table2": 1, "plot_score": 1, "plot_training": 1, "plot_hpo": 1, "all": 1,
+        "run_info": 1, "table1": 1, "table2": 1, "plot_score": 1, "plot_training": 1, "plot_hpo": 1, "all": 1,
     }
     tuned = ev.get("params", "tuned") == "tuned" or (
         ev["reference_simulators"] and ev.get("reference_params", "tuned") == "tuned")
@@ -87,12 +88,14 @@ def test_paper_config_builds_full_dag(tmp_path: Path) -> None:
         "hpo_summary": rounds * points,
         "hpo_tell": rounds,
         "hpo_best": 1,
-        "evaluate_chunk": planner_rows * cfg["evaluate"]["chunks"],
+        "evaluate_learned_chunk": len(cfg["evaluate"]["budgets"]) * cfg["evaluate"]["chunks"],
+        "evaluate_reference_chunk": (planner_rows - len(cfg["evaluate"]["budgets"])) * cfg["evaluate"]["chunks"],
         "merge_evaluation": planner_rows,
         "baseline": 2,
         "baseline_summary": 2,
         "optimal_agent_chunk": 100 + 1,
         "optimal_agent_summary": 2,
+        "run_info": 1,
         "table1": 1,
         "table2": 1,
         "plot_score": 1,
@@ -100,10 +103,11 @@ def test_paper_config_builds_full_dag(tmp_path: Path) -> None:
         "plot_hpo": 1,
         "all": 1,
     }
-    assert counts.pop("total") == sum(expected.values()) == 570
+    assert counts.pop("total") == sum(expected.values()) == 571
     assert counts == expected == expected_job_counts(cfg)
     assert planner_rows == 18 and cfg["evaluate"]["chunks"] == 10
-    assert counts["evaluate_chunk"] == 180 and counts["merge_evaluation"] == 18
+    assert counts["evaluate_learned_chunk"] + counts["evaluate_reference_chunk"] == 180
+    assert counts["merge_evaluation"] == 18
 
 
 def test_paper_config_matches_paper() -> None:
@@ -148,7 +152,7 @@ def test_small_configs_build_every_rule(tmp_path: Path, config: Path) -> None:
     total = counts.pop("total")
     assert counts == expected_job_counts(yaml.safe_load(config.read_text()))
     if config == QUICK_CONFIG:  # ideal observer on 10 episodes in 2 chunks, search oracle 1,000 in 1 chunk
-        assert (counts["optimal_agent_chunk"], counts["optimal_agent_summary"], total) == (3, 2, 73)
+        assert (counts["optimal_agent_chunk"], counts["optimal_agent_summary"], total) == (3, 2, 74)
 
 
 def test_cpu_config_builds_its_dag(tmp_path: Path) -> None:
@@ -165,11 +169,11 @@ def test_cpu_config_builds_its_dag(tmp_path: Path) -> None:
     counts = job_counts(r.stdout)
     expected = {
         "generate_shard": 11, "manifest": 1, "train_config": 4, "train": 4, "model_eval": 4, "bayes_entropy": 1,
-        "evaluate_chunk": 18, "merge_evaluation": 9, "baseline": 2, "baseline_summary": 2,
-        "optimal_agent_chunk": 1, "optimal_agent_summary": 1,
+        "evaluate_learned_chunk": 6, "evaluate_reference_chunk": 12, "merge_evaluation": 9, "baseline": 2,
+        "baseline_summary": 2, "optimal_agent_chunk": 1, "optimal_agent_summary": 1, "run_info": 1,
         "table1": 1, "table2": 1, "plot_score": 1, "plot_training": 1, "all": 1,
     }
-    assert counts.pop("total") == sum(expected.values()) == 63
+    assert counts.pop("total") == sum(expected.values()) == 64
     assert counts == expected == expected_job_counts(cfg)
     # what issue 16 asks of it
     assert cfg["name"] == "cpu" and cfg["data"]["episodes_per_shard"] * (
@@ -443,14 +447,23 @@ def test_rules_use_the_conda_env() -> None:
 def test_slurm_profile() -> None:
     prof = yaml.safe_load((SLURM_PROFILE / "config.yaml").read_text())
     assert prof["executor"] == "slurm"
-    assert {"slurm_partition", "runtime", "mem_mb"} <= set(prof["default-resources"])
-    assert "attempt" in str(prof["default-resources"]["mem_mb"])
+    assert {"slurm_partition", "runtime"} <= set(prof["default-resources"])
     assert prof["retries"] >= 1 and prof["latency-wait"] >= 1 and prof["jobs"] >= 1
-    gpu_rules = {"train", "model_eval", "hpo_evaluate", "evaluate_chunk"}
+    gpu_rules = {"train", "model_eval", "hpo_evaluate", "evaluate_learned_chunk"}
     for rule in gpu_rules:
         assert prof["set-resources"][rule]["gpu"] == 1, rule
-        assert "attempt" in str(prof["set-resources"][rule]["mem_mb"]), rule
-    rules = {m.group(1) for m in re.finditer(r"^rule (\w+):", _all_rules_text(), re.M)}
+    # threads and memory have one home, the rules (memory: common.smk's mem_mb, doubling per attempt)
+    for res in [prof["default-resources"], *prof["set-resources"].values()]:
+        assert not {"mem_mb", "cpus_per_task", "threads"} & set(res), res
+    text = _all_rules_text()
+    assert text.count("2 ** (attempt - 1)") == 1, "one growth law on retry, in common.smk's mem_mb"
+    assert all("attempt" not in p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk") if p.name != "common.smk")
+    assert len(re.findall(r"^\s+mem_mb=mem_mb\(", text, re.M)) == len(re.findall(r"^\s+mem_mb=", text, re.M))
+    # only the learned model needs a GPU: the perfect-model rows stay on the CPU partition
+    assert "gpu" not in prof["set-resources"]["evaluate_reference_chunk"]
+    assert "slurm_partition" not in prof["set-resources"]["evaluate_reference_chunk"]
+    rules = {m.group(1) for m in re.finditer(r"^(?:use )?rule (\w+)", _all_rules_text(), re.M)}
+    rules |= {m.group(1) for m in re.finditer(r"^use rule \w+ as (\w+)", _all_rules_text(), re.M)}
     assert set(prof["set-resources"]) <= rules, "set-resources names a rule that does not exist"
 
 

@@ -34,7 +34,7 @@ from alchemy_mbrl.env.chemistry import GRAPH_PROBS, NUM_POTION_MAPS, NUM_STONE_M
 from alchemy_mbrl.env.codec import encode_reward
 from alchemy_mbrl.env.constants import EPISODE_STEPS, NUM_POTIONS, NUM_STONES, NUM_TRIALS, OBS_DIM
 from alchemy_mbrl.env.episodes import load_episodes, save_episodes
-from alchemy_mbrl.ideal_observer import AGENTS, IDEAL_OBSERVER, SEARCH_ORACLE, make_agent
+from alchemy_mbrl.ideal_observer.names import AGENTS, IDEAL_OBSERVER, SEARCH_ORACLE
 from alchemy_mbrl.io import atomic_write, write_json
 from alchemy_mbrl.planner.params import PlannerParams
 from alchemy_mbrl.planner.simulator import RootContext, Simulator
@@ -217,7 +217,11 @@ def make_policy(
                                       ("--model", model_dir), ("--param", settings or None)) if v is not None]
         if given:
             raise ValueError(f"{', '.join(given)} apply to --policy planner only, not {policy}")
-        return make_agent(policy) if policy in AGENTS else BaselinePolicy(policy)
+        if policy in AGENTS:  # imported here: its tables and kernels are built on first use only
+            from alchemy_mbrl.ideal_observer.agents import make_agent
+
+            return make_agent(policy)
+        return BaselinePolicy(policy)
     if simulator is None:
         raise ValueError("--policy planner needs --simulator (oracle, bayes or learned)")
     if budget is None or isinstance(budget, bool) or int(budget) != budget or budget < 1:

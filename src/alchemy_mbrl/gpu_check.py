@@ -76,6 +76,29 @@ class GpuCheckOptions:
     seed: int = 0
 
 
+#: Training tokens per second of the paper-size original model on one CPU thread (bench/train_throughput.py:
+#: 1,053 ± 127), rounded; used to refuse, before any work, a CPU check that would train for hours.
+CPU_TOKENS_PER_S = 1000
+#: The longest training a check may plan on a CPU at the paper's model size.
+CPU_TRAIN_LIMIT_S = 600
+#: Sizes that run the whole check on a CPU in about a minute (the test suite's).
+CPU_SIZES = ("--steps 6 --batch-size 4 --train-episodes 16 --val-episodes 8 --planner-batch 4 --planner-budget 4 "
+             "--planner-steps 2")
+
+
+def _refuse_cpu_at_gpu_sizes(opts: GpuCheckOptions) -> None:
+    """Refuse at once a check off a GPU whose paper-size training would outlast :data:`CPU_TRAIN_LIMIT_S`."""
+    device = opts.device or "cuda"
+    if device.startswith("cuda") or opts.overrides:
+        return
+    seconds = opts.steps * opts.batch_size * EPISODE_STEPS / CPU_TOKENS_PER_S
+    if seconds > CPU_TRAIN_LIMIT_S:
+        raise ValueError(
+            f"gpu-check: on {device} the paper-size model trains about {CPU_TOKENS_PER_S:,} tokens/s, so --steps "
+            f"{opts.steps} x --batch-size {opts.batch_size} would take about {seconds / 3600:.1f} h; pass small sizes, "
+            f"e.g. {CPU_SIZES} (about a minute)")
+
+
 def _gib(nbytes: int) -> float:
     return nbytes / 2**30
 
@@ -192,6 +215,7 @@ def kv_cache_check(model: torch.nn.Module, data: Any, t0: int = 12, depth: int =
 
 def run_gpu_check(opts: GpuCheckOptions) -> dict[str, Any]:
     """Run every check (module docstring); return ``{"measures": {...}, "checks": [...], "passed": bool}``."""
+    _refuse_cpu_at_gpu_sizes(opts)
     if opts.work_dir is None:
         with tempfile.TemporaryDirectory(prefix="alchemy-gpu-check-") as tmp:
             return _run(opts, Path(tmp))

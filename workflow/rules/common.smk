@@ -13,9 +13,13 @@ import os
 
 ENV = "../envs/alchemy.yaml"
 # Each job runs this checkout's package: `python -m alchemy_mbrl.cli` with the workflow's
-# src/ first on PYTHONPATH (so it also works inside the dependency-only conda env).
+# src/ first on PYTHONPATH (so it also works inside the dependency-only conda env). The checkout's
+# absolute path goes into the shell prefix, not into any rule's params: Snakemake reruns a job whose
+# params changed, and a finished run moved to another directory must have nothing to do.
 SRC = os.path.join(workflow.basedir, "src")
-CLI = f"PYTHONPATH={SRC}${{PYTHONPATH:+:$PYTHONPATH}} python -m alchemy_mbrl.cli"
+# (Snakemake formats the prefix like a command: its braces are doubled once more.)
+shell.prefix(f"set -euo pipefail; export PYTHONPATH={SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
+CLI = "python -m alchemy_mbrl.cli"
 
 NAME = config["name"]
 OUT = f"results/{NAME}"
@@ -124,27 +128,20 @@ def planner_params_arg(simulator):
     return f"--params {OUT}/hpo/best.json" if uses_tuned_params(simulator) else ""
 
 
-def scale_line():
-    """One line naming the config and its key numbers, shown on every table, plot and the report."""
-    t, e, b = config["train"], config["evaluate"], config["baselines"]
-    parts = [
-        f"{NAME} scale: {config['description']}",
-        f"training {t['steps']:,} steps x {t['batch_size']} episodes",
-        f"planner rows: learned model {e['episodes']:,} episodes",
-    ]
-    if REFERENCE_SIMS:
-        parts[-1] += f", perfect models {REFERENCE_EPISODES:,} episodes"
-    if not RUN_HPO:
-        parts.append("planner parameters: Table 4 (no HPO)")
-    parts.append(f"baselines {b['episodes']:,} episodes")
+RUN_INFO = f"{OUT}/run_info.json"
+
+
+def run_info_episodes():
+    """`--episodes` of `report run-info`: the episodes each kind of row plays."""
     o = config["optimal_agents"]
-    parts.append(
-        f"ideal observer {o['ideal_observer']['episodes']:,}, search oracle {o['search_oracle']['episodes']:,} episodes"
-    )
-    return "; ".join(parts)
-
-
-SCALE = scale_line()
+    counts = {
+        "learned": config["evaluate"]["episodes"],
+        "reference": REFERENCE_EPISODES if REFERENCE_SIMS else 0,
+        "baselines": config["baselines"]["episodes"],
+        "ideal_observer": o["ideal_observer"]["episodes"],
+        "search_oracle": o["search_oracle"]["episodes"],
+    }
+    return " ".join(f"{k}={v}" for k, v in counts.items())
 
 
 def summary_path(simulator, budget):

@@ -18,7 +18,7 @@ rule generate_shard:
         ENV
     threads: 1
     resources:
-        mem_mb=mem_mb(2000),
+        mem_mb=mem_mb(4000),
     params:
         cli=CLI,
         shard=lambda wc: int(wc.shard),

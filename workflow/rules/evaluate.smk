@@ -12,35 +12,53 @@
 EVAL_ARCH = config["evaluate"]["architecture"]
 
 
-rule evaluate_chunk:
+# The learned-model rows and the perfect-model rows are separate rules, so that a cluster profile
+# sends only the learned ones to a GPU partition; they share one definition (`use rule`).
+rule evaluate_learned_chunk:
     input:
-        params=lambda wc: planner_params_inputs(wc.simulator),
-        model=lambda wc: planner_model_inputs(wc.simulator, EVAL_ARCH),
+        params=planner_params_inputs("learned"),
+        model=planner_model_inputs("learned", EVAL_ARCH),
     output:
-        f"{OUT}/eval/{{simulator}}/budget-{{budget}}/chunk-{{chunk}}.csv",
+        f"{OUT}/eval/learned/budget-{{budget}}/chunk-{{chunk}}.csv",
     log:
-        f"{LOGS}/evaluate_chunk/{{simulator}}/budget-{{budget}}/chunk-{{chunk}}.log",
+        f"{LOGS}/evaluate_chunk/learned/budget-{{budget}}/chunk-{{chunk}}.log",
     benchmark:
-        f"{BENCH}/evaluate_chunk/{{simulator}}/budget-{{budget}}/chunk-{{chunk}}.tsv"
+        f"{BENCH}/evaluate_chunk/learned/budget-{{budget}}/chunk-{{chunk}}.tsv"
     conda:
         ENV
     threads: config["evaluate"]["threads"]
     resources:
         mem_mb=mem_mb(config["evaluate"]["mem_mb"]),
-        gpu=lambda wc: GPU if wc.simulator == "learned" else 0,
+        gpu=GPU,
     params:
         cli=CLI,
-        model=lambda wc: planner_model_arg(wc.simulator, EVAL_ARCH),
-        planner_params=lambda wc: planner_params_arg(wc.simulator),
-        episodes=lambda wc: eval_episodes(wc.simulator),
+        simulator=lambda wc: wc.get("simulator", "learned"),
+        model=lambda wc: planner_model_arg(wc.get("simulator", "learned"), EVAL_ARCH),
+        planner_params=lambda wc: planner_params_arg(wc.get("simulator", "learned")),
+        episodes=lambda wc: eval_episodes(wc.get("simulator", "learned")),
         chunks=CHUNKS,
         seed=config["evaluate"]["seed"],
     shell:
-        "{params.cli} evaluate --policy planner --simulator {wildcards.simulator} {params.model}"
+        "{params.cli} evaluate --policy planner --simulator {params.simulator} {params.model}"
         " --budget {wildcards.budget} --episodes {params.episodes} --chunk {wildcards.chunk}/{params.chunks}"
         " --seed {params.seed} {params.planner_params} --out {output} --no-progress > {log} 2>&1"
 
 
+use rule evaluate_learned_chunk as evaluate_reference_chunk with:
+    input:
+        params=lambda wc: planner_params_inputs(wc.simulator),
+    output:
+        f"{OUT}/eval/{{simulator,bayes|oracle}}/budget-{{budget}}/chunk-{{chunk}}.csv",
+    log:
+        f"{LOGS}/evaluate_chunk/{{simulator}}/budget-{{budget}}/chunk-{{chunk}}.log",
+    benchmark:
+        f"{BENCH}/evaluate_chunk/{{simulator}}/budget-{{budget}}/chunk-{{chunk}}.tsv"
+    resources:
+        mem_mb=mem_mb(config["evaluate"]["mem_mb"]),
+        gpu=0,
+
+
+# Every merge of returns CSVs into returns.csv and summary.json is this rule, with its own paths.
 rule merge_evaluation:
     input:
         expand(f"{OUT}/eval/{{{{simulator}}}}/budget-{{{{budget}}}}/chunk-{{chunk}}.csv", chunk=range(CHUNKS)),
@@ -73,7 +91,7 @@ rule baseline:
         ENV
     threads: 1
     resources:
-        mem_mb=mem_mb(2000),
+        mem_mb=mem_mb(4000),
     params:
         cli=CLI,
         episodes=config["baselines"]["episodes"],
@@ -83,7 +101,7 @@ rule baseline:
         " --out {output} --no-progress > {log} 2>&1"
 
 
-rule baseline_summary:
+use rule merge_evaluation as baseline_summary with:
     input:
         f"{OUT}/baselines/{{policy}}/returns.csv",
     output:
@@ -93,15 +111,6 @@ rule baseline_summary:
         f"{LOGS}/baseline_summary/{{policy}}.log",
     benchmark:
         f"{BENCH}/baseline_summary/{{policy}}.tsv"
-    conda:
-        ENV
-    threads: 1
-    resources:
-        mem_mb=mem_mb(1000),
-    params:
-        cli=CLI,
-    shell:
-        "{params.cli} merge-returns {input} --out {output.returns} --summary {output.summary} > {log} 2>&1"
 
 
 rule optimal_agent_chunk:
@@ -115,7 +124,7 @@ rule optimal_agent_chunk:
         ENV
     threads: 1
     resources:
-        mem_mb=mem_mb(4000),
+        mem_mb=mem_mb(8000),
     params:
         cli=CLI,
         episodes=lambda wc: OPTIMAL_AGENTS[wc.agent]["episodes"],
@@ -126,7 +135,7 @@ rule optimal_agent_chunk:
         " --chunk {wildcards.chunk}/{params.chunks} --seed {params.seed} --out {output} --no-progress > {log} 2>&1"
 
 
-rule optimal_agent_summary:
+use rule merge_evaluation as optimal_agent_summary with:
     input:
         lambda wc: optimal_chunks(wc.agent),
     output:
@@ -136,12 +145,3 @@ rule optimal_agent_summary:
         f"{LOGS}/optimal_agent_summary/{{agent}}.log",
     benchmark:
         f"{BENCH}/optimal_agent_summary/{{agent}}.tsv"
-    conda:
-        ENV
-    threads: 1
-    resources:
-        mem_mb=mem_mb(1000),
-    params:
-        cli=CLI,
-    shell:
-        "{params.cli} merge-returns {input} --out {output.returns} --summary {output.summary} > {log} 2>&1"

@@ -24,7 +24,7 @@ rule hpo_ask:
         ENV
     threads: 1
     resources:
-        mem_mb=mem_mb(2000),
+        mem_mb=mem_mb(4000),
     params:
         cli=CLI,
         state_in=lambda wc, input: input.state[0] if input.state else "none",

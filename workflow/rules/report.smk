@@ -1,7 +1,34 @@
 # Tables 1-2 (Markdown, CSV, LaTeX, HTML) and the plots (PNG, PDF), registered in the
 # Snakemake HTML report (`snakemake --report report.html`): the HTML tables and the PNGs are
-# shown in it, each labelled with the scale (config `name`) that produced it. SCALE (the config's
-# name, description and key numbers) starts every caption and plot title.
+# shown in it, each labelled with the scale (config `name`) that produced it. The run's scale is data:
+# results/<name>/run_info.json (name, description, training steps, episodes, commit; rule run_info),
+# which every table and plot reads; its scale line starts every caption and plot title.
+
+
+rule run_info:
+    output:
+        RUN_INFO,
+    log:
+        f"{LOGS}/run_info.log",
+    benchmark:
+        f"{BENCH}/run_info.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000),
+    params:
+        cli=CLI,
+        name=NAME,
+        description=config["description"],
+        steps=config["train"]["steps"],
+        batch=config["train"]["batch_size"],
+        episodes=run_info_episodes(),
+        table4="" if RUN_HPO else "--table4",
+    shell:
+        "{params.cli} report run-info --name {params.name:q} --description {params.description:q}"
+        " --train-steps {params.steps} --batch-size {params.batch} --episodes {params.episodes} {params.table4}"
+        " --out {output} > {log} 2>&1"
 
 
 rule table1:
@@ -9,6 +36,7 @@ rule table1:
         planner=[summary_path(s, b) for s, b in planner_runs()],
         baselines=expand(f"{OUT}/baselines/{{policy}}/summary.json", policy=BASELINES),
         optimal=[optimal_summary_path(a) for a in OPTIMAL_AGENTS],
+        info=RUN_INFO,
     output:
         md=f"{OUT}/tables/table1.md",
         csv=report(
@@ -39,12 +67,9 @@ rule table1:
         baselines=" ".join(f"{p}={OUT}/baselines/{p}/summary.json" for p in BASELINES),
         optimal=" ".join(f"{a}={optimal_summary_path(a)}" for a in OPTIMAL_AGENTS),
         prefix=lambda wc, output: os.path.splitext(output.csv)[0],
-        steps=config["train"]["steps"],
-        batch=config["train"]["batch_size"],
-        scale=SCALE,
     shell:
         "{params.cli} report table1 --planner {params.planner} --baseline {params.baselines}"
-        " --optimal {params.optimal} --train-steps {params.steps} --batch-size {params.batch} --scale {params.scale:q}"
+        " --optimal {params.optimal} --run-info {input.info}"
         " --out {params.prefix} > {log} 2>&1"
 
 
@@ -52,6 +77,7 @@ rule table2:
     input:
         evals=expand(f"{OUT}/model_eval/{{arch}}.json", arch=ARCHS),
         bayes=f"{OUT}/model_eval/bayes.json",
+        info=RUN_INFO,
     output:
         md=f"{OUT}/tables/table2.md",
         csv=report(
@@ -80,18 +106,16 @@ rule table2:
         cli=CLI,
         evals=" ".join(f"{a}={OUT}/model_eval/{a}.json" for a in ARCHS),
         prefix=lambda wc, output: os.path.splitext(output.csv)[0],
-        steps=config["train"]["steps"],
-        batch=config["train"]["batch_size"],
-        scale=SCALE,
     shell:
         "{params.cli} report table2 --model-eval {params.evals} --bayes {input.bayes}"
-        " --train-steps {params.steps} --batch-size {params.batch} --scale {params.scale:q}"
+        " --run-info {input.info}"
         " --out {params.prefix} > {log} 2>&1"
 
 
 rule plot_score:
     input:
-        f"{OUT}/tables/table1.csv",
+        table1=f"{OUT}/tables/table1.csv",
+        info=RUN_INFO,
     output:
         png=report(
             f"{OUT}/plots/score_vs_expansions.png",
@@ -112,15 +136,15 @@ rule plot_score:
     params:
         cli=CLI,
         prefix=lambda wc, output: os.path.splitext(output.png)[0],
-        scale=SCALE,
     shell:
-        "{params.cli} report plots score --table1 {input} --scale {params.scale:q} --out {params.prefix} > {log} 2>&1"
+        "{params.cli} report plots score --table1 {input.table1} --run-info {input.info} --out {params.prefix} > {log} 2>&1"
 
 
 rule plot_training:
     input:
         logs=expand(f"{OUT}/models/{{arch}}/train_log.csv", arch=ARCHS),
         bayes=f"{OUT}/model_eval/bayes.json",
+        info=RUN_INFO,
     output:
         png=report(
             f"{OUT}/plots/training_curves.png",
@@ -142,15 +166,15 @@ rule plot_training:
         cli=CLI,
         logs=" ".join(f"{a}={OUT}/models/{a}/train_log.csv" for a in ARCHS),
         prefix=lambda wc, output: os.path.splitext(output.png)[0],
-        scale=SCALE,
     shell:
-        "{params.cli} report plots training --log {params.logs} --bayes {input.bayes} --scale {params.scale:q}"
+        "{params.cli} report plots training --log {params.logs} --bayes {input.bayes} --run-info {input.info}"
         " --out {params.prefix} > {log} 2>&1"
 
 
 rule plot_hpo:
     input:
-        f"{OUT}/hpo/history.csv",
+        history=f"{OUT}/hpo/history.csv",
+        info=RUN_INFO,
     output:
         png=report(
             f"{OUT}/plots/hpo_convergence.png",
@@ -171,8 +195,7 @@ rule plot_hpo:
     params:
         cli=CLI,
         prefix=lambda wc, output: os.path.splitext(output.png)[0],
-        scale=SCALE,
         initial=config["hpo"]["initial_points"],
     shell:
-        "{params.cli} report plots hpo --history {input} --initial-points {params.initial}"
-        " --scale {params.scale:q} --out {params.prefix} > {log} 2>&1"
+        "{params.cli} report plots hpo --history {input.history} --initial-points {params.initial}"
+        " --run-info {input.info} --out {params.prefix} > {log} 2>&1"

@@ -89,7 +89,7 @@ rule bayes_entropy:
         ENV
     threads: 1
     resources:
-        mem_mb=mem_mb(4000),
+        mem_mb=mem_mb(16000),
     params:
         cli=CLI,
         max_episodes=max_episodes_arg(),

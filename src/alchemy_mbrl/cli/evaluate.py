@@ -6,10 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from alchemy_mbrl.evaluate import POLICIES
 from alchemy_mbrl.simulators import SIMULATORS
-
-# alchemy_mbrl.evaluate.POLICIES, without importing it
-_POLICIES = ("planner", "random-heuristic", "uniform", "ideal-observer", "search-oracle")
 
 
 def _episode_args(p: argparse.ArgumentParser, default_batch: str) -> None:
@@ -38,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "every step; or a baseline) and write one row per episode (docs/formats.md). Chunks i/n (0 <= i < n) "
         "cover disjoint episodes; merge them with merge-returns.",
     )
-    p.add_argument("--policy", choices=_POLICIES, default="planner", help="the policy to evaluate (default: planner)")
+    p.add_argument("--policy", choices=POLICIES, default="planner", help="the policy to evaluate (default: planner)")
     p.add_argument("--simulator", choices=SIMULATORS, default=None, help="model the planner searches with (planner only)")
     p.add_argument("--model", default=None, help="trained model directory (needed by --simulator learned)")
     p.add_argument("--device", default=None, help="torch device for the learned simulator (default: cuda if available)")
@@ -52,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_evaluate)
 
     b = subparsers.add_parser("baseline", help="alias of `evaluate --policy POLICY` for the baselines")
-    b.add_argument("--policy", required=True, choices=_POLICIES[1:])
+    b.add_argument("--policy", required=True, choices=[p for p in POLICIES if p != "planner"])
     _episode_args(b, "4096")
     b.set_defaults(func=cmd_evaluate, simulator=None, model=None, device=None, budget=None, params=None, param=None)
 

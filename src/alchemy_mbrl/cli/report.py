@@ -9,8 +9,12 @@
     alchemy-mbrl report plots training --log original=results/models/original/train_log.csv ... --out ...
     alchemy-mbrl report plots hpo --history results/hpo/history.csv --out results/plots/hpo_convergence
 
+    alchemy-mbrl report run-info --name quick --description ... --train-steps 120 --batch-size 16 \
+        --episodes learned=16 reference=32 baselines=1000 ideal_observer=10 search_oracle=1000 --out run_info.json
+
 ``--out`` is a path prefix without extension: tables get ``.md``, ``.csv``, ``.tex`` and ``.html``;
-plots ``.png`` and ``.pdf``. ``--scale TEXT`` (the config's name, description and key numbers)
+plots ``.png`` and ``.pdf``. ``--run-info run_info.json`` (written by ``report run-info``) gives the
+scale of the run: the workflow passes only it. Without it, ``--scale TEXT`` (the config's name, description and key numbers)
 starts every caption and plot title; ``--train-steps``/``--batch-size`` say how long the models
 trained (below the paper's 750,000 steps the learned rows are labelled as a reduced-scale model,
 and below 1,000 steps as a pipeline check).
@@ -20,11 +24,36 @@ from __future__ import annotations
 
 import argparse
 
+from alchemy_mbrl.io import write_json
 from alchemy_mbrl.report import tables
+from alchemy_mbrl.report.run_info import make_run_info, read_run_info
+
+
+def _apply_run_info(args: argparse.Namespace) -> argparse.Namespace:
+    """Take the scale line, training steps and batch size from ``--run-info`` when it is given."""
+    if getattr(args, "run_info", None):
+        info = read_run_info(args.run_info)
+        args.scale, args.train_steps, args.batch_size = info["scale"], info["train_steps"], info["batch_size"]
+    return args
+
+
+def cmd_run_info(args: argparse.Namespace) -> int:
+    """Write run_info.json."""
+    episodes = dict(tables.parse_named(s, "episodes") for s in args.episodes)
+    try:
+        episodes = {k: int(str(v)) for k, v in episodes.items()}
+    except ValueError:
+        raise ValueError(f"run-info: --episodes takes NAME=INTEGER, got {args.episodes}") from None
+    info = make_run_info(args.name, args.description, args.train_steps, args.batch_size, episodes,
+                         tuned_params=not args.table4)
+    write_json(args.out, info)
+    print(info["scale"])
+    return 0
 
 
 def cmd_table1(args: argparse.Namespace) -> int:
     """Build and write Table 1."""
+    _apply_run_info(args)
     planner = [tables.parse_planner_spec(s) for s in args.planner]
     baselines = dict(tables.parse_named(s, "baseline", tables.BASELINE_LABELS) for s in args.baseline)
     optimal = dict(tables.parse_named(s, "optimal agent", tables.OPTIMAL_LABELS) for s in args.optimal)
@@ -37,6 +66,7 @@ def cmd_table1(args: argparse.Namespace) -> int:
 
 def cmd_table2(args: argparse.Namespace) -> int:
     """Build and write Table 2."""
+    _apply_run_info(args)
     evals = dict(tables.parse_named(s, "model evaluation") for s in args.model_eval)
     df = tables.build_table2(evals, args.bayes)
     tables.write_table(df, tables.table2_display(df), args.out, tables.TABLE2_CAPTION, "tab:entropy",
@@ -48,8 +78,10 @@ def cmd_plots(args: argparse.Namespace) -> int:
     """Draw one figure."""
     from alchemy_mbrl.report import plots
 
+    _apply_run_info(args)
     if args.plot == "score":
-        plots.plot_score_vs_expansions(args.table1, args.out, scale=args.scale)
+        label = tables.learned_row_label(getattr(args, "train_steps", None)) or None
+        plots.plot_score_vs_expansions(args.table1, args.out, scale=args.scale, learned_label=label)
     elif args.plot == "training":
         logs = dict(tables.parse_named(s, "training log") for s in args.log)
         plots.plot_training_curves(logs, args.out, scale=args.scale, bayes=args.bayes)
@@ -59,6 +91,9 @@ def cmd_plots(args: argparse.Namespace) -> int:
 
 
 def _scale_args(p: argparse.ArgumentParser, steps: bool = False) -> None:
+    p.add_argument("--run-info", default=None, metavar="RUN_INFO_JSON",
+                   help="run_info.json written by `report run-info`: the scale line, training steps and batch size "
+                   "(replaces --scale, --train-steps, --batch-size)")
     p.add_argument("--scale", default=None,
                    help="one line naming the config (name: description; key numbers), shown on the caption or title")
     if steps:
@@ -67,10 +102,21 @@ def _scale_args(p: argparse.ArgumentParser, steps: bool = False) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``report table1``, ``report table2`` and ``report plots {score,training,hpo}``."""
+    """Add ``report run-info``, ``report table1``, ``report table2`` and ``report plots {score,training,hpo}``."""
     p = subparsers.add_parser("report", help="Tables 1-2 (Markdown, CSV, LaTeX) and plots (PNG, PDF)")
     sub = p.add_subparsers(dest="report_command", metavar="REPORT_COMMAND")
     sub.required = True
+
+    ri = sub.add_parser("run-info", help="write run_info.json: the run's scale as data (read by tables and plots)")
+    ri.add_argument("--name", required=True, help="the config's name")
+    ri.add_argument("--description", required=True, help="the config's description")
+    ri.add_argument("--train-steps", type=int, required=True, help="optimisation steps of the world models")
+    ri.add_argument("--batch-size", type=int, required=True, help="episodes per optimisation step")
+    ri.add_argument("--episodes", nargs="+", required=True, metavar="NAME=N",
+                    help="episodes of learned, reference, baselines, ideal_observer, search_oracle")
+    ri.add_argument("--table4", action="store_true", help="the planner plays Table 4's parameters (no HPO)")
+    ri.add_argument("--out", required=True, help="the JSON file")
+    ri.set_defaults(func=cmd_run_info)
 
     t1 = sub.add_parser("table1", help="score per planning budget and baselines beside the paper")
     t1.add_argument("--planner", nargs="*", default=[], metavar="SIM:BUDGET=SUMMARY",
@@ -97,7 +143,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s = psub.add_parser("score", help="score vs expansions (log x), paper's points, baselines")
     s.add_argument("--table1", required=True, help="table1.csv written by `report table1`")
     s.add_argument("--out", required=True, help="path prefix: writes PREFIX.png, PREFIX.pdf")
-    _scale_args(s)
+    _scale_args(s, steps=True)
     s.set_defaults(func=cmd_plots)
     tr = psub.add_parser("training", help="training and validation curves per architecture")
     tr.add_argument("--log", nargs="+", required=True, metavar="ARCH=TRAIN_LOG_CSV")

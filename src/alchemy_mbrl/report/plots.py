@@ -51,8 +51,13 @@ def save_figure(fig: plt.Figure, prefix: str | Path) -> list[Path]:
     return paths
 
 
-def plot_score_vs_expansions(table1_csv: str | Path, prefix: str | Path, scale: str | None = None) -> list[Path]:
-    """Score vs expansions from ``table1.csv`` (written by ``report table1``); legend below the axes."""
+def plot_score_vs_expansions(table1_csv: str | Path, prefix: str | Path, scale: str | None = None,
+                             learned_label: str | None = None) -> list[Path]:
+    """Score vs expansions from ``table1.csv`` (written by ``report table1``); legend below the axes.
+
+    ``learned_label`` (e.g. "pipeline check", from the run's training steps:
+    :func:`alchemy_mbrl.report.tables.learned_row_label`) is appended to the learned model's label.
+    """
     df = pd.read_csv(table1_csv)
     fig, ax = plt.subplots(figsize=(7.0, 7.0), layout="constrained")
     planner = df[df["kind"] == "planner"]
@@ -61,9 +66,8 @@ def plot_score_vs_expansions(table1_csv: str | Path, prefix: str | Path, scale: 
         colour, marker, filled = _SIM_STYLE.get(str(sim), ("C4", "D", True))
         n = int(rows["n"].min())
         label = SIMULATOR_LABELS.get(str(sim), str(rows["agent"].iloc[0]).split(" (")[0])
-        for scale_label in ("pipeline check", "reduced-scale model"):
-            if rows["agent"].str.contains(scale_label).any():
-                label += f", {scale_label}"
+        if sim == "learned" and learned_label:
+            label += f", {learned_label}"
         ax.errorbar(rows["budget"] * _SIM_OFFSET.get(str(sim), 1.0), rows["mean"], yerr=rows["sem"], color=colour,
                     marker=marker, markersize=7, markerfacecolor=colour if filled else "white", markeredgewidth=1.5,
                     capsize=3, label=f"{label} (n={n:,} episodes per point)")
