@@ -20,11 +20,22 @@ from __future__ import annotations
 
 import argparse
 
+from alchemy_mbrl.cli._paths import prefixed, spec_paths
+from alchemy_mbrl.io import command_outputs
 from alchemy_mbrl.report import tables
+
+TABLE_SUFFIXES = (".md", ".csv", ".tex", ".html")
+PLOT_SUFFIXES = (".png", ".pdf")
 
 
 def cmd_table1(args: argparse.Namespace) -> int:
     """Build and write Table 1."""
+    with command_outputs(inputs=spec_paths([*args.planner, *args.baseline, *args.optimal]),
+                         outputs=prefixed(args.out, TABLE_SUFFIXES)):
+        return _table1(args)
+
+
+def _table1(args: argparse.Namespace) -> int:
     planner = [tables.parse_planner_spec(s) for s in args.planner]
     baselines = dict(tables.parse_named(s, "baseline", tables.BASELINE_LABELS) for s in args.baseline)
     optimal = dict(tables.parse_named(s, "optimal agent", tables.OPTIMAL_LABELS) for s in args.optimal)
@@ -37,6 +48,11 @@ def cmd_table1(args: argparse.Namespace) -> int:
 
 def cmd_table2(args: argparse.Namespace) -> int:
     """Build and write Table 2."""
+    with command_outputs(inputs=[*spec_paths(args.model_eval), args.bayes], outputs=prefixed(args.out, TABLE_SUFFIXES)):
+        return _table2(args)
+
+
+def _table2(args: argparse.Namespace) -> int:
     evals = dict(tables.parse_named(s, "model evaluation") for s in args.model_eval)
     df = tables.build_table2(evals, args.bayes)
     tables.write_table(df, tables.table2_display(df), args.out, tables.TABLE2_CAPTION, "tab:entropy",
@@ -46,6 +62,13 @@ def cmd_table2(args: argparse.Namespace) -> int:
 
 def cmd_plots(args: argparse.Namespace) -> int:
     """Draw one figure."""
+    ins = {"score": lambda: [args.table1], "training": lambda: [*spec_paths(args.log), args.bayes],
+           "hpo": lambda: [args.history]}[args.plot]()
+    with command_outputs(inputs=ins, outputs=prefixed(args.out, PLOT_SUFFIXES)):
+        return _plots(args)
+
+
+def _plots(args: argparse.Namespace) -> int:
     from alchemy_mbrl.report import plots
 
     if args.plot == "score":
