@@ -347,8 +347,20 @@ def _check_writable(out: Path, *, directory: bool) -> None:
         raise PermissionError(errno.EACCES, f"{out}: cannot write here ({anc} is not writable)")
 
 
+PathArg = "str | os.PathLike[str] | tuple[str | os.PathLike[str] | None, str] | None"
+
+
+def _labelled(items: Iterable[Any], default: str) -> list[tuple[Path, str]]:
+    out = []
+    for item in items:
+        path, what = item if isinstance(item, tuple) else (item, default)
+        if path is not None:
+            out.append((Path(path), what))
+    return out
+
+
 def check_paths(
-    inputs: Iterable[str | os.PathLike[str] | None] = (),
+    inputs: Iterable[Any] = (),
     outputs: Iterable[str | os.PathLike[str] | None] = (),
     *,
     input_dirs: Iterable[str | os.PathLike[str] | None] = (),
@@ -357,21 +369,25 @@ def check_paths(
 ) -> None:
     """The checks every command runs on its paths before any work (``None`` entries are skipped).
 
-    * every input file is a regular file (:func:`check_input`), every input directory a directory;
+    * every input file is a regular file (:func:`check_input`), every existing input directory a
+      directory (a missing one is left to its reader, which says what it should hold); an input may
+      be given as ``(path, what)``, and ``what`` names it in the message (e.g. ``"--config file"``);
     * no output file is (through symbolic or hard links) one of the inputs, lies inside an input
       directory, or is named twice; no output directory is an input directory, holds an input or lies
       inside an input directory;
     * every output can be written: its place is a writable directory, it is not a directory where a
       file is written (or the reverse).
     """
-    ins = [Path(p) for p in inputs if p is not None]
-    in_dirs = [Path(p) for p in input_dirs if p is not None]
+    labelled = _labelled(inputs, "input file")
+    ins = [p for p, _ in labelled]
+    in_dirs = [p for p, _ in _labelled(input_dirs, "")]
     outs = [Path(p) for p in outputs if p is not None]
     out_dirs = [Path(p) for p in output_dirs if p is not None]
-    for p in ins:
-        check_input(p, "input file", max_bytes=max_bytes)
+    for p, what in labelled:
+        check_input(p, what, max_bytes=max_bytes)
     for d in in_dirs:
-        check_input(d, "input directory", directory=True)
+        if os.path.lexists(d):
+            check_input(d, "input directory", directory=True)
     seen: list[Path] = []
     for out in outs:
         for p in ins:
@@ -397,7 +413,7 @@ def check_paths(
 
 @contextlib.contextmanager
 def command_outputs(
-    inputs: Iterable[str | os.PathLike[str] | None] = (),
+    inputs: Iterable[Any] = (),
     outputs: Iterable[str | os.PathLike[str] | None] = (),
     *,
     input_dirs: Iterable[str | os.PathLike[str] | None] = (),

@@ -8,19 +8,19 @@ import os
 from pathlib import Path
 
 
-def manifest_inputs(manifest: str | os.PathLike[str] | None) -> list[Path]:
-    """A dataset manifest and the shards it lists (best effort: a bad manifest is left to its reader,
-    which names the problem)."""
+def manifest_inputs(manifest: str | os.PathLike[str] | None) -> list[tuple[Path, str]]:
+    """A dataset manifest and the shards it lists, as ``(path, what)`` (best effort: a bad manifest is
+    left to its reader, which names the problem)."""
     if manifest is None:
         return []
     m = Path(manifest)
-    out = [m]
+    out = [(m, "manifest")]
     try:
         if m.is_file() and m.stat().st_size < 64 * 2**20:
             for e in json.loads(m.read_text(encoding="utf-8"))["shards"]:
                 p = m.parent / str(e["path"])
                 if p.exists():
-                    out.append(p)
+                    out.append((p, f"shard of {m}"))
     except (OSError, ValueError, KeyError, TypeError):
         pass
     return out

@@ -48,7 +48,7 @@ def cmd_manifest(args: argparse.Namespace) -> int:
     from alchemy_mbrl.data.shards import write_manifest
     from alchemy_mbrl.io import command_outputs
 
-    with command_outputs(inputs=args.shards, outputs=[args.out]):
+    with command_outputs(inputs=[(p, "shard") for p in args.shards], outputs=[args.out]):
         m = write_manifest(args.out, list(args.shards), args.validation)
     print(f"wrote {args.out}: {len(m['shards'])} shards, {m['episodes']['train']} training and "
           f"{m['episodes']['validation']} validation episodes")
@@ -60,7 +60,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from alchemy_mbrl.data.shards import inspect_shards
     from alchemy_mbrl.io import check_paths
 
-    check_paths(inputs=[q for p in args.paths for q in (manifest_inputs(p) if p.suffix == ".json" else [p])])
+    check_paths(inputs=[q for p in args.paths for q in (manifest_inputs(p) if p.suffix == ".json" else [(p, "shard")])])
     reports = inspect_shards(args.paths)
     for r in reports:
         print(f"{r.path}: {r.episodes} episodes, seed {r.seed}, shard {r.shard}/{r.num_shards}, split {r.split}: ok")

@@ -76,7 +76,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from alchemy_mbrl.io import command_outputs
     from alchemy_mbrl.stats import format_summary, returns_summary
 
-    with command_outputs(inputs=[args.episodes_file, args.params], input_dirs=[args.model], outputs=[args.out]):
+    with command_outputs(inputs=[(args.episodes_file, "episodes file"), (args.params, "--params file")], input_dirs=[args.model], outputs=[args.out]):
         return _evaluate(args)
 
 

@@ -37,7 +37,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from alchemy_mbrl.model.train import train_from_cli
 
     # a failed first run removes the directory it created, unless it holds progress a re-run resumes
-    with command_outputs(inputs=[args.config, *manifest_inputs(args.data)], output_dirs=[args.out],
+    with command_outputs(inputs=[(args.config, "config file"), *manifest_inputs(args.data)], output_dirs=[args.out],
                          keep_if=(CHECKPOINT_FILE, MODEL_FILE)):
         res = train_from_cli(args.arch, args.data, args.out, config_file=args.config, micro_batch=args.micro_batch,
                              device=args.device, stop_after=args.stop_after, progress=not args.no_progress)

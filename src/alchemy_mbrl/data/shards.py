@@ -297,6 +297,9 @@ def load_shard(path: str | Path, keys: tuple[str, ...] | None = None) -> dict[st
 
 
 def sha256_of(path: str | Path, block: int = 1 << 20) -> str:
+    from alchemy_mbrl.io import check_input
+
+    check_input(path, "file")
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(block):
