@@ -37,7 +37,7 @@ from typing import Any
 
 __all__ = ["atomic_write", "write_text", "write_json", "write_csv", "live_temporary_files", "exclusive_lock",
            "LockHeldError", "check_input", "read_bytes", "read_text", "check_paths", "command_outputs",
-           "DEFAULT_MAX_INPUT_BYTES"]
+           "DEFAULT_MAX_INPUT_BYTES", "read_yaml", "value_errors"]
 
 _LIVE: set[Path] = set()
 _LOCK = threading.Lock()
@@ -456,3 +456,75 @@ def command_outputs(
             with contextlib.suppress(OSError):
                 anc.rmdir()  # only when empty
         raise
+
+
+# --- YAML: strict, for every config file a command or the workflow reads --------------------------------
+
+def _strict_loader() -> Any:
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(loader: Any, node: Any, deep: bool = False) -> dict[Any, Any]:
+        loader.flatten_mapping(node)
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:
+                raise yaml.constructor.ConstructorError(None, None, f"unhashable key {key!r}",
+                                                        key_node.start_mark) from None
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' appears twice in one mapping (line {seen[key] + 1} and "
+                    f"line {key_node.start_mark.line + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return StrictLoader
+
+
+def value_errors(obj: Any, key: str = "") -> list[str]:
+    """Keys (dotted, ``[i]`` for list items) holding a non-finite number (NaN, infinity) or an integer
+    outside the signed 64-bit range: no key of this package's configs can take such a value."""
+    errors: list[str] = []
+    if isinstance(obj, bool):
+        return errors
+    if isinstance(obj, float) and not math.isfinite(obj):
+        errors.append(f"{key or '(top level)'}: {obj} is not a finite number")
+    elif isinstance(obj, int) and not -(2**63) <= obj < 2**63:
+        errors.append(f"{key or '(top level)'}: {obj} is outside the 64-bit integer range")
+    elif isinstance(obj, Mapping):
+        for k, v in obj.items():
+            errors += value_errors(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            errors += value_errors(v, f"{key}[{i}]")
+    return errors
+
+
+def read_yaml(path: str | os.PathLike[str], what: str = "config file",
+              max_bytes: int | None = 16 * 2**20) -> Any:
+    """A YAML file, strictly: a regular file of bounded size (:func:`read_text`), safe tags only, no key
+    twice in a mapping, no NaN/infinity and no integer beyond 64 bits. ``ValueError`` naming the file
+    (and the key) otherwise."""
+    import yaml
+
+    text = read_text(path, what, max_bytes)
+    try:
+        data = yaml.load(text, Loader=_strict_loader())  # noqa: S506  (a SafeLoader subclass)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise ValueError(f"{path}: not valid YAML: {where}{exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise ValueError(f"{path}: YAML nested too deeply") from None
+    problems = value_errors(data)
+    if problems:
+        raise ValueError(f"{path}: {'; '.join(problems[:5])}")
+    return data
