@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from alchemy_mbrl import rng
+from alchemy_mbrl import rng, stats
 from alchemy_mbrl.env.alchemy import AlchemyEnv, TrialItems
 from alchemy_mbrl.env.baselines import BASELINE_POLICIES
 from alchemy_mbrl.env.chemistry import GRAPH_PROBS, NUM_POTION_MAPS, NUM_STONE_MAPS, Chemistry
@@ -375,10 +375,20 @@ def read_returns(path: str | Path) -> pd.DataFrame:
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{p}: no such returns file")
-    df = pd.read_csv(p, dtype={"seed": "uint64", "simulator": "string", "policy": "string"}, keep_default_na=False)
+    from alchemy_mbrl.io import check_input
+
+    check_input(p, "returns file", max_bytes=1 << 30)
+    try:
+        df = pd.read_csv(p, dtype={"seed": "uint64", "simulator": "string", "policy": "string"},
+                         keep_default_na=False)
+    except (ValueError, OverflowError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{p}: not a returns CSV ({' '.join(str(exc).split())[:200]})") from None
     missing = [c for c in RETURN_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"{p}: not a returns file, missing column(s) {missing}")
+    stats.check_returns(df, p)  # numbers that cannot be true: non-finite returns, non-integer episodes
+    df["episode"] = pd.to_numeric(df["episode"]).astype("int64")
+    df["return"] = pd.to_numeric(df["return"]).astype("float64")
     return df
 
 

@@ -22,7 +22,7 @@ from matplotlib.ticker import FormatStrFormatter, MaxNLocator  # noqa: E402
 
 from alchemy_mbrl.io import atomic_write  # noqa: E402
 from alchemy_mbrl.report.tables import ARCH_LABELS, PAPER_TABLE1, PAPER_TABLE2, SIMULATOR_LABELS  # noqa: E402
-from alchemy_mbrl.stats import ENTROPY_UNIT, RETURN_UNIT, format_mean_sem, read_json_object  # noqa: E402
+from alchemy_mbrl.stats import ENTROPY_UNIT, RETURN_UNIT, format_mean_sem, read_entropy_record  # noqa: E402
 
 #: simulator -> (colour, marker, filled): distinct shapes, and the second perfect model hollow, so
 #: that rows which coincide stay visible (they are also offset sideways, below).
@@ -133,7 +133,7 @@ def plot_training_curves(
                       label="Pinon et al. (2022), Table 2, after 750,000 steps (colour = architecture)"
                       if i == 0 else None)
     if bayes is not None:
-        floor = float(read_json_object(bayes)["entropy_nats_per_step"])
+        floor = float(read_entropy_record(bayes)["entropy_nats_per_step"])
         for ax in (ax_t, ax_v):
             ax.axhline(floor, color="k", linestyle="--", linewidth=1,
                        label=f"Bayes-optimal floor (exact): {floor:.3f}" if ax is ax_v else None)
