@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:  # Ctrl-C: one line (the outputs it created are already removed), no traceback
-        print(f"alchemy-mbrl {args.command}: error: interrupted (Ctrl-C); nothing was written", file=sys.stderr)
+        print(f"alchemy-mbrl {args.command}: error: interrupted (Ctrl-C); the outputs it had begun are removed", file=sys.stderr)
         return 130
     except (ValueError, FileNotFoundError, OSError) as exc:  # clear message, no traceback, for bad input
         print(f"alchemy-mbrl {args.command}: error: {_one_line(exc)}", file=sys.stderr)
