@@ -924,6 +924,13 @@ def test_numbers_that_cannot_be_true_are_refused(ws: dict[str, Path], tmp_path: 
         p = tmp_path / f"r_{col}_{value}.csv"
         p.write_text("\n".join([df[0], ",".join(row), *df[2:]]) + "\n")
         cases.append((["merge-returns", ws["r0"], p, "--out", tmp_path / "m.csv"], col))
+    hist = tmp_path / "h.csv"
+    hist.write_text("trial,round,point,temperature,c1,c2,k,gamma,mean,sem,n,best_mean,best_sem\n"
+                    "0,0,0,1,1,1,1,0.99,12.0,-1.0,8,12.0,1.0\n")
+    cases.append((["report", "plots", "hpo", "--history", hist, "--out", tmp_path / "t"], "'sem'"))
+    log = tmp_path / "log.csv"
+    log.write_text("step,epoch,train_loss,val_loss,learning_rate,seconds,tokens_per_s\n1,0.1,2.0,-5,0.1,1,1\n")
+    cases.append((["report", "plots", "training", "--log", f"original={log}", "--out", tmp_path / "t"], "'val_loss'"))
     for argv, culprit in cases:
         _refused(argv, culprit, capsys)
     assert not any(tmp_path.glob("t.*")) and not (tmp_path / "m.csv").exists() and not (tmp_path / "x.pkl").exists()
@@ -943,6 +950,8 @@ def test_errors_before_work_and_nothing_left_after(ws: dict[str, Path], tmp_path
               blocker / "r.csv"], "file.txt", capsys)
     _refused(["merge-returns", ws["r0"], ws["r1"], "--out", tmp_path / "m.csv", "--summary", blocker / "s.json"],
              "file.txt", capsys)
+    _refused(["episodes", "--episodes", "2", "--out", "/dev/null"], "/dev/null", capsys)  # never renamed onto
+    assert Path("/dev/null").is_char_device()
     assert time.perf_counter() - t0 < 5 and not (tmp_path / "m.csv").exists()
 
     # merge-returns failing after its merged CSV was written: the CSV goes too

@@ -98,6 +98,9 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[Path]:
     dest = Path(path)
     if dest.is_dir():
         raise IsADirectoryError(f"{dest}: is a directory, expected a file path")
+    if dest.exists() and not dest.is_symlink() and not dest.is_file():
+        raise ValueError(f"{dest}: exists and is not a regular file (a FIFO, socket or device); "
+                         "an output must be a file path")
     dest.parent.mkdir(parents=True, exist_ok=True)
     _install_sigterm_handler()
     # mkstemp opens with O_CREAT | O_EXCL | O_NOFOLLOW: never an existing file, never through a link
@@ -336,6 +339,10 @@ def _check_writable(out: Path, *, directory: bool) -> None:
             raise ValueError(f"{out}: exists and is not a directory (an output directory is expected)")
         if not directory and out.is_dir():
             raise IsADirectoryError(f"{out}: is a directory, expected a file path")
+        if not directory and not out.is_symlink() and not out.is_file():
+            # a FIFO, socket or device: renaming the output onto it would remove it (e.g. /dev/null)
+            raise ValueError(f"{out}: exists and is not a regular file (a FIFO, socket or device); "
+                             "an output must be a file path")
     anc = out if (directory and out.is_dir()) else out.parent
     while not anc.exists():
         if anc.is_symlink():  # a dangling link on the way

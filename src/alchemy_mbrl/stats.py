@@ -171,6 +171,48 @@ def read_entropy_record(path: str | Path) -> dict[str, Any]:
     return e
 
 
+#: Column rules of :func:`read_checked_csv`: (what the column must hold, may it be empty, check).
+_CSV_RULES: dict[str, tuple[str, bool, Any]] = {
+    "count": ("integers >= 0", False, lambda x: (x >= 0) & (x == np.round(x))),
+    "count?": ("empty or integers >= 0", True, lambda x: (x >= 0) & (x == np.round(x))),
+    "positive-count?": ("empty or integers >= 1", True, lambda x: (x >= 1) & (x == np.round(x))),
+    "real": ("finite numbers", False, lambda x: np.isfinite(x)),
+    "real?": ("empty or finite numbers", True, lambda x: np.isfinite(x)),
+    "nonneg?": ("empty or finite numbers >= 0", True, lambda x: np.isfinite(x) & (x >= 0)),
+}
+
+
+def read_checked_csv(path: str | Path, what: str, rules: dict[str, str]) -> Any:
+    """A CSV that ``report`` reads (a table, a training log, an HPO history) as a DataFrame, each column
+    of ``rules`` present and holding what its rule says (:data:`_CSV_RULES`: counts are integers,
+    standard errors and entropies are >= 0, numbers are finite). ``ValueError`` naming the file, the
+    column and the first bad row."""
+    import pandas as pd
+
+    from alchemy_mbrl.io import check_input
+
+    check_input(path, what, max_bytes=1 << 30)
+    try:
+        df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not a {what} CSV ({' '.join(str(exc).split())[:200]})") from None
+    for col, rule in rules.items():
+        if col not in df.columns:
+            raise ValueError(f"{path}: {what} lacks column '{col}' (see docs/formats.md)")
+        text, may_be_empty, ok = _CSV_RULES[rule]
+        raw = df[col]
+        num = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        # empty: no value or NaN (how pandas and the csv module write a missing number)
+        empty = raw.isna().to_numpy() | (raw.astype(str).str.strip().str.lower() == "nan").to_numpy()
+        with np.errstate(invalid="ignore"):
+            good = ok(num) | (empty & may_be_empty)
+        bad_rows = np.flatnonzero(~good)
+        if bad_rows.size:
+            r = int(bad_rows[0])
+            raise ValueError(f"{path}: column '{col}' of the {what} must hold {text}; row {r + 1} has {str(raw.iloc[r])!r}")
+    return df
+
+
 def check_returns(df: Any, path: str | Path) -> None:
     """The per-episode returns of a returns CSV (``evaluate``'s output, ``merge-returns``' input) hold
     only numbers that can be true: ``episode`` integers >= 0, finite ``return``s, ``budget`` empty or an
