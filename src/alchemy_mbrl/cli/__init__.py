@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, OSError) as exc:  # clear message, no traceback, for bad input
         print(f"alchemy-mbrl {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
-    except (KeyError, TypeError, IndexError, EOFError, RuntimeError, AttributeError) as exc:
+    except Exception as exc:  # noqa: BLE001
         # an input this package did not foresee: still one line naming the inputs, never a traceback
         # ($ALCHEMY_TRACEBACK=1 re-raises it, for a bug report)
         if os.environ.get("ALCHEMY_TRACEBACK"):
