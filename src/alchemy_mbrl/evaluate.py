@@ -416,13 +416,15 @@ def merge_returns(paths: list[str | Path], out: str | Path, summary: str | Path 
     df = pd.concat(frames, ignore_index=True).sort_values("episode", kind="stable").reset_index(drop=True)
     dup = df["episode"][df["episode"].duplicated()].unique()
     if len(dup):
-        raise ValueError(f"episode(s) {dup[:10].tolist()} appear in more than one row: overlapping chunks?")
+        where = [str(p) for p, f in zip(paths, frames) if f["episode"].isin(dup[:1]).any()]
+        raise ValueError(f"episode(s) {dup[:10].tolist()} appear in more than one row ({' and '.join(where) or 'one file'} "
+                         f"hold episode {int(dup[0])}): overlapping chunks?")
     ep = df["episode"].to_numpy()
     expected = np.arange(len(ep))
     if not np.array_equal(ep, expected):
         missing = np.setdiff1d(np.arange(ep.max() + 1 if len(ep) else 0), ep)
-        raise ValueError(f"episodes must be 0..n-1 with none missing; missing {missing[:10].tolist()}"
-                         f"{' ...' if len(missing) > 10 else ''}")
+        raise ValueError(f"{', '.join(map(str, paths))}: episodes must be 0..n-1 with none missing; missing "
+                         f"{missing[:10].tolist()}{' ...' if len(missing) > 10 else ''}")
     meta: dict[str, Any] = {}
     for col in ("policy", "simulator", "budget"):
         values = df[col].astype(str).unique().tolist()
