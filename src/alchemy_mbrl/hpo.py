@@ -17,8 +17,8 @@ finished round, and the whole procedure is a pure function of the seed and the s
 The state file is JSON, not a pickle (a pickle runs code when loaded): the search space, the
 optimizer's options and seed, and every round's asked points and told objectives. Loading it
 rebuilds the optimizer by replaying the rounds (ask, then tell) from the seed, which reproduces the
-original optimizer exactly; a replayed ask that does not give the stored points (an edited file, or
-another scikit-optimize) is refused. The workflow keeps the names ``asked.pkl``/``state.pkl``.
+original optimizer exactly; the last round is asked again, and a replay that does not give the stored
+points (an edited file, or another scikit-optimize) is refused. The workflow keeps the names ``asked.pkl``/``state.pkl``.
 The surrogate is a Gaussian process (``base_estimator="GP"``); the objective is
 ``-mean return``, so the optimiser maximises the score.
 """
@@ -272,10 +272,18 @@ def _state_from_dict(d: dict[str, Any]) -> HPOState:
             raise ValueError(f"rounds[{r}].told must be null or {len(asked)} finite numbers")
         if told is None and r != len(rounds) - 1:
             raise ValueError(f"rounds[{r}] was never told, but later rounds exist")
-        xs = state.optimizer.ask(n_points=len(asked), strategy="cl_min")
-        if _plain(xs) != asked:
-            raise ValueError(f"rounds[{r}].asked differs from the points the optimizer asks when replayed "
-                             "(an edited file, or written with another scikit-optimize)")
+        if r < len(rounds) - 1:
+            # An earlier round: what ask(n, "cl_min") changes in the optimizer is one draw of its generator
+            # (the seed of the copy that asks with lies; skopt 0.10, Optimizer.ask), so draw it and take
+            # the stored points. The last round is asked for real and compared with the file, which checks
+            # the whole replay (the points depend on every earlier draw and score).
+            state.optimizer.rng.randint(0, np.iinfo(np.int32).max)
+            xs = asked
+        else:
+            xs = state.optimizer.ask(n_points=len(asked), strategy="cl_min")
+            if _plain(xs) != asked:
+                raise ValueError(f"rounds[{r}].asked differs from the points the optimizer asks when replayed "
+                                 "(an edited file, or written with another scikit-optimize)")
         state.rounds.append({"asked": asked, "told": None})
         if told is not None:
             state.optimizer.tell(xs, told)
