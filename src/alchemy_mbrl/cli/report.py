@@ -25,11 +25,20 @@ from alchemy_mbrl.io import command_outputs
 from alchemy_mbrl.report import tables
 
 TABLE_SUFFIXES = (".md", ".csv", ".tex", ".html")
+
+
+def _check_counts(args: argparse.Namespace) -> None:
+    """Argument checks: counts that label the tables and plots must be counts."""
+    for flag, minimum in (("train_steps", 0), ("batch_size", 1), ("initial_points", 0)):
+        value = getattr(args, flag, None)
+        if value is not None and value < minimum:
+            raise ValueError(f"--{flag.replace('_', '-')} must be an integer >= {minimum}, got {value}")
 PLOT_SUFFIXES = (".png", ".pdf")
 
 
 def cmd_table1(args: argparse.Namespace) -> int:
     """Build and write Table 1."""
+    _check_counts(args)
     with command_outputs(inputs=spec_paths([*args.planner, *args.baseline, *args.optimal]),
                          outputs=prefixed(args.out, TABLE_SUFFIXES)):
         return _table1(args)
@@ -48,6 +57,7 @@ def _table1(args: argparse.Namespace) -> int:
 
 def cmd_table2(args: argparse.Namespace) -> int:
     """Build and write Table 2."""
+    _check_counts(args)
     with command_outputs(inputs=[*spec_paths(args.model_eval), args.bayes], outputs=prefixed(args.out, TABLE_SUFFIXES)):
         return _table2(args)
 
@@ -62,6 +72,7 @@ def _table2(args: argparse.Namespace) -> int:
 
 def cmd_plots(args: argparse.Namespace) -> int:
     """Draw one figure."""
+    _check_counts(args)
     ins = {"score": lambda: [args.table1], "training": lambda: [*spec_paths(args.log), args.bayes],
            "hpo": lambda: [args.history]}[args.plot]()
     with command_outputs(inputs=ins, outputs=prefixed(args.out, PLOT_SUFFIXES)):
