@@ -945,6 +945,12 @@ def test_errors_before_work_and_nothing_left_after(ws: dict[str, Path], tmp_path
 
     blocker = tmp_path / "file.txt"
     blocker.write_text("x")
+    from alchemy_mbrl import evaluate
+
+    def no_work(*args: object, **kw: object) -> None:
+        raise AssertionError("the evaluation ran before the output was checked")
+
+    monkeypatch.setattr(evaluate, "evaluate_policy", no_work)
     t0 = time.perf_counter()
     _refused(["evaluate", "--simulator", "oracle", "--budget", "50", "--episodes", "64", "--no-progress", "--out",
               blocker / "r.csv"], "file.txt", capsys)
@@ -952,7 +958,8 @@ def test_errors_before_work_and_nothing_left_after(ws: dict[str, Path], tmp_path
              "file.txt", capsys)
     _refused(["episodes", "--episodes", "2", "--out", "/dev/null"], "/dev/null", capsys)  # never renamed onto
     assert Path("/dev/null").is_char_device()
-    assert time.perf_counter() - t0 < 5 and not (tmp_path / "m.csv").exists()
+    assert time.perf_counter() - t0 < 30 and not (tmp_path / "m.csv").exists()
+    monkeypatch.undo()
 
     # merge-returns failing after its merged CSV was written: the CSV goes too
     from alchemy_mbrl import evaluate
@@ -985,3 +992,30 @@ def test_errors_before_work_and_nothing_left_after(ws: dict[str, Path], tmp_path
                            "--out", tmp_path / "m2", "--no-progress"], capsys)
     assert rc == 130 and len(lines) == 1 and "interrupted" in lines[0] and "Traceback" not in err
     assert not (tmp_path / "m2").exists()
+
+
+def test_a_read_only_place_fails_before_the_work(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Class 8: --out on a read-only file system fails at once (it used to fail after the evaluation), even
+    for root, whom access() lets write anywhere (a read-only tmpfs when this runs as root)."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(ro)], capture_output=True)
+    if r.returncode != 0:
+        ro.chmod(0o555)
+        if os.access(ro, os.W_OK):
+            pytest.skip("neither a read-only mount nor a read-only directory is possible here")
+    from alchemy_mbrl import evaluate
+
+    def no_work(*args: object, **kw: object) -> None:
+        raise AssertionError("the evaluation ran before the output was checked")
+
+    monkeypatch.setattr(evaluate, "evaluate_policy", no_work)
+    try:
+        _refused(["evaluate", "--simulator", "oracle", "--budget", "50", "--episodes", "64", "--no-progress",
+                  "--out", ro / "sub" / "r.csv"], "r.csv", capsys)
+    finally:
+        if r.returncode == 0:
+            subprocess.run(["umount", str(ro)], capture_output=True)
+        else:
+            ro.chmod(0o755)

@@ -352,6 +352,13 @@ def _check_writable(out: Path, *, directory: bool) -> None:
         raise ValueError(f"{out}: cannot be created, {anc} is not a directory")
     if not os.access(anc, os.W_OK | os.X_OK):
         raise PermissionError(errno.EACCES, f"{out}: cannot write here ({anc} is not writable)")
+    try:  # what access() cannot see (root on a read-only export, ACLs, quotas at zero): create a file and remove it
+        fd, probe = tempfile.mkstemp(dir=anc, prefix=".alchemy-write-check.", suffix=".tmp")
+    except OSError as exc:
+        raise OSError(exc.errno, f"{out}: cannot write here ({anc}: {exc.strerror})") from None
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
 
 
 PathArg = "str | os.PathLike[str] | tuple[str | os.PathLike[str] | None, str] | None"
