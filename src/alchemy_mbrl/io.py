@@ -17,6 +17,14 @@ write, never matched by Snakemake's outputs).
     with atomic_write("results/x.csv") as tmp:   # tmp: a Path to write to
         df.to_csv(tmp)
     write_json("results/summary.json", {"mean": 1.0})
+
+Temporary files are created with ``O_CREAT | O_EXCL | O_NOFOLLOW`` (``mkstemp``) and renamed onto
+the destination, so a symbolic link planted at an output path is replaced, never written through;
+lock files are opened with ``O_NOFOLLOW``. The module also owns the checks a command runs on its
+paths before any work (:func:`check_paths`, :func:`command_outputs`: inputs are regular files, no
+output replaces an input, outputs can be written, and what a failed command created is removed) and
+the bounded reading of input files (:func:`read_text`, :func:`read_yaml`). ``docs/bad-input.md``
+lists the guarantees.
 """
 
 from __future__ import annotations
@@ -359,9 +367,6 @@ def _check_writable(out: Path, *, directory: bool) -> None:
     os.close(fd)
     with contextlib.suppress(OSError):
         os.unlink(probe)
-
-
-PathArg = "str | os.PathLike[str] | tuple[str | os.PathLike[str] | None, str] | None"
 
 
 def _labelled(items: Iterable[Any], default: str) -> list[tuple[Path, str]]:
