@@ -715,7 +715,10 @@ def test_an_output_never_replaces_an_input(ws: dict[str, Path], tmp_path: Path,
     shutil.copy(ws["shard"], shard)
     data = tmp_path / "data"
     manifest = _copy_dataset(ws["manifest"].parent, data)
-    keep = [a, b, s, tmp_path / "t.csv", shard, manifest, *model.iterdir(), *data.iterdir()]
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "notes.txt").write_text("mine\n")
+    (tmp_path / "docs" / "config.yaml").write_text("also mine\n")
+    keep = [a, b, s, tmp_path / "t.csv", tmp_path / "docs" / "config.yaml", shard, manifest, *model.iterdir(), *data.iterdir()]
     before = _digest(keep)
     cases = [
         (["merge-returns", a, b, "--out", a], "a.csv"),
@@ -728,6 +731,8 @@ def test_an_output_never_replaces_an_input(ws: dict[str, Path], tmp_path: Path,
         (["model-eval", "--model", model, "--data", manifest, "--out", model / "eval.json"], "model"),
         (["bayes-entropy", "--data", manifest, "--out", data / "shard-0.h5"], "shard-0.h5"),
         (["train", "--data", manifest, "--out", data], "data"),
+        (["train", "--data", manifest, "--config", ws["cfg_small"], "--device", "cpu", "--out", tmp_path / "docs",
+          "--no-progress"], "notes.txt"),  # a directory of the user's, not a model directory
         (["evaluate", "--policy", "uniform", "--episodes", "2", "--params", s, "--out", s], "s.json"),
         (["report", "table1", "--planner", f"oracle:2={tmp_path / 't.csv'}", "--out", tmp_path / "t"], "t.csv"),
         (["hpo", "best", "--state", s, "--out", s], "s.json"),

@@ -57,6 +57,8 @@ LOG_COLUMNS = ("step", "epoch", "train_loss", "val_loss", "learning_rate", "seco
 LOG_FILE = "train_log.csv"
 #: Held (``flock``) by the process training a model directory; see :func:`alchemy_mbrl.io.exclusive_lock`.
 LOCK_FILE = ".train.lock"
+#: Everything ``train`` writes in a model directory (anything else there makes it refuse the directory).
+MODEL_DIR_FILES = frozenset({"config.yaml", LOG_FILE, CHECKPOINT_FILE, MODEL_FILE, LOCK_FILE})
 
 
 def autocast_dtype(device: torch.device, amp: bool | str) -> torch.dtype | None:
@@ -154,6 +156,13 @@ def train(
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: exists and is not a directory (--out names the model directory)")
+    if out.is_dir():
+        # train replaces its own files only: a directory holding anything else is not a model directory
+        foreign = sorted(p.name for p in out.iterdir()
+                         if p.name not in MODEL_DIR_FILES and not (p.name.startswith(".") and p.name.endswith(".tmp")))
+        if foreign:
+            raise ValueError(f"{out}: holds {', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}, which "
+                             "`train` did not write; --out must name a new directory or a model directory")
     device = resolve_device(train_cfg.device)
     if train_cfg.threads:
         torch.set_num_threads(int(train_cfg.threads))
