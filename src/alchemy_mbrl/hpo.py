@@ -350,7 +350,7 @@ def tell(state: HPOState, summaries: list[dict[str, Any]]) -> None:
     if not state.pending:
         raise ValueError("hpo tell: no pending points (was ask run on this state?)")
     if len(summaries) != len(state.pending):
-        raise ValueError(f"hpo tell: {len(state.pending)} points pending but {len(summaries)} results given")
+        raise ValueError(f"hpo tell: {len(state.pending)} points pending but {len(summaries)} results given (--results)")
     xs = [[p[name] for name in PARAM_NAMES] for p in state.pending]
     ys = [-float(s["mean"]) for s in summaries]
     if not all(math.isfinite(y) for y in ys):
@@ -438,7 +438,10 @@ def ask_round(
         state = load_state(state_in)
         if state.rounds_told != round:
             raise ValueError(f"{state_in} holds {state.rounds_told} finished rounds, so it cannot start round {round}")
-    asked = ask(state, points)
+    try:
+        asked = ask(state, points)
+    except ValueError as exc:
+        raise ValueError(f"{state_in}: {exc}" if str(state_in) != "none" else str(exc)) from None
     out = Path(out_dir)
     for p, params in enumerate(asked):
         write_json(out / f"point-{p}.json", params)
