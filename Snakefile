@@ -31,7 +31,11 @@ sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 from alchemy_mbrl.workflow_config import train_overrides, validate_workflow_config
 
 try:
-    validate_workflow_config(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
+    validate_workflow_config(
+        config,
+        os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"),
+        config_files=list(workflow.configfiles),
+    )
 except ValueError as exc:
     raise WorkflowError(f"config validation failed: {str(exc).removeprefix('config: ')}") from None
 

@@ -661,3 +661,366 @@ def test_shard_reader_names_dataset_and_index(ws: dict[str, Path]) -> None:
         load_shard(ws["badcode_shard"])
     with pytest.raises(ShardError, match=r"badreward\.h5: dataset 'rewards' holds 7 at index \[2, 7\]"):
         load_shard(ws["badreward_shard"], keys=("rewards",))
+
+
+# === issue 25: the second round, one test per class ====================================================
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str], seconds: int = 60) -> tuple[int, list[str], str]:
+    """``main(argv)`` in-process under an alarm (a hang fails the test instead of blocking it)."""
+    import signal
+
+    def on_alarm(signum: int, frame: object) -> None:
+        raise TimeoutError(f"hung for {seconds} s: {argv}")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(seconds)
+    try:
+        rc = main([str(a) for a in argv])
+    except SystemExit as exc:
+        rc = exc.code if isinstance(exc.code, int) else 2
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    err = capsys.readouterr().err
+    return rc, [line for line in err.splitlines() if "error:" in line], err
+
+
+def _refused(argv: list[str], culprit: str, capsys: pytest.CaptureFixture[str]) -> str:
+    rc, lines, err = _run(argv, capsys)
+    assert rc == 2, f"exit {rc}: {err}"
+    assert "Traceback" not in err and len(lines) == 1, err
+    assert culprit in lines[0], lines[0]
+    return lines[0]
+
+
+def _digest(paths: list[Path]) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for p in paths}
+
+
+def test_an_output_never_replaces_an_input(ws: dict[str, Path], tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Class 1: an output that is an input (by name, through a symbolic link, a hard link) or lies in an
+    input directory is refused before any work, and the input is unchanged."""
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    shutil.copy(ws["r0"], a)
+    shutil.copy(ws["r1"], b)
+    (tmp_path / "link.csv").symlink_to(a)
+    os.link(a, tmp_path / "hard.csv")
+    model = tmp_path / "model"
+    shutil.copytree(ws["model"], model)
+    s = tmp_path / "s.json"
+    shutil.copy(ws["s_oracle2"], s)
+    shutil.copy(ws["s_oracle2"], tmp_path / "t.csv")  # a summary under a name a table prefix writes
+    shard = tmp_path / "shard.h5"
+    shutil.copy(ws["shard"], shard)
+    data = tmp_path / "data"
+    manifest = _copy_dataset(ws["manifest"].parent, data)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "notes.txt").write_text("mine\n")
+    (tmp_path / "docs" / "config.yaml").write_text("also mine\n")
+    keep = [a, b, s, tmp_path / "t.csv", tmp_path / "docs" / "config.yaml", shard, manifest, *model.iterdir(), *data.iterdir()]
+    before = _digest(keep)
+    cases = [
+        (["merge-returns", a, b, "--out", a], "a.csv"),
+        (["merge-returns", a, b, "--out", tmp_path / "m.csv", "--summary", b], "b.csv"),
+        (["merge-returns", a, b, "--out", tmp_path / "link.csv"], "link.csv"),
+        (["merge-returns", a, b, "--out", tmp_path / "hard.csv"], "hard.csv"),
+        (["merge-returns", a, b, "--out", tmp_path / "m.csv", "--summary", tmp_path / "m.csv"], "m.csv"),
+        (["data", "manifest", shard, "--validation", "0", "--out", shard], "shard.h5"),
+        (["model-eval", "--model", model, "--data", manifest, "--out", model / "model.pt"], "model.pt"),
+        (["model-eval", "--model", model, "--data", manifest, "--out", model / "eval.json"], "model"),
+        (["bayes-entropy", "--data", manifest, "--out", data / "shard-0.h5"], "shard-0.h5"),
+        (["train", "--data", manifest, "--out", data], "data"),
+        (["train", "--data", manifest, "--config", ws["cfg_small"], "--device", "cpu", "--out", tmp_path / "docs",
+          "--no-progress"], "notes.txt"),  # a directory of the user's, not a model directory
+        (["evaluate", "--policy", "uniform", "--episodes", "2", "--params", s, "--out", s], "s.json"),
+        (["report", "table1", "--planner", f"oracle:2={tmp_path / 't.csv'}", "--out", tmp_path / "t"], "t.csv"),
+        (["hpo", "best", "--state", s, "--out", s], "s.json"),
+    ]
+    for argv, culprit in cases:
+        _refused(argv, culprit, capsys)
+    assert _digest(keep) == before
+
+
+def test_no_link_redirects_a_write(ws: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Class 2: a symbolic link planted at a lock file is refused; one planted at an output path is
+    replaced, never written through (the file it points to is unchanged)."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / ".train.lock").symlink_to(victim)
+    _refused(["train", "--data", ws["manifest"], "--config", ws["cfg_small"], "--device", "cpu", "--out", out,
+              "--no-progress"], ".train.lock", capsys)
+    assert victim.read_text() == "precious\n"
+    (tmp_path / "merged.csv").symlink_to(victim)
+    rc, _, err = _run(["merge-returns", ws["r0"], ws["r1"], "--out", tmp_path / "merged.csv"], capsys)
+    assert rc == 0, err
+    assert victim.read_text() == "precious\n" and not (tmp_path / "merged.csv").is_symlink()
+
+
+class _Payload:
+    """Unpickling this creates the file ``path``: what a crafted model or state would do."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self):  # noqa: ANN204
+        return (open, (self.path, "w"))
+
+
+def test_no_file_runs_code(ws: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Class 3: a model file, a checkpoint or an HPO state carrying a pickle payload is refused in one line
+    and the payload never runs."""
+    import pickle
+
+    import torch
+
+    pwned = tmp_path / "PWNED"
+    model = tmp_path / "model"
+    model.mkdir()
+    torch.save({"config": {}, "state_dict": {}, "x": _Payload(pwned)}, model / "model.pt")
+    _refused(["model-eval", "--model", model, "--data", ws["manifest"], "--device", "cpu", "--out",
+              tmp_path / "e.json"], "model.pt", capsys)
+    _refused(["evaluate", "--simulator", "learned", "--model", model, "--device", "cpu", "--budget", "2",
+              "--episodes", "2", "--no-progress", "--out", tmp_path / "r.csv"], "model.pt", capsys)
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"model": {}, "optimizer": {}, "step": 1, "config": {}, "x": _Payload(pwned)}, run / "checkpoint.pt")
+    _refused(["train", "--data", ws["manifest"], "--config", ws["cfg_small"], "--device", "cpu", "--out", run,
+              "--no-progress"], "checkpoint.pt", capsys)
+    state = tmp_path / "state.pkl"
+    state.write_bytes(pickle.dumps(_Payload(pwned)))
+    _refused(["hpo", "best", "--state", state, "--out", tmp_path / "b.json"], "state.pkl", capsys)
+    _refused(["hpo", "tell", "--state-in", state, "--results", ws["s_oracle2"], "--state-out", tmp_path / "s2.pkl"],
+             "state.pkl", capsys)
+    _refused(["hpo", "ask", "--round", "1", "--state-in", state, "--points", "1", "--out-dir", tmp_path / "h"],
+             "state.pkl", capsys)
+    yml = tmp_path / "c.yaml"
+    yml.write_text(f"steps: !!python/object/apply:os.mkdir ['{pwned}']\n")
+    _refused(["train", "--data", ws["manifest"], "--config", yml, "--out", tmp_path / "m"], "c.yaml", capsys)
+    assert not pwned.exists()
+    assert not (tmp_path / "h").exists() and not (tmp_path / "m").exists()
+
+
+def test_inputs_are_regular_files(ws: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Class 4: a FIFO, a device or a directory where a file is expected is refused at once (a FIFO used to
+    block forever); an input over the size limit is refused before it is read."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for argv in (["train", "--data", ws["manifest"], "--config", fifo, "--out", tmp_path / "m"],
+                 ["train", "--data", fifo, "--out", tmp_path / "m"],
+                 ["merge-returns", ws["r0"], fifo, "--out", tmp_path / "x.csv"],
+                 ["evaluate", "--policy", "uniform", "--episodes", "2", "--episodes-file", fifo, "--out",
+                  tmp_path / "x.csv"],
+                 ["evaluate", "--simulator", "oracle", "--budget", "2", "--episodes", "2", "--params", fifo,
+                  "--out", tmp_path / "x.csv"],
+                 ["hpo", "best", "--state", fifo, "--out", tmp_path / "b.json"],
+                 ["report", "table2", "--model-eval", f"original={fifo}", "--out", tmp_path / "t"],
+                 ["env", "replay", "--traces", fifo],
+                 ["data", "inspect", fifo]):
+        assert "FIFO" in _refused(argv, "fifo", capsys)
+    assert "device" in _refused(["train", "--data", ws["manifest"], "--config", "/dev/zero", "--out",
+                                 tmp_path / "m"], "/dev/zero", capsys)
+    _refused(["hpo", "tell", "--state-in", tmp_path, "--results", ws["s_oracle2"], "--state-out",
+              tmp_path / "s.pkl"], "directory", capsys)
+    monkeypatch.setenv("ALCHEMY_MAX_INPUT_BYTES", "10")
+    _refused(["report", "table1", "--planner", f"oracle:2={ws['s_oracle2']}", "--out", tmp_path / "t"],
+             "bytes", capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo"]
+
+
+def test_one_source_of_truth_for_value_ranges(ws: dict[str, Path], tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Class 5: what training refuses is refused when the workflow config loads, by the same code; a YAML
+    key given twice, NaN/infinity and integers beyond 64 bits are errors naming the file and the key."""
+    from alchemy_mbrl.workflow_config import validate_workflow_config
+
+    for text, culprit in (("grad_clip: -1\n", "grad_clip"), ("max_seconds: -5\n", "max_seconds"),
+                          ("checkpoint_every: 0\n", "checkpoint_every"), ("lr: .nan\n", "lr"),
+                          ("steps: 2\nsteps: 3\n", "steps"), ("steps: 99999999999999999999999\n", "steps"),
+                          ("adam_betas: [0.9, 1.5]\n", "adam_betas"), ("seed: -1\n", "seed")):
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(text)
+        line = _refused(["train", "--data", ws["manifest"], "--config", cfg, "--out", tmp_path / "m"], culprit,
+                        capsys)
+        assert "c.yaml" in line or "config key" in line
+        wf = _config()
+        wf["train"]["options"].update({culprit: -1})
+        with pytest.raises(ValueError, match=culprit):
+            validate_workflow_config(wf, SCHEMA)
+    wf = _config()
+    wf["hpo"]["seed"] = 2**40
+    with pytest.raises(ValueError, match="hpo.seed"):
+        validate_workflow_config(wf, SCHEMA)
+    wf = _config()
+    wf["evaluate"]["episodes"] = float("inf")
+    with pytest.raises(ValueError, match="evaluate.episodes"):
+        validate_workflow_config(wf, SCHEMA)
+    dup = tmp_path / "wf.yaml"
+    dup.write_text((Path(__file__).parents[1] / "config" / "config.yaml").read_text() + "\nseed: 5\n")
+    with pytest.raises(ValueError, match=r"wf\.yaml.*'seed' appears twice"):
+        validate_workflow_config(_config(), SCHEMA, config_files=[dup])
+    assert not (tmp_path / "m").exists()
+
+
+def test_provenance_is_checked(ws: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Class 6: a manifest listing a shard twice (or in both splits) or with counts that do not match is
+    refused; a checkpoint refuses to resume on another dataset. (model.pt bytes: test_model_train.)"""
+    src = json.loads(ws["manifest"].read_text())
+    d = tmp_path / "d"
+    manifest = _copy_dataset(ws["manifest"].parent, d)
+
+    def variant(name: str, edit) -> Path:  # noqa: ANN001
+        m = json.loads(json.dumps(src))
+        edit(m)
+        (d / name).write_text(json.dumps(m))
+        return d / name
+
+    both = variant("both.json", lambda m: m["shards"].append({**m["shards"][0], "split": "validation"}))
+    twice = variant("twice.json", lambda m: m["shards"].insert(0, dict(m["shards"][0])))
+    count = variant("count.json", lambda m: (m["shards"][0].update(episodes=5), m["episodes"].update(train=5)))
+    total = variant("total.json", lambda m: m["episodes"].update(train=99))
+    frac = variant("frac.json", lambda m: m["shards"][0].update(episodes=6.5))
+    _refused(["bayes-entropy", "--data", both, "--out", tmp_path / "b.json", "--no-progress"], "both the", capsys)
+    _refused(["model-eval", "--model", ws["model"], "--data", twice, "--device", "cpu", "--out", tmp_path / "e.json"],
+             "twice", capsys)
+    _refused(["train", "--data", count, "--config", ws["cfg_small"], "--device", "cpu", "--out", tmp_path / "m",
+              "--no-progress"], "holds 6", capsys)
+    _refused(["data", "inspect", total], "episodes.train", capsys)
+    _refused(["data", "inspect", frac], "integer", capsys)
+    # a checkpoint of one dataset does not resume on another
+    run = tmp_path / "run"
+    rc, _, err = _run(["train", "--data", manifest, "--config", ws["cfg_small"], "--device", "cpu", "--out", run,
+                       "--no-progress", "--stop-after", "0"], capsys)
+    assert rc == 0 and (run / "checkpoint.pt").exists(), err
+    other = _copy_dataset(ws["manifest"].parent, tmp_path / "other")
+    other.write_text(other.read_text().replace('"package_version"', '"note": "another", "package_version"'))
+    _refused(["train", "--data", other, "--config", ws["cfg_small"], "--device", "cpu", "--out", run,
+              "--no-progress"], "another dataset", capsys)
+    assert not (tmp_path / "m").exists() and not (tmp_path / "b.json").exists()
+
+
+def test_numbers_that_cannot_be_true_are_refused(ws: dict[str, Path], tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Class 7: non-finite returns, negative standard errors, non-integer counts, negative entropies."""
+    good = json.loads(ws["s_oracle2"].read_text())
+    ent = json.loads(ws["e_original"].read_text())
+    cases = []
+    for name, obj in (("sem", {**good, "sem": -1.0}), ("n", {**good, "n": 2.5}), ("mean", {**good, "mean": "NaN"}),
+                      ("std", {**good, "std": -2.0})):
+        p = tmp_path / f"s_{name}.json"
+        p.write_text(json.dumps(obj).replace('"NaN"', "NaN"))
+        cases.append((["report", "table1", "--planner", f"oracle:2={p}", "--out", tmp_path / "t"],
+                      "NaN" if name == "mean" else f"'{name}'"))
+        cases.append((["hpo", "tell", "--state-in", ws["s_oracle2"], "--results", p, "--state-out",
+                       tmp_path / "x.pkl"], "s_oracle2.json"))  # the state is refused first: still one line
+    for key, value in (("entropy_nats_per_step", -0.5), ("chemistry_nats_per_step", -1.0), ("entropy_sem", -0.1),
+                       ("n_episodes", 6.5)):
+        p = tmp_path / f"e_{key}.json"
+        p.write_text(json.dumps({**ent, key: value}))
+        cases.append((["report", "table2", "--model-eval", f"original={p}", "--out", tmp_path / "t"], key))
+    for col, value in (("return", "inf"), ("return", "nan"), ("episode", "1.5"), ("budget", "-3")):
+        df = ws["r1"].read_text().splitlines()
+        header = df[0].split(",")
+        row = df[1].split(",")
+        row[header.index(col)] = value
+        p = tmp_path / f"r_{col}_{value}.csv"
+        p.write_text("\n".join([df[0], ",".join(row), *df[2:]]) + "\n")
+        cases.append((["merge-returns", ws["r0"], p, "--out", tmp_path / "m.csv"], col))
+    hist = tmp_path / "h.csv"
+    hist.write_text("trial,round,point,temperature,c1,c2,k,gamma,mean,sem,n,best_mean,best_sem\n"
+                    "0,0,0,1,1,1,1,0.99,12.0,-1.0,8,12.0,1.0\n")
+    cases.append((["report", "plots", "hpo", "--history", hist, "--out", tmp_path / "t"], "'sem'"))
+    log = tmp_path / "log.csv"
+    log.write_text("step,epoch,train_loss,val_loss,learning_rate,seconds,tokens_per_s\n1,0.1,2.0,-5,0.1,1,1\n")
+    cases.append((["report", "plots", "training", "--log", f"original={log}", "--out", tmp_path / "t"], "'val_loss'"))
+    for argv, culprit in cases:
+        _refused(argv, culprit, capsys)
+    assert not any(tmp_path.glob("t.*")) and not (tmp_path / "m.csv").exists() and not (tmp_path / "x.pkl").exists()
+
+
+def test_errors_before_work_and_nothing_left_after(ws: dict[str, Path], tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Class 8: an output that cannot be written fails before the work; a command that fails (or is
+    interrupted with Ctrl-C) leaves nothing it created and prints one line."""
+    import time
+
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    from alchemy_mbrl import evaluate
+
+    def no_work(*args: object, **kw: object) -> None:
+        raise AssertionError("the evaluation ran before the output was checked")
+
+    monkeypatch.setattr(evaluate, "evaluate_policy", no_work)
+    t0 = time.perf_counter()
+    _refused(["evaluate", "--simulator", "oracle", "--budget", "50", "--episodes", "64", "--no-progress", "--out",
+              blocker / "r.csv"], "file.txt", capsys)
+    _refused(["merge-returns", ws["r0"], ws["r1"], "--out", tmp_path / "m.csv", "--summary", blocker / "s.json"],
+             "file.txt", capsys)
+    _refused(["episodes", "--episodes", "2", "--out", "/dev/null"], "/dev/null", capsys)  # never renamed onto
+    assert Path("/dev/null").is_char_device()
+    assert time.perf_counter() - t0 < 30 and not (tmp_path / "m.csv").exists()
+    monkeypatch.undo()
+
+    # merge-returns failing after its merged CSV was written: the CSV goes too
+    from alchemy_mbrl import evaluate
+
+    def full_disk(*args: object, **kw: object) -> None:
+        raise OSError(28, "no space left on device: s.json")
+
+    monkeypatch.setattr(evaluate, "write_json", full_disk)
+    _refused(["merge-returns", ws["r0"], ws["r1"], "--out", tmp_path / "new" / "m.csv", "--summary",
+              tmp_path / "new" / "s.json"], "s.json", capsys)
+    assert not (tmp_path / "new").exists()
+    monkeypatch.undo()
+
+    # a failed first training run leaves no directory (no .train.lock); Ctrl-C prints one line
+    from alchemy_mbrl.model import train as train_mod
+
+    def boom(*args: object, **kw: object) -> None:
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(train_mod, "_train", boom)
+    _refused(["train", "--data", ws["manifest"], "--config", ws["cfg_small"], "--device", "cpu", "--out",
+              tmp_path / "models" / "m", "--no-progress"], "RuntimeError", capsys)
+    assert not (tmp_path / "models").exists()
+
+    def interrupted(*args: object, **kw: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod, "_train", interrupted)
+    rc, lines, err = _run(["train", "--data", ws["manifest"], "--config", ws["cfg_small"], "--device", "cpu",
+                           "--out", tmp_path / "m2", "--no-progress"], capsys)
+    assert rc == 130 and len(lines) == 1 and "interrupted" in lines[0] and "Traceback" not in err
+    assert not (tmp_path / "m2").exists()
+
+
+def test_a_read_only_place_fails_before_the_work(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Class 8: --out on a read-only file system fails at once (it used to fail after the evaluation), even
+    for root, whom access() lets write anywhere (a read-only tmpfs when this runs as root)."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(ro)], capture_output=True)
+    if r.returncode != 0:
+        ro.chmod(0o555)
+        if os.access(ro, os.W_OK):
+            pytest.skip("neither a read-only mount nor a read-only directory is possible here")
+    from alchemy_mbrl import evaluate
+
+    def no_work(*args: object, **kw: object) -> None:
+        raise AssertionError("the evaluation ran before the output was checked")
+
+    monkeypatch.setattr(evaluate, "evaluate_policy", no_work)
+    try:
+        _refused(["evaluate", "--simulator", "oracle", "--budget", "50", "--episodes", "64", "--no-progress",
+                  "--out", ro / "sub" / "r.csv"], "r.csv", capsys)
+    finally:
+        if r.returncode == 0:
+            subprocess.run(["umount", str(ro)], capture_output=True)
+        else:
+            ro.chmod(0o755)

@@ -161,3 +161,33 @@ def test_cli_rounds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_cli_fresh_round_needs_space(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["hpo", "ask", "--round", "0", "--state-in", "none", "--points", "2", "--out-dir", str(tmp_path)]) == 2
     assert "--temperature" in capsys.readouterr().err
+
+
+def test_state_is_json_and_an_edited_state_is_refused(tmp_path: Path) -> None:
+    """Issue 25: the state is plain JSON (no pickle: nothing in it can run), and a state whose rounds, scores
+    or history were edited is refused naming the file (the replay of the optimizer disagrees with it)."""
+    state = run_rounds(2, 2, seed=4)
+    hpo.ask(state, 2)  # an asked, not yet told round
+    path = tmp_path / "asked.pkl"
+    hpo.save_state(state, path)
+    d = json.loads(path.read_text())
+    assert d["format"] == hpo.STATE_FORMAT and len(d["rounds"]) == 3 and d["rounds"][-1]["told"] is None
+    assert hpo.load_state(path).pending == state.pending
+
+    def edited(edit) -> Path:  # noqa: ANN001
+        e = json.loads(json.dumps(d))
+        edit(e)
+        p = tmp_path / "edited.pkl"
+        p.write_text(json.dumps(e))
+        return p
+
+    for edit, what in ((lambda e: e["rounds"][-1]["asked"][0].__setitem__(0, 0.5), "differs"),
+                       (lambda e: e["rounds"][0]["told"].__setitem__(0, -1e6), "differs"),
+                       (lambda e: e["history"][0].update(mean=1e6), "history"),
+                       (lambda e: e["history"][0].update(sem=-1.0), "sem"),
+                       (lambda e: e["history"][0].update(n=2.5), "n"),
+                       (lambda e: e.update(rounds_told=7), "rounds_told"),
+                       (lambda e: e.update(version=1), "version")):
+        with pytest.raises(ValueError, match=what) as info:
+            hpo.load_state(edited(edit))
+        assert "edited.pkl" in str(info.value)

@@ -112,13 +112,15 @@ def test_resume_gives_identical_weights(manifest: Path, tmp_path: Path) -> None:
     assert cli("train", *base, "--out", str(tmp_path / "straight")) == 0
     assert cli("train", *base, "--out", str(tmp_path / "resumed"), "--stop-after", "3") == 0
     assert not (tmp_path / "resumed" / "model.pt").exists()
-    assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)["step"] == 3
+    assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["step"] == 3
     assert cli("train", *base, "--out", str(tmp_path / "resumed")) == 0
-    a = torch.load(tmp_path / "straight" / "model.pt", weights_only=False)["state_dict"]
-    b = torch.load(tmp_path / "resumed" / "model.pt", weights_only=False)["state_dict"]
+    a = torch.load(tmp_path / "straight" / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "resumed" / "model.pt", weights_only=True)["state_dict"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    oa = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)["optimizer"]["state"]
-    ob = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)["optimizer"]["state"]
+    # issue 25: the file itself is reproducible (no temporary name, time or order inside)
+    assert (tmp_path / "straight" / "model.pt").read_bytes() == (tmp_path / "resumed" / "model.pt").read_bytes()
+    oa = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)["optimizer"]["state"]
+    ob = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["optimizer"]["state"]
     assert all(torch.equal(oa[i]["exp_avg_sq"], ob[i]["exp_avg_sq"]) for i in oa)
     import pandas as pd
 
@@ -129,7 +131,7 @@ def test_resume_gives_identical_weights(manifest: Path, tmp_path: Path) -> None:
     # a different seed gives different weights (the comparison above can fail)
     cfg2 = write_config(tmp_path / "c2.yaml", steps=6, batch_size=4, micro_batch=2, val_every=4, checkpoint_every=2, seed=1)
     assert cli("train", "--config", str(cfg2), "--data", str(manifest), "--no-progress", "--out", str(tmp_path / "seed1")) == 0
-    c = torch.load(tmp_path / "seed1" / "model.pt", weights_only=False)["state_dict"]
+    c = torch.load(tmp_path / "seed1" / "model.pt", weights_only=True)["state_dict"]
     assert not all(torch.equal(a[k], c[k]) for k in a)
     # resuming with a changed learning rate is refused, naming the key
     cfg3 = write_config(tmp_path / "c3.yaml", steps=8, batch_size=4, micro_batch=2, lr=1e-3)
@@ -150,11 +152,11 @@ def test_resume_with_cosine_schedule_is_exact(manifest: Path, tmp_path: Path) ->
     base = ["--config", str(cfg), "--data", str(manifest), "--no-progress"]
     assert cli("train", *base, "--out", str(tmp_path / "straight")) == 0
     assert cli("train", *base, "--out", str(tmp_path / "resumed"), "--stop-after", "3") == 0
-    ck = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)
+    ck = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
     assert ck["step"] == 3 and ck["scheduler"]["last_epoch"] == 3
     assert cli("train", *base, "--out", str(tmp_path / "resumed")) == 0
-    a = torch.load(tmp_path / "straight" / "model.pt", weights_only=False)["state_dict"]
-    b = torch.load(tmp_path / "resumed" / "model.pt", weights_only=False)["state_dict"]
+    a = torch.load(tmp_path / "straight" / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "resumed" / "model.pt", weights_only=True)["state_dict"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     _, t = resolve_config("original", {**TINY, "steps": 7, **sched})
     want = [1e-3 * lr_factor(s, t) for s in range(7)]
@@ -171,7 +173,7 @@ def test_resume_with_cosine_schedule_is_exact(manifest: Path, tmp_path: Path) ->
     assert cli("train", "--config", str(cfg3), "--data", str(manifest), "--no-progress", "--out", str(tmp_path / "c")) == 0
     cfg4 = write_config(tmp_path / "const4.yaml", steps=3, batch_size=4)
     assert cli("train", "--config", str(cfg4), "--data", str(manifest), "--no-progress", "--out", str(tmp_path / "c")) == 0
-    assert torch.load(tmp_path / "c" / "model.pt", weights_only=False)["step"] == 3
+    assert torch.load(tmp_path / "c" / "model.pt", weights_only=True)["step"] == 3
 
 
 def test_gradient_accumulation_matches_full_batch(manifest: Path, tmp_path: Path) -> None:
@@ -180,7 +182,7 @@ def test_gradient_accumulation_matches_full_batch(manifest: Path, tmp_path: Path
     for name, micro in (("full", None), ("micro", 2)):
         cfg = write_config(tmp_path / f"{name}.yaml", steps=2, batch_size=6, micro_batch=micro, dropout=0.0, lr=1e-3)
         assert cli("train", "--config", str(cfg), "--data", str(manifest), "--no-progress", "--out", str(tmp_path / name)) == 0
-        out[name] = torch.load(tmp_path / name / "model.pt", weights_only=False)["state_dict"]
+        out[name] = torch.load(tmp_path / name / "model.pt", weights_only=True)["state_dict"]
     for key in out["full"]:
         torch.testing.assert_close(out["micro"][key], out["full"][key], atol=2e-5, rtol=1e-4)
     import pandas as pd
@@ -193,7 +195,7 @@ def test_wall_clock_budget_stops_and_writes_model(manifest: Path, tmp_path: Path
     cfg = write_config(tmp_path / "c.yaml", steps=10_000, batch_size=2, max_seconds=0.5)
     out = tmp_path / "m"
     assert cli("train", "--config", str(cfg), "--data", str(manifest), "--no-progress", "--out", str(out)) == 0
-    step = torch.load(out / "model.pt", weights_only=False)["step"]
+    step = torch.load(out / "model.pt", weights_only=True)["step"]
     assert 1 <= step < 10_000
 
 
@@ -315,7 +317,7 @@ def test_resume_restores_rng_state_mapped_off_cpu(manifest: Path, tmp_path: Path
     from alchemy_mbrl.model import train as train_mod
 
     with pytest.raises(TypeError, match="ByteTensor"):  # the defect: what a GPU-mapped state does
-        torch.set_rng_state(torch.load(_stopped_run(manifest, tmp_path / "probe", 2), weights_only=False,
+        torch.set_rng_state(torch.load(_stopped_run(manifest, tmp_path / "probe", 2), weights_only=True,
                                        map_location="meta")["rng"]["torch"])
     real = ckpt_mod.load_checkpoint
 
@@ -330,8 +332,8 @@ def test_resume_restores_rng_state_mapped_off_cpu(manifest: Path, tmp_path: Path
     assert cli("train", *base, "--out", str(tmp_path / "straight")) == 0
     assert cli("train", *base, "--out", str(tmp_path / "resumed"), "--stop-after", "2") == 0
     assert cli("train", *base, "--out", str(tmp_path / "resumed")) == 0  # resumes through the stub
-    a = torch.load(tmp_path / "straight" / "model.pt", weights_only=False)["state_dict"]
-    b = torch.load(tmp_path / "resumed" / "model.pt", weights_only=False)["state_dict"]
+    a = torch.load(tmp_path / "straight" / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "resumed" / "model.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)  # dropout masks after the resume drew the same numbers
     # and a checkpoint always loads to the CPU, whatever device trains
     assert real(tmp_path / "resumed" / "checkpoint.pt")["rng"]["torch"].device.type == "cpu"
@@ -364,14 +366,14 @@ def test_training_log_survives_snakemake_deleting_outputs(manifest: Path, tmp_pa
     both = ref["val_loss"].notna().to_numpy()  # steps 4, 8, 12, 14 (the stopped run also validated at 10)
     assert log["step"][both].tolist() == [4, 8, 12, 14]
     np.testing.assert_allclose(log["val_loss"][both].to_numpy(), ref["val_loss"][both].to_numpy(), rtol=1e-6)
-    final = torch.load(out / "model.pt", weights_only=False)["val_loss"]
+    final = torch.load(out / "model.pt", weights_only=True)["val_loss"]
     assert math.isfinite(final) and final == pytest.approx(ref["val_loss"].iloc[-1], abs=1e-6)
     # killed after the final checkpoint but before model.pt: both outputs deleted, checkpoint at the last step
     (out / "train_log.csv").unlink()
     (out / "model.pt").unlink()
     assert cli("train", *base, "--out", str(out)) == 0
     assert pd.read_csv(out / "train_log.csv")["step"].tolist() == list(range(1, 15))
-    assert torch.load(out / "model.pt", weights_only=False)["val_loss"] == final
+    assert torch.load(out / "model.pt", weights_only=True)["val_loss"] == final
     # finished: a deleted log alone comes back too, the weights untouched
     (out / "train_log.csv").unlink()
     before = (out / "model.pt").read_bytes()

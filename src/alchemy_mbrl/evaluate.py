@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from alchemy_mbrl import rng
+from alchemy_mbrl import rng, stats
 from alchemy_mbrl.env.alchemy import AlchemyEnv, TrialItems
 from alchemy_mbrl.env.baselines import BASELINE_POLICIES
 from alchemy_mbrl.env.chemistry import GRAPH_PROBS, NUM_POTION_MAPS, NUM_STONE_MAPS, Chemistry
@@ -384,10 +384,20 @@ def read_returns(path: str | Path) -> pd.DataFrame:
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{p}: no such returns file")
-    df = pd.read_csv(p, dtype={"seed": "uint64", "simulator": "string", "policy": "string"}, keep_default_na=False)
+    from alchemy_mbrl.io import check_input
+
+    check_input(p, "returns file", max_bytes=1 << 30)
+    try:
+        df = pd.read_csv(p, dtype={"seed": "uint64", "simulator": "string", "policy": "string"},
+                         keep_default_na=False)
+    except (ValueError, OverflowError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{p}: not a returns CSV ({' '.join(str(exc).split())[:200]})") from None
     missing = [c for c in RETURN_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"{p}: not a returns file, missing column(s) {missing}")
+    stats.check_returns(df, p)  # numbers that cannot be true: non-finite returns, non-integer episodes
+    df["episode"] = pd.to_numeric(df["episode"]).astype("int64")
+    df["return"] = pd.to_numeric(df["return"]).astype("float64")
     return df
 
 
@@ -415,13 +425,15 @@ def merge_returns(paths: list[str | Path], out: str | Path, summary: str | Path 
     df = pd.concat(frames, ignore_index=True).sort_values("episode", kind="stable").reset_index(drop=True)
     dup = df["episode"][df["episode"].duplicated()].unique()
     if len(dup):
-        raise ValueError(f"episode(s) {dup[:10].tolist()} appear in more than one row: overlapping chunks?")
+        where = [str(p) for p, f in zip(paths, frames) if f["episode"].isin(dup[:1]).any()]
+        raise ValueError(f"episode(s) {dup[:10].tolist()} appear in more than one row ({' and '.join(where) or 'one file'} "
+                         f"hold episode {int(dup[0])}): overlapping chunks?")
     ep = df["episode"].to_numpy()
     expected = np.arange(len(ep))
     if not np.array_equal(ep, expected):
         missing = np.setdiff1d(np.arange(ep.max() + 1 if len(ep) else 0), ep)
-        raise ValueError(f"episodes must be 0..n-1 with none missing; missing {missing[:10].tolist()}"
-                         f"{' ...' if len(missing) > 10 else ''}")
+        raise ValueError(f"{', '.join(map(str, paths))}: episodes must be 0..n-1 with none missing; missing "
+                         f"{missing[:10].tolist()}{' ...' if len(missing) > 10 else ''}")
     meta: dict[str, Any] = {}
     for col in ("policy", "simulator", "budget"):
         values = df[col].astype(str).unique().tolist()

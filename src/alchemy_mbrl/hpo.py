@@ -13,14 +13,20 @@ fits a static workflow DAG:
 
 Every round leaves a state file behind, so an interrupted optimisation resumes from the last
 finished round, and the whole procedure is a pure function of the seed and the scores.
+
+The state file is JSON, not a pickle (a pickle runs code when loaded): the search space, the
+optimizer's options and seed, and every round's asked points and told objectives. Loading it
+rebuilds the optimizer by replaying the rounds (ask, then tell) from the seed, which reproduces the
+original optimizer exactly; the last round is asked again, and a replay that does not give the stored
+points (an edited file, or another scikit-optimize) is refused. The workflow keeps the names ``asked.pkl``/``state.pkl``.
 The surrogate is a Gaussian process (``base_estimator="GP"``); the objective is
 ``-mean return``, so the optimiser maximises the score.
 """
 
 from __future__ import annotations
 
+import json
 import math
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,11 +34,14 @@ from typing import Any
 import numpy as np
 
 from alchemy_mbrl import stats
-from alchemy_mbrl.io import atomic_write, write_json
+from alchemy_mbrl.io import write_json
 
 #: Hyperparameters searched, in the order of the optimizer's dimensions.
 PARAM_NAMES: tuple[str, ...] = ("temperature", "c1", "c2", "k")
-STATE_VERSION = 1
+STATE_VERSION = 2
+STATE_FORMAT = "alchemy-mbrl hpo state"
+#: A state file is small (a few kB per round); a larger one is refused before it is read.
+MAX_STATE_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -129,6 +138,10 @@ class HPOState:
     #: one dict per evaluated point: round, point, params, mean, sem, n
     history: list[dict[str, Any]] = field(default_factory=list)
     version: int = STATE_VERSION
+    #: the optimizer's options (initial_points, acq_func, acq_optimizer): with ``seed``, they rebuild it
+    options: dict[str, Any] = field(default_factory=dict)
+    #: every round: ``{"asked": [[x...], ...], "told": [y, ...] or None}`` (the optimizer's own values)
+    rounds: list[dict[str, Any]] = field(default_factory=list)
 
 
 def new_state(
@@ -144,38 +157,168 @@ def new_state(
     4-dimensional space that is as good as L-BFGS restarts ("lbfgs") and an order of magnitude
     faster, which matters on the small CPU jobs that run ``hpo ask``.
     """
+    if isinstance(initial_points, bool) or not isinstance(initial_points, int) or initial_points < 1:
+        raise ValueError(f"hpo: initial_points must be an integer >= 1, got {initial_points!r}")
+    options = {"initial_points": int(initial_points), "acq_func": str(acq_func), "acq_optimizer": str(acq_optimizer)}
+    return HPOState(space=space, optimizer=_optimizer(space, int(seed), options), seed=int(seed), options=options)
+
+
+def _optimizer(space: SearchSpace, seed: int, options: dict[str, Any]) -> Any:
     from skopt import Optimizer
 
-    if initial_points < 1:
-        raise ValueError(f"hpo: initial_points must be >= 1, got {initial_points}")
-    opt = Optimizer(
-        space.dimensions(),
-        base_estimator="GP",
-        n_initial_points=initial_points,
-        acq_func=acq_func,
-        acq_optimizer=acq_optimizer,
-        random_state=int(seed),
-    )
-    return HPOState(space=space, optimizer=opt, seed=int(seed))
+    try:
+        return Optimizer(
+            space.dimensions(),
+            base_estimator="GP",
+            n_initial_points=options["initial_points"],
+            acq_func=options["acq_func"],
+            acq_optimizer=options["acq_optimizer"],
+            random_state=int(seed),
+        )
+    except ValueError as exc:
+        raise ValueError(f"hpo: optimizer options {options}: {exc}") from None
+
+
+def _space_dict(space: SearchSpace) -> dict[str, Any]:
+    return {"temperature": list(space.temperature), "c1": list(space.c1), "c2": list(space.c2), "k": list(space.k),
+            "gamma": space.gamma, "log_scale": list(space.log_scale)}
+
+
+def _plain(x: Any) -> Any:
+    """numpy scalars and arrays as Python numbers and lists (what JSON holds)."""
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
+
+
+def state_dict(state: HPOState) -> dict[str, Any]:
+    """The state as plain JSON values (what :func:`save_state` writes)."""
+    return {
+        "format": STATE_FORMAT,
+        "version": STATE_VERSION,
+        "space": _space_dict(state.space),
+        "seed": state.seed,
+        "options": dict(state.options),
+        "rounds": [{"asked": _plain(r["asked"]), "told": _plain(r["told"])} for r in state.rounds],
+        "rounds_told": state.rounds_told,
+        "pending": _plain(state.pending),
+        "history": _plain(state.history),
+    }
 
 
 def save_state(state: HPOState, path: str | Path) -> None:
-    """Pickle ``state`` atomically (:func:`alchemy_mbrl.io.atomic_write`)."""
-    with atomic_write(path) as tmp, open(tmp, "wb") as f:
-        pickle.dump(state, f)
+    """Write ``state`` as JSON atomically (:func:`alchemy_mbrl.io.atomic_write`); never a pickle."""
+    from alchemy_mbrl.io import write_text
+
+    write_text(path, json.dumps(state_dict(state), indent=1, allow_nan=False) + "\n")
+
+
+def _finite_number(v: Any) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
 
 
 def load_state(path: str | Path) -> HPOState:
-    """Load a state written by :func:`save_state`; raises ``ValueError`` naming the file if invalid."""
+    """Load a state written by :func:`save_state`: parse the JSON, check every field, rebuild the optimizer
+    by replaying the rounds. Raises ``ValueError`` naming the file if anything is wrong; runs no code
+    from the file (a pickle, e.g. a state of an older version, is refused)."""
+    from alchemy_mbrl.io import read_bytes
+
     path = Path(path)
+    raw = read_bytes(path, "HPO state", MAX_STATE_BYTES)
+    if raw[:1] == b"\x80":
+        raise ValueError(f"{path}: a pickled HPO state (an older version's, or a crafted file) is not loaded: "
+                         "pickles can run code; re-run the HPO from round 0")
+
+    def no_constant(name: str) -> Any:
+        raise ValueError(f"non-finite number {name}")
+
     try:
-        with open(path, "rb") as f:
-            state = pickle.load(f)
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
-        raise ValueError(f"{path}: not a readable HPO state ({exc})") from exc
-    if not isinstance(state, HPOState) or state.version != STATE_VERSION:
-        raise ValueError(f"{path}: not an HPO state of version {STATE_VERSION}")
+        d = json.loads(raw.decode("utf-8"), parse_constant=no_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"{path}: not an HPO state (not JSON: {exc})") from None
+    if not isinstance(d, dict) or d.get("format") != STATE_FORMAT:
+        raise ValueError(f"{path}: not an HPO state (no 'format': {STATE_FORMAT!r})")
+    if d.get("version") != STATE_VERSION:
+        raise ValueError(f"{path}: HPO state of version {d.get('version')!r}, this package reads version {STATE_VERSION}")
+    try:
+        return _state_from_dict(d)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise ValueError(f"{path}: invalid HPO state: {type(exc).__name__ if isinstance(exc, KeyError) else ''}"
+                         f"{exc}") from None
+
+
+def _state_from_dict(d: dict[str, Any]) -> HPOState:
+    space = SearchSpace.from_dict(d["space"])
+    seed, options = d["seed"], d["options"]
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ValueError(f"'seed' must be an integer in [0, 2^32), got {seed!r}")
+    if not isinstance(options, dict) or set(options) != {"initial_points", "acq_func", "acq_optimizer"}:
+        raise ValueError(f"'options' must hold initial_points, acq_func and acq_optimizer, got {options!r}")
+    if not isinstance(options["acq_func"], str) or options["acq_optimizer"] not in ("sampling", "lbfgs"):
+        raise ValueError(f"'options': unknown acquisition settings {options!r}")
+    state = new_state(space, seed, options["initial_points"], options["acq_func"], options["acq_optimizer"])
+    rounds = d["rounds"]
+    if not isinstance(rounds, list):
+        raise ValueError("'rounds' must be a list")
+    for r, rnd in enumerate(rounds):
+        asked, told = rnd["asked"], rnd["told"]
+        if not isinstance(asked, list) or not asked or not all(
+                isinstance(x, list) and len(x) == len(PARAM_NAMES) and all(map(_finite_number, x)) for x in asked):
+            raise ValueError(f"rounds[{r}].asked must be a non-empty list of {len(PARAM_NAMES)}-number points")
+        if told is not None and (not isinstance(told, list) or len(told) != len(asked)
+                                 or not all(map(_finite_number, told))):
+            raise ValueError(f"rounds[{r}].told must be null or {len(asked)} finite numbers")
+        if told is None and r != len(rounds) - 1:
+            raise ValueError(f"rounds[{r}] was never told, but later rounds exist")
+        if r < len(rounds) - 1:
+            # An earlier round: what ask(n, "cl_min") changes in the optimizer is one draw of its generator
+            # (the seed of the copy that asks with lies; skopt 0.10, Optimizer.ask), so draw it and take
+            # the stored points. The last round is asked for real and compared with the file, which checks
+            # the whole replay (the points depend on every earlier draw and score).
+            state.optimizer.rng.randint(0, np.iinfo(np.int32).max)
+            xs = asked
+        else:
+            xs = state.optimizer.ask(n_points=len(asked), strategy="cl_min")
+            if _plain(xs) != asked:
+                raise ValueError(f"rounds[{r}].asked differs from the points the optimizer asks when replayed "
+                                 "(an edited file, or written with another scikit-optimize)")
+        state.rounds.append({"asked": asked, "told": None})
+        if told is not None:
+            state.optimizer.tell(xs, told)
+            state.rounds[-1]["told"] = told
+    state.rounds_told = sum(r["told"] is not None for r in state.rounds)
+    if d["rounds_told"] != state.rounds_told:
+        raise ValueError(f"'rounds_told' is {d['rounds_told']!r} but {state.rounds_told} rounds were told")
+    last = state.rounds[-1] if state.rounds else None
+    state.pending = [space.to_params(x) for x in last["asked"]] if last and last["told"] is None else []
+    if _plain(d["pending"]) != state.pending:
+        raise ValueError("'pending' differs from the last round's untold points")
+    history = d["history"]
+    if not isinstance(history, list) or len(history) != sum(len(r["asked"]) for r in state.rounds if r["told"]):
+        raise ValueError("'history' must hold one row per told point")
+    expected = _history(state)
+    for i, (h, e) in enumerate(zip(history, expected)):
+        if not isinstance(h, dict) or any(h.get(k) != v for k, v in e.items()):
+            raise ValueError(f"history[{i}] disagrees with the told rounds")
+        sem, n = h.get("sem"), h.get("n")
+        if not (sem is None or (_finite_number(sem) and sem >= 0)):
+            raise ValueError(f"history[{i}].sem must be a number >= 0 or null, got {sem!r}")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"history[{i}].n must be an integer >= 1, got {n!r}")
+    state.history = [{**e, "sem": math.nan if h["sem"] is None else float(h["sem"]), "n": h["n"]}
+                     for h, e in zip(history, expected)]
     return state
+
+
+def _history(state: HPOState) -> list[dict[str, Any]]:
+    """The history rows' fields that follow from the told rounds (all but ``sem`` and ``n``)."""
+    rows: list[dict[str, Any]] = []
+    for r, rnd in enumerate(x for x in state.rounds if x["told"] is not None):
+        for i, (x, y) in enumerate(zip(rnd["asked"], rnd["told"])):
+            rows.append({"trial": len(rows), "round": r, "point": i, **state.space.to_params(x), "mean": -float(y)})
+    return rows
 
 
 def ask(state: HPOState, n_points: int) -> list[dict[str, float | int]]:
@@ -189,6 +332,7 @@ def ask(state: HPOState, n_points: int) -> list[dict[str, float | int]]:
     if n_points < 1:
         raise ValueError(f"hpo ask: need at least one point, got {n_points}")
     xs = state.optimizer.ask(n_points=int(n_points), strategy="cl_min")
+    state.rounds.append({"asked": _plain(xs), "told": None})
     state.pending = [state.space.to_params(x) for x in xs]
     return list(state.pending)
 
@@ -206,10 +350,14 @@ def tell(state: HPOState, summaries: list[dict[str, Any]]) -> None:
     if not state.pending:
         raise ValueError("hpo tell: no pending points (was ask run on this state?)")
     if len(summaries) != len(state.pending):
-        raise ValueError(f"hpo tell: {len(state.pending)} points pending but {len(summaries)} results given")
+        raise ValueError(f"hpo tell: {len(state.pending)} points pending but {len(summaries)} results given (--results)")
     xs = [[p[name] for name in PARAM_NAMES] for p in state.pending]
     ys = [-float(s["mean"]) for s in summaries]
+    if not all(math.isfinite(y) for y in ys):
+        raise ValueError(f"hpo tell: mean returns must be finite, got {[-y for y in ys]}")
     state.optimizer.tell(xs, ys)
+    if state.rounds and state.rounds[-1]["told"] is None:
+        state.rounds[-1]["told"] = ys
     for i, (params, s) in enumerate(zip(state.pending, summaries)):
         state.history.append(
             {
@@ -290,7 +438,10 @@ def ask_round(
         state = load_state(state_in)
         if state.rounds_told != round:
             raise ValueError(f"{state_in} holds {state.rounds_told} finished rounds, so it cannot start round {round}")
-    asked = ask(state, points)
+    try:
+        asked = ask(state, points)
+    except ValueError as exc:
+        raise ValueError(f"{state_in}: {exc}" if str(state_in) != "none" else str(exc)) from None
     out = Path(out_dir)
     for p, params in enumerate(asked):
         write_json(out / f"point-{p}.json", params)

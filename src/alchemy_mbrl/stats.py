@@ -104,31 +104,151 @@ def format_summary(summary: dict[str, Any]) -> str:
     return format_mean_sem(summary["mean"], summary.get("sem"), summary.get("n"))
 
 
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number strict JSON allows")
+
+
 def read_json_object(path: str | Path) -> dict[str, Any]:
-    """A JSON object from ``path``; ``ValueError``/``FileNotFoundError`` naming the file otherwise."""
+    """A JSON object from ``path`` (a regular file of at most 64 MiB; no NaN/Infinity, which strict JSON
+    has not); ``ValueError``/``FileNotFoundError`` naming the file otherwise."""
+    from alchemy_mbrl.io import read_text
+
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
+    text = read_text(path, "JSON file", 64 * 2**20)
     try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: invalid JSON ({exc})") from exc
+        obj = json.loads(text, parse_constant=_no_constant)
+    except (json.JSONDecodeError, ValueError, RecursionError) as exc:
+        raise ValueError(f"{path}: invalid JSON ({exc})") from None
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: expected a JSON object")
     return obj
 
 
+def _count(path: Any, key: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{path}: '{key}' must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _real(path: Any, key: str, value: Any, *, nonnegative: bool = False, nullable: bool = False) -> float:
+    """A finite number (``null`` -> NaN where ``nullable``), >= 0 where ``nonnegative``."""
+    if value is None and nullable:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{path}: '{key}' must be a finite number{' or null' if nullable else ''}, got {value!r}")
+    if nonnegative and value < 0:
+        raise ValueError(f"{path}: '{key}' must be >= 0 (it cannot be negative), got {value!r}")
+    return float(value)
+
+
 def read_summary(path: str | Path) -> dict[str, Any]:
-    """A ``merge-returns`` summary JSON: needs ``mean``, ``sem`` and ``n``; ``sem`` null -> NaN."""
+    """A ``merge-returns`` summary JSON: needs ``mean``, ``sem`` and ``n``; ``sem`` null -> NaN.
+
+    Numbers that cannot be true are refused, naming the file and the key: a non-finite mean, a
+    negative or non-finite standard error or s.d., a count that is not an integer >= 0, a standard
+    error without two episodes."""
     s = read_json_object(path)
     for key in ("mean", "sem", "n"):
         if key not in s:
             raise ValueError(f"{path}: returns summary lacks '{key}' (see docs/formats.md)")
-    try:
-        s["mean"], s["sem"], s["n"] = as_float(s["mean"]), as_float(s["sem"]), int(s["n"])
-    except (TypeError, ValueError):
-        raise ValueError(f"{path}: 'mean', 'sem' and 'n' must be numbers") from None
+    s["n"] = _count(path, "n", s["n"], 0)
+    s["mean"] = _real(path, "mean", s["mean"], nullable=s["n"] == 0)
+    s["sem"] = _real(path, "sem", s["sem"], nonnegative=True, nullable=True)
+    if "std" in s:
+        s["std"] = _real(path, "std", s["std"], nonnegative=True, nullable=True)
+    if s["n"] < 2 and not math.isnan(s["sem"]):
+        raise ValueError(f"{path}: 'sem' is {s['sem']} with n = {s['n']} (a standard error needs two episodes)")
     return s
+
+
+def read_entropy_record(path: str | Path) -> dict[str, Any]:
+    """A ``model-eval``/``bayes-entropy`` JSON (:func:`entropy_record`), its numbers checked: entropies
+    are finite and >= 0 (a cross-entropy of discrete outcomes cannot be negative), the standard error
+    >= 0 or null, ``n_episodes`` an integer >= 1. ``ValueError`` naming the file and the key."""
+    e = read_json_object(path)
+    for key in ("entropy_nats_per_step", "chemistry_nats_per_step"):
+        if key not in e:
+            raise ValueError(f"{path}: model evaluation lacks '{key}' (see docs/formats.md)")
+    for key in ("entropy_nats_per_step", "chemistry_nats_per_step", "trial_start_nats_per_step",
+                "trial_start_floor_nats_per_step", "entropy_sem"):
+        if key in e:
+            e[key] = _real(path, key, e[key], nonnegative=True, nullable=key != "entropy_nats_per_step"
+                           and key != "chemistry_nats_per_step")
+    for key in ("n_episodes", "n_transitions"):
+        if key in e:
+            e[key] = _count(path, key, e[key], 1)
+    return e
+
+
+#: Column rules of :func:`read_checked_csv`: (what the column must hold, may it be empty, check).
+_CSV_RULES: dict[str, tuple[str, bool, Any]] = {
+    "count": ("integers >= 0", False, lambda x: (x >= 0) & (x == np.round(x))),
+    "count?": ("empty or integers >= 0", True, lambda x: (x >= 0) & (x == np.round(x))),
+    "positive-count?": ("empty or integers >= 1", True, lambda x: (x >= 1) & (x == np.round(x))),
+    "real": ("finite numbers", False, lambda x: np.isfinite(x)),
+    "real?": ("empty or finite numbers", True, lambda x: np.isfinite(x)),
+    "nonneg?": ("empty or finite numbers >= 0", True, lambda x: np.isfinite(x) & (x >= 0)),
+}
+
+
+def read_checked_csv(path: str | Path, what: str, rules: dict[str, str]) -> Any:
+    """A CSV that ``report`` reads (a table, a training log, an HPO history) as a DataFrame, each column
+    of ``rules`` present and holding what its rule says (:data:`_CSV_RULES`: counts are integers,
+    standard errors and entropies are >= 0, numbers are finite). ``ValueError`` naming the file, the
+    column and the first bad row."""
+    import pandas as pd
+
+    from alchemy_mbrl.io import check_input
+
+    check_input(path, what, max_bytes=1 << 30)
+    try:
+        df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not a {what} CSV ({' '.join(str(exc).split())[:200]})") from None
+    for col, rule in rules.items():
+        if col not in df.columns:
+            raise ValueError(f"{path}: {what} lacks column '{col}' (see docs/formats.md)")
+        text, may_be_empty, ok = _CSV_RULES[rule]
+        raw = df[col]
+        num = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        # empty: no value or NaN (how pandas and the csv module write a missing number)
+        empty = raw.isna().to_numpy() | (raw.astype(str).str.strip().str.lower() == "nan").to_numpy()
+        with np.errstate(invalid="ignore"):
+            good = ok(num) | (empty & may_be_empty)
+        bad_rows = np.flatnonzero(~good)
+        if bad_rows.size:
+            r = int(bad_rows[0])
+            raise ValueError(f"{path}: column '{col}' of the {what} must hold {text}; row {r + 1} has {str(raw.iloc[r])!r}")
+    return df
+
+
+def check_returns(df: Any, path: str | Path) -> None:
+    """The per-episode returns of a returns CSV (``evaluate``'s output, ``merge-returns``' input) hold
+    only numbers that can be true: ``episode`` integers >= 0, finite ``return``s, ``budget`` empty or an
+    integer >= 1, ``seconds`` empty or finite >= 0. ``ValueError`` naming the file, the column and a row."""
+    import pandas as pd
+
+    def bad(col: str, mask: Any, what: str) -> None:
+        rows = np.flatnonzero(np.asarray(mask))
+        if rows.size:
+            raise ValueError(f"{path}: column '{col}' must hold {what}; row {int(rows[0]) + 1} has "
+                             f"{df[col].iloc[int(rows[0])]!r}")
+
+    ep = pd.to_numeric(df["episode"], errors="coerce")
+    bad("episode", ep.isna() | (ep < 0) | (ep != ep.round()) | (ep >= 2**53), "integers >= 0")
+    ret = pd.to_numeric(df["return"], errors="coerce")
+    bad("return", ~np.isfinite(ret.to_numpy(dtype=float, na_value=np.nan)), "finite numbers")
+    for col, what, minimum, integer in (("budget", "empty or integers >= 1", 1, True),
+                                        ("seconds", "empty or finite numbers >= 0", 0, False)):
+        if col not in df.columns:
+            continue
+        text = df[col].astype(str).str.strip()
+        given = ~text.isin(["", "nan", "<NA>"])
+        num = pd.to_numeric(df[col].where(given), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        invalid = given.to_numpy() & (~np.isfinite(num) | (num < minimum) | ((num != np.round(num)) if integer else False))
+        bad(col, invalid, what)
 
 
 def entropy_record(

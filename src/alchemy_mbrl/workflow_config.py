@@ -12,7 +12,12 @@ workflow loads, before any job runs, with a ``ValueError`` naming the key:
 * ``train.options`` and ``train.architecture_options``: resolved through the package's own
   training config (:func:`alchemy_mbrl.model.config.resolve_config`) for every architecture;
 * ``hpo.space``: through the HPO's own :class:`alchemy_mbrl.hpo.SearchSpace` (bounds in order,
-  positive lower bounds on a log scale, no negative ``temperature``/``c1``).
+  positive lower bounds on a log scale, no negative ``temperature``/``c1``);
+* the config files themselves (``config_files``: the Snakefile passes ``workflow.configfiles``), read
+  by :func:`alchemy_mbrl.io.read_yaml`: a key given twice, NaN/infinity, an integer beyond 64 bits are
+  errors naming the file and the key (Snakemake's own loader keeps the last of two keys silently);
+* every value of the merged config: finite numbers, integers within 64 bits, seeds within the range of
+  the generator that takes them (``hpo.seed``: scikit-optimize's 32-bit ``RandomState``).
 """
 
 from __future__ import annotations
@@ -73,11 +78,38 @@ def train_overrides(config: dict[str, Any], arch: str) -> dict[str, Any]:
     return cfg
 
 
-def validate_workflow_config(config: dict[str, Any], schema: dict[str, Any] | str | Path | None = None) -> None:
+def _seed_errors(config: dict[str, Any]) -> list[str]:
+    """Seeds beyond the range of the generator that takes them (each job would refuse them)."""
+    errors: list[str] = []
+    hpo = config.get("hpo") or {}
+    limits = [("seed", config.get("seed"), 2**63, "the dataset's shards store it as a 64-bit integer"),
+              ("hpo.seed", hpo.get("seed"), 2**32, "scikit-optimize's RandomState takes 32 bits")]
+    last_eval = None
+    if isinstance(hpo.get("eval_seed"), int):
+        last_eval = hpo["eval_seed"] + 1000 * max(int(hpo.get("rounds", 1)) - 1, 0) + max(
+            int(hpo.get("points_per_round", 1)) - 1, 0)
+    limits.append(("hpo.eval_seed", last_eval, 2**64, "point p of round r evaluates eval_seed + 1000 r + p"))
+    for section in ("evaluate", "baselines"):
+        limits.append((f"{section}.seed", (config.get(section) or {}).get("seed"), 2**64, "evaluate --seed"))
+    for key, value, limit, why in limits:
+        if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value < limit:
+            errors.append(f"{key}: {value} is outside 0..{limit - 1} ({why})")
+    return errors
+
+
+def validate_workflow_config(config: dict[str, Any], schema: dict[str, Any] | str | Path | None = None,
+                             config_files: list[str | Path] | None = None) -> None:
     """Raise ``ValueError`` (``config: KEY: problem``) for the first rule of this module's docstring that
     ``config`` breaks. ``schema`` (the workflow's schema, a mapping or a YAML path) enables the
-    strict-integer check."""
+    strict-integer check; ``config_files`` (the YAML files the config was merged from) the file checks."""
+    from alchemy_mbrl.io import read_yaml, value_errors
+
     problems: list[str] = []
+    for f in config_files or []:
+        read_yaml(f, "workflow config file")  # ValueError naming the file and the key
+    problems += value_errors(config)
+    if problems:
+        raise ValueError("config: " + "; ".join(problems[:5]))
     if schema is not None:
         if not isinstance(schema, dict):
             import yaml
@@ -111,6 +143,7 @@ def validate_workflow_config(config: dict[str, Any], schema: dict[str, Any] | st
                             f"optimal_agents.{agent}.episodes ({run['episodes']}): a chunk would be empty")
     if hpo["initial_points"] < 1:
         problems.append("hpo.initial_points: must be >= 1")
+    problems += _seed_errors(config)
 
     from alchemy_mbrl.model.config import ARCHITECTURES, resolve_config
 

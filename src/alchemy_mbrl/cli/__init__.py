@@ -71,6 +71,37 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except KeyboardInterrupt:  # Ctrl-C: one line (the outputs it created are already removed), no traceback
+        print(f"alchemy-mbrl {args.command}: error: interrupted (Ctrl-C); the outputs it had begun are removed", file=sys.stderr)
+        return 130
     except (ValueError, FileNotFoundError, OSError) as exc:  # clear message, no traceback, for bad input
-        print(f"alchemy-mbrl {args.command}: error: {exc}", file=sys.stderr)
+        print(f"alchemy-mbrl {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except Exception as exc:  # noqa: BLE001
+        # an input this package did not foresee: still one line naming the inputs, never a traceback
+        # ($ALCHEMY_TRACEBACK=1 re-raises it, for a bug report)
+        if os.environ.get("ALCHEMY_TRACEBACK"):
+            raise
+        files = " ".join(str(p) for p in _input_paths(args))
+        print(f"alchemy-mbrl {args.command}: error: unexpected {type(exc).__name__} ({_one_line(exc)}) while "
+              f"reading {files or 'the arguments'}; set ALCHEMY_TRACEBACK=1 for the traceback", file=sys.stderr)
+        return 2
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.split("\n")[:1]) if len(text.splitlines()) > 1 else text
+
+
+def _input_paths(args: argparse.Namespace) -> list[str]:
+    """The arguments of a command that name existing files (for a message about an unforeseen error)."""
+    found: list[str] = []
+    for key, value in sorted(vars(args).items()):
+        if key in ("func", "out", "out_dir", "summary", "history", "json", "state_out"):
+            continue
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, (str, os.PathLike)):
+                text = str(v).split("=", 1)[-1]
+                if os.path.exists(text):
+                    found.append(text)
+    return found

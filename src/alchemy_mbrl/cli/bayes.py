@@ -38,9 +38,14 @@ def cmd_bayes_entropy(args: argparse.Namespace) -> int:
     from alchemy_mbrl.io import write_json
     from alchemy_mbrl.stats import format_entropy
 
-    res = bayes_entropy(
-        args.data, args.max_episodes, args.batch_episodes, progress=not args.no_progress, per_dimension=args.per_dimension
-    )
-    write_json(args.out, res)
+    from alchemy_mbrl.cli._paths import manifest_inputs
+    from alchemy_mbrl.io import command_outputs
+
+    with command_outputs(inputs=manifest_inputs(args.data), outputs=[args.out]):
+        res = bayes_entropy(
+            args.data, args.max_episodes, args.batch_episodes, progress=not args.no_progress,
+            per_dimension=args.per_dimension
+        )
+        write_json(args.out, res)
     print(format_entropy(res))
     return 0

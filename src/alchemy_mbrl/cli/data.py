@@ -33,10 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from alchemy_mbrl.data.shards import write_shard
+    from alchemy_mbrl.io import command_outputs
 
     t0 = time.perf_counter()
-    write_shard(args.out, shard=args.shard, num_shards=args.num_shards, episodes=args.episodes, seed=args.seed,
-                compression_level=args.compression, progress=not args.no_progress)
+    with command_outputs(outputs=[args.out]):
+        write_shard(args.out, shard=args.shard, num_shards=args.num_shards, episodes=args.episodes, seed=args.seed,
+                    compression_level=args.compression, progress=not args.no_progress)
     dt = time.perf_counter() - t0
     print(f"wrote {args.out}: {args.episodes} episodes in {dt:.1f} s ({args.episodes / dt:.0f} episodes/s)")
     return 0
@@ -44,16 +46,21 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_manifest(args: argparse.Namespace) -> int:
     from alchemy_mbrl.data.shards import write_manifest
+    from alchemy_mbrl.io import command_outputs
 
-    m = write_manifest(args.out, list(args.shards), args.validation)
+    with command_outputs(inputs=[(p, "shard") for p in args.shards], outputs=[args.out]):
+        m = write_manifest(args.out, list(args.shards), args.validation)
     print(f"wrote {args.out}: {len(m['shards'])} shards, {m['episodes']['train']} training and "
           f"{m['episodes']['validation']} validation episodes")
     return 0
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    from alchemy_mbrl.cli._paths import manifest_inputs
     from alchemy_mbrl.data.shards import inspect_shards
+    from alchemy_mbrl.io import check_paths
 
+    check_paths(inputs=[q for p in args.paths for q in (manifest_inputs(p) if p.suffix == ".json" else [(p, "shard")])])
     reports = inspect_shards(args.paths)
     for r in reports:
         print(f"{r.path}: {r.episodes} episodes, seed {r.seed}, shard {r.shard}/{r.num_shards}, split {r.split}: ok")

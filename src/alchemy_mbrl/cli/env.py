@@ -19,7 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from alchemy_mbrl.env.replay import load_traces, replay_traces
+    from alchemy_mbrl.io import check_paths
 
+    check_paths(inputs=[args.traces])
     report = replay_traces(load_traces(args.traces))
     print(f"{report.matched}/{report.episodes} episodes match exactly (observations, rewards, discounts, step types)")
     if report.first_divergence is not None:

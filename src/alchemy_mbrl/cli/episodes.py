@@ -23,7 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_episodes(args: argparse.Namespace) -> int:
     from alchemy_mbrl.evaluate import write_seed_episodes
+    from alchemy_mbrl.io import command_outputs
 
-    out = write_seed_episodes(args.out, args.episodes, seed=args.seed)
+    with command_outputs(outputs=[args.out]):
+        out = write_seed_episodes(args.out, args.episodes, seed=args.seed)
     print(f"{args.episodes} episodes of seed {args.seed} -> {out}")
     return 0

@@ -74,6 +74,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         parse_chunk,
         write_returns,
     )
+    from alchemy_mbrl.io import command_outputs
+    from alchemy_mbrl.stats import format_summary, returns_summary
+
+    with command_outputs(inputs=[(args.episodes_file, "episodes file"), (args.params, "--params file")], input_dirs=[args.model], outputs=[args.out]):
+        return _evaluate(args)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from alchemy_mbrl.evaluate import (
+        EpisodeSource,
+        evaluate_policy,
+        make_policy,
+        parse_chunk,
+        write_returns,
+    )
     from alchemy_mbrl.stats import format_summary, returns_summary
 
     chunk = parse_chunk(args.chunk)
@@ -96,7 +111,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_merge_returns(args: argparse.Namespace) -> int:
     from alchemy_mbrl.evaluate import merge_returns
+    from alchemy_mbrl.io import command_outputs
     from alchemy_mbrl.stats import format_summary
 
-    print(format_summary(merge_returns(args.inputs, args.out, args.summary)))
+    with command_outputs(inputs=args.inputs, outputs=[args.out, args.summary]):
+        print(format_summary(merge_returns(args.inputs, args.out, args.summary)))
     return 0

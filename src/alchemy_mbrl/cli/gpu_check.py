@@ -37,6 +37,9 @@ def cmd_gpu_check(args: argparse.Namespace) -> int:
     from alchemy_mbrl.io import write_json
     from alchemy_mbrl.model.config import load_config_file
 
+    from alchemy_mbrl.io import check_paths
+
+    check_paths(inputs=[(args.config, "config file")], outputs=[args.json], output_dirs=[args.work_dir])
     opts = GpuCheckOptions(
         device=args.device, work_dir=args.work_dir, overrides=load_config_file(args.config), steps=args.steps,
         batch_size=args.batch_size, train_episodes=args.train_episodes, val_episodes=args.val_episodes,

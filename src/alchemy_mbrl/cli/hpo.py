@@ -17,36 +17,42 @@ from __future__ import annotations
 import argparse
 
 from alchemy_mbrl import hpo
-from alchemy_mbrl.io import write_csv, write_json
+from alchemy_mbrl.io import command_outputs, write_csv, write_json
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
     """Load or create the optimizer, ask a batch of points, write them and the state."""
     bounds = {n: getattr(args, n) for n in hpo.PARAM_NAMES}
-    hpo.ask_round(args.round, args.state_in, args.points, args.out_dir, bounds=bounds, gamma=args.gamma,
-                  log_scale=args.log_scale, seed=args.seed, initial_points=args.initial_points,
-                  acq_func=args.acq_func, acq_optimizer=args.acq_optimizer)
+    state_in = None if str(args.state_in) == "none" else args.state_in
+    outputs = [f"{args.out_dir}/{name}" for name in ("asked.pkl", "points.json",
+                                                      *(f"point-{p}.json" for p in range(min(max(args.points, 0), 10_000))))]
+    with command_outputs(inputs=[(state_in, "HPO state")], outputs=outputs, output_dirs=[args.out_dir]):
+        hpo.ask_round(args.round, args.state_in, args.points, args.out_dir, bounds=bounds, gamma=args.gamma,
+                      log_scale=args.log_scale, seed=args.seed, initial_points=args.initial_points,
+                      acq_func=args.acq_func, acq_optimizer=args.acq_optimizer)
     return 0
 
 
 def cmd_tell(args: argparse.Namespace) -> int:
     """Tell the asked points their summaries (in point order) and save the round's state."""
-    state = hpo.load_state(args.state_in)
-    summaries = [hpo.read_summary(p) for p in args.results]
-    hpo.tell(state, summaries)
-    hpo.save_state(state, args.state_out)
+    with command_outputs(inputs=[(args.state_in, "HPO state"), *((p, "summary") for p in args.results)], outputs=[args.state_out]):
+        state = hpo.load_state(args.state_in)
+        summaries = [hpo.read_summary(p) for p in args.results]
+        hpo.tell(state, summaries)
+        hpo.save_state(state, args.state_out)
     return 0
 
 
 def cmd_best(args: argparse.Namespace) -> int:
     """Write the best evaluated point (params; optionally with its score) and the history as CSV."""
-    state = hpo.load_state(args.state)
-    top = hpo.best(state)
-    write_json(args.out, {name: top[name] for name in (*hpo.PARAM_NAMES, "gamma")})
-    if args.summary:
-        write_json(args.summary, top)
-    if args.history:
-        write_csv(args.history, hpo.HISTORY_COLUMNS, hpo.history_rows(state))
+    with command_outputs(inputs=[(args.state, "HPO state")], outputs=[args.out, args.summary, args.history]):
+        state = hpo.load_state(args.state)
+        top = hpo.best(state)
+        write_json(args.out, {name: top[name] for name in (*hpo.PARAM_NAMES, "gamma")})
+        if args.summary:
+            write_json(args.summary, top)
+        if args.history:
+            write_csv(args.history, hpo.HISTORY_COLUMNS, hpo.history_rows(state))
     return 0
 
 

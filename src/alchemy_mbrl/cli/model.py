@@ -31,10 +31,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from alchemy_mbrl.cli._paths import manifest_inputs
+    from alchemy_mbrl.io import command_outputs
+    from alchemy_mbrl.model.checkpoint import CHECKPOINT_FILE, MODEL_FILE
     from alchemy_mbrl.model.train import train_from_cli
 
-    res = train_from_cli(args.arch, args.data, args.out, config_file=args.config, micro_batch=args.micro_batch,
-                         device=args.device, stop_after=args.stop_after, progress=not args.no_progress)
+    # a failed first run removes the directory it created, unless it holds progress a re-run resumes
+    with command_outputs(inputs=[(args.config, "config file"), *manifest_inputs(args.data)], output_dirs=[args.out],
+                         keep_if=(CHECKPOINT_FILE, MODEL_FILE)):
+        res = train_from_cli(args.arch, args.data, args.out, config_file=args.config, micro_batch=args.micro_batch,
+                             device=args.device, stop_after=args.stop_after, progress=not args.no_progress)
     state = "finished" if res["finished"] else "stopped (resume by re-running the same command)"
     print(f"train {args.arch}: {state} at step {res['step']}, val_loss {res['val_loss']:.4f} nats/step, "
           f"{res['seconds']:.1f} s -> {args.out}")
@@ -45,9 +51,12 @@ def cmd_model_eval(args: argparse.Namespace) -> int:
     from alchemy_mbrl.io import write_json
     from alchemy_mbrl.model.evaluate import evaluate_model_dir
     from alchemy_mbrl.stats import format_entropy
+    from alchemy_mbrl.cli._paths import manifest_inputs
+    from alchemy_mbrl.io import command_outputs
 
-    res = evaluate_model_dir(args.model, args.data, args.max_episodes, args.batch_episodes, device=args.device,
-                             amp=args.amp)
-    write_json(args.out, res)
+    with command_outputs(inputs=manifest_inputs(args.data), input_dirs=[args.model], outputs=[args.out]):
+        res = evaluate_model_dir(args.model, args.data, args.max_episodes, args.batch_episodes, device=args.device,
+                                 amp=args.amp)
+        write_json(args.out, res)
     print(format_entropy(res))
     return 0

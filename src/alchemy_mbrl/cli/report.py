@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import argparse
 
-from alchemy_mbrl.io import write_json
+from alchemy_mbrl.cli._paths import prefixed, spec_paths
+from alchemy_mbrl.io import command_outputs, write_json
 from alchemy_mbrl.report import tables
 from alchemy_mbrl.report.run_info import make_run_info, read_run_info
 
@@ -50,10 +51,30 @@ def cmd_run_info(args: argparse.Namespace) -> int:
     print(info["scale"])
     return 0
 
+TABLE_SUFFIXES = (".md", ".csv", ".tex", ".html")
+
+
+def _check_counts(args: argparse.Namespace) -> None:
+    """Argument checks: counts that label the tables and plots must be counts."""
+    for flag, minimum in (("train_steps", 0), ("batch_size", 1), ("initial_points", 0)):
+        value = getattr(args, flag, None)
+        if value is not None and value < minimum:
+            raise ValueError(f"--{flag.replace('_', '-')} must be an integer >= {minimum}, got {value}")
+
+
+PLOT_SUFFIXES = (".png", ".pdf")
+
 
 def cmd_table1(args: argparse.Namespace) -> int:
     """Build and write Table 1."""
     _apply_run_info(args)
+    _check_counts(args)
+    with command_outputs(inputs=spec_paths([*args.planner, *args.baseline, *args.optimal]),
+                         outputs=prefixed(args.out, TABLE_SUFFIXES)):
+        return _table1(args)
+
+
+def _table1(args: argparse.Namespace) -> int:
     planner = [tables.parse_planner_spec(s) for s in args.planner]
     baselines = dict(tables.parse_named(s, "baseline", tables.BASELINE_LABELS) for s in args.baseline)
     optimal = dict(tables.parse_named(s, "optimal agent", tables.OPTIMAL_LABELS) for s in args.optimal)
@@ -67,6 +88,12 @@ def cmd_table1(args: argparse.Namespace) -> int:
 def cmd_table2(args: argparse.Namespace) -> int:
     """Build and write Table 2."""
     _apply_run_info(args)
+    _check_counts(args)
+    with command_outputs(inputs=[*spec_paths(args.model_eval), args.bayes], outputs=prefixed(args.out, TABLE_SUFFIXES)):
+        return _table2(args)
+
+
+def _table2(args: argparse.Namespace) -> int:
     evals = dict(tables.parse_named(s, "model evaluation") for s in args.model_eval)
     df = tables.build_table2(evals, args.bayes)
     tables.write_table(df, tables.table2_display(df), args.out, tables.TABLE2_CAPTION, "tab:entropy",
@@ -76,9 +103,17 @@ def cmd_table2(args: argparse.Namespace) -> int:
 
 def cmd_plots(args: argparse.Namespace) -> int:
     """Draw one figure."""
+    _apply_run_info(args)
+    _check_counts(args)
+    ins = {"score": lambda: [args.table1], "training": lambda: [*spec_paths(args.log), args.bayes],
+           "hpo": lambda: [args.history]}[args.plot]()
+    with command_outputs(inputs=ins, outputs=prefixed(args.out, PLOT_SUFFIXES)):
+        return _plots(args)
+
+
+def _plots(args: argparse.Namespace) -> int:
     from alchemy_mbrl.report import plots
 
-    _apply_run_info(args)
     if args.plot == "score":
         label = tables.learned_row_label(getattr(args, "train_steps", None)) or None
         plots.plot_score_vs_expansions(args.table1, args.out, scale=args.scale, learned_label=label)

@@ -26,7 +26,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import h5py
 import numpy as np
@@ -297,6 +297,9 @@ def load_shard(path: str | Path, keys: tuple[str, ...] | None = None) -> dict[st
 
 
 def sha256_of(path: str | Path, block: int = 1 << 20) -> str:
+    from alchemy_mbrl.io import check_input
+
+    check_input(path, "file")
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(block):
@@ -359,33 +362,93 @@ class ManifestEntry:
 
 
 def read_manifest(path: str | Path, verify: bool = False, split: str | None = None) -> list[ManifestEntry]:
-    """Shards listed by a manifest (absolute paths). ``verify`` re-checks the SHA-256 of every shard
-    (of ``split`` only, when given) against the manifest; a mismatch raises :class:`ShardError`
-    naming the file. Hashing costs about 0.1 s per 10,000-episode shard (docs/formats.md)."""
+    """Shards listed by a manifest (absolute paths). ``verify`` re-checks the SHA-256 and the episode
+    count of every shard (of ``split`` only, when given) against the manifest; a mismatch raises
+    :class:`ShardError` naming the file. Hashing costs about 0.1 s per 10,000-episode shard
+    (docs/formats.md).
+
+    Always refused (provenance): a shard listed twice (the same file, or the same SHA-256 under
+    two names), hence any shard in both the training and the validation split; an entry whose
+    ``episodes`` is not an integer >= 1 or whose ``sha256`` is not 64 hex digits; totals
+    (``episodes.train``/``episodes.validation``) that differ from the entries' sums."""
+    from alchemy_mbrl.io import check_input, read_bytes
+
     path = Path(path)
-    if not path.exists():
-        raise ShardError(f"{path}: manifest does not exist")
-    if path.is_dir():
-        raise ShardError(f"{path}: is a directory, expected a manifest JSON file")
     try:
-        m = json.loads(path.read_text(encoding="utf-8"))
+        check_input(path, "manifest")
+    except FileNotFoundError:
+        raise ShardError(f"{path}: manifest does not exist") from None
+    except ValueError as exc:
+        raise ShardError(f"{exc} (expected a manifest JSON file)") from None
+    raw = read_bytes(path, "manifest", 64 * 2**20)
+    try:
+        m = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
         entries = [
-            ManifestEntry((path.parent / e["path"]).resolve(), int(e["episodes"]), str(e["sha256"]), str(e["split"]))
+            ManifestEntry((path.parent / _entry_str(e, "path")).resolve(), _entry_count(e), _entry_str(e, "sha256"),
+                          _entry_str(e, "split"))
             for e in m["shards"]
         ]
     except UnicodeDecodeError:
         raise ShardError(f"{path}: not a manifest (not UTF-8 text: an HDF5 shard? expected manifest.json)") from None
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise ShardError(f"{path}: not a valid manifest: {exc}") from exc
+        raise ShardError(f"{path}: not a valid manifest: {type(exc).__name__ if isinstance(exc, KeyError) else ''}"
+                         f"{exc}") from None
+    seen_path: dict[Path, ManifestEntry] = {}
+    seen_sha: dict[str, ManifestEntry] = {}
     for e in entries:
         if e.split not in ("train", "validation"):
             raise ShardError(f"{path}: shard {e.path} has unknown split {e.split!r}")
+        if len(e.sha256) != 64 or any(c not in "0123456789abcdef" for c in e.sha256):
+            raise ShardError(f"{path}: shard {e.path}: 'sha256' must be 64 lowercase hex digits, got {e.sha256!r}")
+        for seen, key in ((seen_path, e.path), (seen_sha, e.sha256)):
+            other = seen.get(key)
+            if other is not None:
+                both = (f"in both the {other.split} and the {e.split} split" if other.split != e.split
+                        else f"twice in the {e.split} split")
+                raise ShardError(f"{path}: lists the same shard {both} ({other.path}"
+                                 f"{'' if other.path == e.path else f' and {e.path}, equal SHA-256'}): "
+                                 "a shard may appear once")
+            seen[key] = e
         if not e.path.exists():
             raise ShardError(f"{path}: lists shard {e.path}, which does not exist")
-        if verify and (split is None or e.split == split) and sha256_of(e.path) != e.sha256:
-            raise ShardError(f"{e.path}: SHA-256 differs from the manifest {path} (modified or corrupt shard; "
-                             "regenerate it, or rebuild the manifest if the change is intended)")
+    totals = m.get("episodes") if isinstance(m, dict) else None
+    if totals is not None:
+        for sp in ("train", "validation"):
+            want = sum(e.episodes for e in entries if e.split == sp)
+            if not isinstance(totals, dict) or totals.get(sp) != want or isinstance(totals.get(sp), bool):
+                got = totals.get(sp) if isinstance(totals, dict) else totals
+                raise ShardError(f"{path}: episodes.{sp} is {got!r}, but its {sp} shards hold {want}")
+    for e in entries:
+        if verify and (split is None or e.split == split):
+            if sha256_of(e.path) != e.sha256:
+                raise ShardError(f"{e.path}: SHA-256 differs from the manifest {path} (modified or corrupt shard; "
+                                 "regenerate it, or rebuild the manifest if the change is intended)")
+            with open_shard(e.path) as s:
+                if s.episodes != e.episodes:
+                    raise ShardError(f"{path}: lists {e.episodes} episodes for {e.path}, which holds {s.episodes}")
     return entries
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"non-finite number {name}")
+
+
+def _entry_str(e: Any, key: str) -> str:
+    if not isinstance(e, dict):
+        raise TypeError(f"each shard entry must be an object, got {e!r}")
+    v = e[key]
+    if not isinstance(v, str):
+        raise TypeError(f"shard entry '{key}' must be a string, got {v!r}")
+    return v
+
+
+def _entry_count(e: Any) -> int:
+    if not isinstance(e, dict):
+        raise TypeError(f"each shard entry must be an object, got {e!r}")
+    v = e["episodes"]
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ValueError(f"shard entry 'episodes' must be an integer >= 1, got {v!r} (entry {e.get('path')!r})")
+    return v
 
 
 def manifest_shards(path: str | Path, split: str, verify: bool = True) -> list[Path]:

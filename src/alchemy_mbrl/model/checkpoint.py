@@ -4,12 +4,17 @@
     model.pt         final weights + model config (what the planner and ``model-eval`` load)
 
 Both are written through :func:`alchemy_mbrl.io.atomic_write`, so an interrupted save never
-leaves a partial file under either name.
+leaves a partial file under either name. Both hold only tensors and plain types (dicts, lists,
+numbers, strings), and both are read with ``torch.load(..., weights_only=True)``: a crafted file
+cannot run code (its pickle may name no function or class), it is refused with one line naming it.
+Their bytes are a function of their content: the zip archive inside is always named ``archive``
+(``torch.save`` names it after the file, which would be the random temporary name).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +49,34 @@ def resolve_device(name: str | None) -> torch.device:
 
 
 def save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` atomically."""
+    """``torch.save`` atomically; the same ``obj`` always gives the same bytes (see the module's docstring)."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)  # archive name "archive", whatever the file is called
     with atomic_write(path) as tmp:
-        torch.save(obj, tmp)
+        tmp.write_bytes(buf.getbuffer())
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def safe_load(path: str | Path, map_location: Any = "cpu", what: str = "file") -> Any:
+    """``torch.load(path, weights_only=True)``: tensors and plain types only, never code.
+
+    ``path`` must be a regular file (:func:`alchemy_mbrl.io.check_input`); any failure (not a torch file,
+    truncated, or a pickle naming a function or class) is a ``ValueError`` of one line naming ``path``.
+    """
+    from alchemy_mbrl.io import check_input
+
+    check_input(path, what)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001  (UnpicklingError, RuntimeError, EOFError, zipfile errors...)
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc) or "Unsupported operand" in str(exc):
+            raise ValueError(f"{path}: refused: the {what} holds objects other than tensors and plain values "
+                             "(a crafted or foreign file; it was not run)") from None
+        raise ValueError(f"{path}: cannot read the {what} ({_first_line(exc)})") from None
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -57,9 +87,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     ``ByteTensor``s (``torch.set_rng_state`` raises ``TypeError`` on a CUDA tensor).
     """
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # truncated or corrupt file
-        raise ValueError(f"{path}: cannot read checkpoint ({exc}); delete it to restart") from exc
+        ckpt = safe_load(path, "cpu", "checkpoint")
+    except ValueError as exc:
+        raise ValueError(f"{exc}; delete it to restart") from None
+    if not isinstance(ckpt, dict) or not {"model", "optimizer", "step", "config"} <= set(ckpt):
+        raise ValueError(f"{path}: not a training checkpoint written by `alchemy-mbrl train`; delete it to restart")
+    return ckpt
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:
@@ -93,10 +126,9 @@ def load_model(model_dir: str | Path, device: str | torch.device | None = None) 
         raise ValueError(f"{path}: is a directory, expected the model file written by `alchemy-mbrl train`")
     dev = resolve_device(None if device is None else str(device))
     try:
-        blob = torch.load(path, map_location=dev, weights_only=False)
-    except Exception as exc:  # not a torch file, truncated, corrupt
-        raise ValueError(f"{path}: not a model file written by `alchemy-mbrl train` (cannot be loaded: "
-                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        blob = safe_load(path, dev, "model file")
+    except ValueError as exc:
+        raise ValueError(f"{exc}; not a model file written by `alchemy-mbrl train`") from None
     if not isinstance(blob, dict) or "config" not in blob or "state_dict" not in blob:
         raise ValueError(f"{path}: not a model file written by `alchemy-mbrl train` (no 'config' and 'state_dict'; "
                          "a training checkpoint.pt is not a model.pt)")

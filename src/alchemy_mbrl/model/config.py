@@ -9,6 +9,7 @@ then the file, so a file can still override e.g. ``gru_hidden`` of an ablation.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -132,15 +133,28 @@ def _coerce(cls: type, key: str, value: Any) -> Any:
                 raise TypeError
             return value
         if isinstance(default, int) and not isinstance(default, bool) or key in ("micro_batch", "max_train_episodes", "threads"):
-            if isinstance(value, bool) or float(value) != int(float(value)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(float(value)):
                 raise TypeError
-            return int(float(value))
+            if not 0 <= int(value) < _INT_LIMIT.get(key, 2**31):
+                raise ValueError(f"config key '{key}' must be an integer in 0..{_INT_LIMIT.get(key, 2**31) - 1}, "
+                                 f"got {value!r}")
+            return int(value)
         if isinstance(default, float) or key in ("max_seconds", "grad_clip"):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+                raise TypeError
             return float(value)
         if isinstance(default, tuple):
-            return tuple(float(v) for v in value)
+            if not isinstance(value, (list, tuple)) or len(value) != len(default):
+                raise TypeError
+            out = tuple(float(v) for v in value if not isinstance(v, bool) and isinstance(v, (int, float)))
+            if len(out) != len(default) or not all(map(math.isfinite, out)):
+                raise TypeError
+            return out
+        if isinstance(default, str) or key == "device":
+            if not isinstance(value, str):
+                raise TypeError
         return value
-    except (TypeError, ValueError):
+    except (TypeError, OverflowError):
         raise ValueError(f"config key '{key}' has an invalid value {value!r}") from None
 
 
@@ -180,8 +194,41 @@ def resolve_config(arch: str, overrides: dict[str, Any] | None = None) -> tuple[
         raise ValueError(f"config key 'micro_batch' must be >= 1, got {train_cfg.micro_batch}")
     if train_cfg.lr <= 0:
         raise ValueError(f"config key 'lr' must be > 0, got {train_cfg.lr}")
+    validate_training(train_cfg)
     validate_schedule(train_cfg)
     return model_cfg, train_cfg
+
+
+#: Integer keys whose range is wider than a 32-bit size: the seed (torch and numpy take 64 bits).
+_INT_LIMIT = {"seed": 2**63}
+
+
+def validate_training(train_cfg: TrainConfig) -> None:
+    """The range of every training key (what the training loop would otherwise misread: a negative
+    ``grad_clip`` reverses the gradients, a ``max_seconds`` <= 0 writes an untrained model, a 0
+    ``checkpoint_every`` silently means 1). ``ValueError`` naming the key. The workflow config's train
+    keys pass through here when it loads (:mod:`alchemy_mbrl.workflow_config`)."""
+    t = train_cfg
+    if t.grad_clip is not None and not t.grad_clip > 0:
+        raise ValueError(f"config key 'grad_clip' must be > 0 (or null: no clipping), got {t.grad_clip}")
+    if t.max_seconds is not None and not t.max_seconds > 0:
+        raise ValueError(f"config key 'max_seconds' must be > 0 (or null: no time cap), got {t.max_seconds}")
+    if not all(0.0 <= b < 1.0 for b in t.adam_betas):
+        raise ValueError(f"config key 'adam_betas' must be two numbers in [0, 1), got {list(t.adam_betas)}")
+    for key in ("checkpoint_every", "log_every"):
+        if getattr(t, key) < 1:
+            raise ValueError(f"config key '{key}' must be >= 1, got {getattr(t, key)}")
+    for key in ("val_every", "val_episodes", "warmup_steps"):
+        if getattr(t, key) is None or getattr(t, key) < 0:
+            raise ValueError(f"config key '{key}' must be an integer >= 0, got {getattr(t, key)!r}")
+    for key in ("max_train_episodes", "threads"):
+        if getattr(t, key) is not None and getattr(t, key) < 1:
+            raise ValueError(f"config key '{key}' must be >= 1 (or null), got {getattr(t, key)}")
+    if not (isinstance(t.amp, bool) or t.amp == "bf16"):
+        raise ValueError(f"config key 'amp' must be true, false or \"bf16\", got {t.amp!r}")
+    for key in ("steps", "batch_size", "seed", "lr", "lr_min_ratio", "adam_betas", "warmup_steps"):
+        if getattr(t, key) is None:
+            raise ValueError(f"config key '{key}' must not be null")
 
 
 def validate_schedule(train_cfg: TrainConfig) -> None:
@@ -205,15 +252,10 @@ def load_config_file(path: str | Path | None) -> dict[str, Any]:
     """Read a YAML config file of overrides (an empty file or ``None`` = no overrides)."""
     if path is None:
         return {}
-    import yaml
+    from alchemy_mbrl.io import read_yaml
 
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: config file does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {exc}") from exc
+    data = read_yaml(path, "config file")  # a regular file; no duplicate key, NaN or 65-bit integer
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -48,6 +48,7 @@ from alchemy_mbrl.model.checkpoint import (
     restore_rng,
     rng_state,
     save,
+    safe_load,
     save_model,
 )
 from alchemy_mbrl.model.world_model import WorldModel
@@ -56,6 +57,8 @@ LOG_COLUMNS = ("step", "epoch", "train_loss", "val_loss", "learning_rate", "seco
 LOG_FILE = "train_log.csv"
 #: Held (``flock``) by the process training a model directory; see :func:`alchemy_mbrl.io.exclusive_lock`.
 LOCK_FILE = ".train.lock"
+#: Everything ``train`` writes in a model directory (anything else there makes it refuse the directory).
+MODEL_DIR_FILES = frozenset({"config.yaml", LOG_FILE, CHECKPOINT_FILE, MODEL_FILE, LOCK_FILE})
 
 
 def autocast_dtype(device: torch.device, amp: bool | str) -> torch.dtype | None:
@@ -153,6 +156,13 @@ def train(
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: exists and is not a directory (--out names the model directory)")
+    if out.is_dir():
+        # train replaces its own files only: a directory holding anything else is not a model directory
+        foreign = sorted(p.name for p in out.iterdir()
+                         if p.name not in MODEL_DIR_FILES and not (p.name.startswith(".") and p.name.endswith(".tmp")))
+        if foreign:
+            raise ValueError(f"{out}: holds {', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}, which "
+                             "`train` did not write; --out must name a new directory or a model directory")
     device = resolve_device(train_cfg.device)
     if train_cfg.threads:
         torch.set_num_threads(int(train_cfg.threads))
@@ -160,18 +170,21 @@ def train(
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
 
+    from alchemy_mbrl.data.shards import sha256_of
+
     train_data = load_split(manifest, "train", train_cfg.max_train_episodes)
     val_data = load_split(manifest, "validation", train_cfg.val_episodes or None)
+    manifest_sha = sha256_of(manifest)  # recorded in the checkpoint: resuming on other data is refused
     micro = min(train_cfg.micro_batch or train_cfg.batch_size, train_cfg.batch_size)
     out.mkdir(parents=True, exist_ok=True)  # only once the inputs are known to be good
     with exclusive_lock(out / LOCK_FILE, f"model directory {out}"):
         return _train(model_cfg, train_cfg, out, device, amp_dtype, train_data, val_data, micro,
-                      stop_after=stop_after, progress=progress)
+                      stop_after=stop_after, progress=progress, manifest=(Path(manifest), manifest_sha))
 
 
 def _train(model_cfg: ModelConfig, train_cfg: TrainConfig, out: Path, device: torch.device,
            amp_dtype: torch.dtype | None, train_data: EpisodeArrays, val_data: EpisodeArrays, micro: int, *,
-           stop_after: int | None, progress: bool) -> dict[str, Any]:
+           stop_after: int | None, progress: bool, manifest: tuple[Path, str] | None = None) -> dict[str, Any]:
     """The training loop of :func:`train`, run while holding the model directory's lock."""
     from tqdm import tqdm
 
@@ -193,6 +206,10 @@ def _train(model_cfg: ModelConfig, train_cfg: TrainConfig, out: Path, device: to
     if resumed:
         ckpt = load_checkpoint(ckpt_path)  # on the CPU; load_state_dict moves to the device
         _check_resumable(ckpt, model_cfg, train_cfg, ckpt_path)
+        old_sha = ckpt.get("data_manifest_sha256")
+        if manifest is not None and old_sha is not None and old_sha != manifest[1]:
+            raise ValueError(f"{ckpt_path} was trained on another dataset (manifest SHA-256 {old_sha[:12]}...), "
+                             f"not {manifest[0]} ({manifest[1][:12]}...); use another --out or delete the checkpoint")
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         if "scheduler" in ckpt:
@@ -225,6 +242,7 @@ def _train(model_cfg: ModelConfig, train_cfg: TrainConfig, out: Path, device: to
                 "log": list(log_rows),
                 "val_loss": val_loss,
                 "config": resolved,
+                "data_manifest_sha256": None if manifest is None else manifest[1],
                 "package_version": __version__,
             },
             ckpt_path,
@@ -238,7 +256,7 @@ def _train(model_cfg: ModelConfig, train_cfg: TrainConfig, out: Path, device: to
         # already finished: re-running the command is a no-op (it only restores a deleted log)
         if not log_path.exists():
             write_log()
-        done = torch.load(final_path, map_location="cpu", weights_only=False)
+        done = safe_load(final_path, "cpu", "model file")
         return {"step": step, "finished": True, "val_loss": float(done.get("val_loss", float("nan"))), "seconds": seconds}
     if resumed:
         write_log()  # the checkpoint's rows: complete again if deleted, rows after the checkpoint dropped

@@ -22,7 +22,7 @@ from matplotlib.ticker import FormatStrFormatter, MaxNLocator  # noqa: E402
 
 from alchemy_mbrl.io import atomic_write  # noqa: E402
 from alchemy_mbrl.report.tables import ARCH_LABELS, PAPER_TABLE1, PAPER_TABLE2, SIMULATOR_LABELS  # noqa: E402
-from alchemy_mbrl.stats import ENTROPY_UNIT, RETURN_UNIT, format_mean_sem, read_json_object  # noqa: E402
+from alchemy_mbrl.stats import ENTROPY_UNIT, RETURN_UNIT, format_mean_sem, read_checked_csv, read_entropy_record  # noqa: E402
 
 #: simulator -> (colour, marker, filled): distinct shapes, and the second perfect model hollow, so
 #: that rows which coincide stay visible (they are also offset sideways, below).
@@ -58,7 +58,11 @@ def plot_score_vs_expansions(table1_csv: str | Path, prefix: str | Path, scale: 
     ``learned_label`` (e.g. "pipeline check", from the run's training steps:
     :func:`alchemy_mbrl.report.tables.learned_row_label`) is appended to the learned model's label.
     """
-    df = pd.read_csv(table1_csv)
+    df = read_checked_csv(table1_csv, "Table 1", {"budget": "positive-count?", "mean": "real?", "sem": "nonneg?",
+                                                  "n": "count?"})
+    for col in ("agent", "kind", "simulator"):
+        if col not in df.columns:
+            raise ValueError(f"{table1_csv}: Table 1 lacks column '{col}' (written by `report table1`)")
     fig, ax = plt.subplots(figsize=(7.0, 7.0), layout="constrained")
     planner = df[df["kind"] == "planner"]
     for sim, rows in planner.groupby("simulator", sort=False):
@@ -119,10 +123,8 @@ def plot_training_curves(
     fig, (ax_t, ax_v) = plt.subplots(1, 2, figsize=(10, 5.6), sharey=True, sharex=True, layout="constrained")
     last_step = 0
     for i, (arch, path) in enumerate(logs.items()):
-        log = pd.read_csv(path)
-        for col in ("step", "train_loss", "val_loss"):
-            if col not in log.columns:
-                raise ValueError(f"{path}: training log lacks column '{col}' (see docs/formats.md)")
+        # losses are cross-entropies: >= 0 (empty where a row has no validation)
+        log = read_checked_csv(path, "training log", {"step": "count", "train_loss": "nonneg?", "val_loss": "nonneg?"})
         colour = f"C{i}"
         label = ARCH_LABELS.get(arch, arch)
         train = log.dropna(subset=["train_loss"])
@@ -137,7 +139,7 @@ def plot_training_curves(
                       label="Pinon et al. (2022), Table 2, after 750,000 steps (colour = architecture)"
                       if i == 0 else None)
     if bayes is not None:
-        floor = float(read_json_object(bayes)["entropy_nats_per_step"])
+        floor = float(read_entropy_record(bayes)["entropy_nats_per_step"])
         for ax in (ax_t, ax_v):
             ax.axhline(floor, color="k", linestyle="--", linewidth=1,
                        label=f"Bayes-optimal floor (exact): {floor:.3f}" if ax is ax_v else None)
@@ -163,10 +165,10 @@ def plot_hpo_convergence(
     The title says what ran: with ``initial_points`` at least the number of trials, every trial
     was a random point (the Gaussian-process surrogate was never used).
     """
-    h = pd.read_csv(history_csv)
-    for col in ("trial", "round", "mean", "sem", "best_mean"):
-        if col not in h.columns:
-            raise ValueError(f"{history_csv}: HPO history lacks column '{col}'")
+    h = read_checked_csv(history_csv, "HPO history", {"trial": "count", "round": "count", "mean": "real",
+                                                     "sem": "nonneg?", "best_mean": "real"})
+    if "n" in h.columns:
+        read_checked_csv(history_csv, "HPO history", {"n": "positive-count?"})
     fig, ax = plt.subplots(figsize=(6.8, 5.2), layout="constrained")
     n = int(h["n"].min()) if "n" in h.columns and len(h) else 0
     ax.errorbar(h["trial"], h["mean"], yerr=h["sem"], fmt="o", color="C0", capsize=2, alpha=0.7,

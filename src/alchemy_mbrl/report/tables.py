@@ -34,7 +34,7 @@ from alchemy_mbrl.stats import (
     as_float,
     format_mean_sem,
     is_number,
-    read_json_object,
+    read_entropy_record,
     read_summary,
 )
 
@@ -367,10 +367,7 @@ def build_table2(model_evals: dict[str, Path], bayes: Path | None) -> pd.DataFra
 
 
 def _table2_row(model: str, label: str, path: Path, paper: tuple[float, float | None] | None) -> dict[str, Any]:
-    e = read_json_object(path)
-    for key in ("entropy_nats_per_step", "chemistry_nats_per_step"):
-        if key not in e:
-            raise ValueError(f"{path}: model evaluation lacks '{key}' (see docs/formats.md)")
+    e = read_entropy_record(path)  # entropies >= 0, counts integers (stats.read_entropy_record)
     if e.get("model") not in (None, model):
         raise ValueError(f"{path}: the evaluation is of model {e['model']!r}, but was given as {model!r}")
     return {
