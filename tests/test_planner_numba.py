@@ -10,6 +10,7 @@ import pytest
 from alchemy_mbrl import rng
 from alchemy_mbrl.planner import PlannerParams, TreeSearch, merge_samples
 from alchemy_mbrl.planner import tree_numba
+from alchemy_mbrl.planner.params import READINGS
 from alchemy_mbrl.simulators.oracle import OracleSimulator
 from .test_planner import ToySimulator, toy_context
 from .test_planner_oracle import context_of, env_at
@@ -52,6 +53,21 @@ def test_compiled_toy_search_equals_numpy(k: int) -> None:
     keys = rng.episode_keys(5, np.arange(4))
     params = PlannerParams(k=k, reward_scale=1.0)
     _assert_same(*_both(ToySimulator, toy_context(4, t=150), keys, 60, params))
+
+
+READING_CASES = [{name: value} for name, allowed in READINGS.items() for value in allowed[1:]] + [
+    {"q_normalisation": "minmax", "unvisited_q": value} for value in READINGS["unvisited_q"]] + [
+    {"unvisited_q": "parent", "tie_break": "random", "exploration_count": "node", "discount": "trial",
+     "backup_reward": "branch", "reward_scale": 1.0}]
+
+
+@pytest.mark.parametrize("reading", READING_CASES, ids=lambda r: ",".join(f"{k}={v}" for k, v in r.items()))
+def test_compiled_search_equals_numpy_for_every_reading(reading: dict) -> None:
+    """The NumPy reference implements every reading too, and the kernels make exactly its decisions."""
+    b, t = 5, 15   # t = 15: the searches cross the trial boundary at t = 20 (the trial discount matters)
+    env, _ = env_at(b, t, seed=4)
+    keys = rng.episode_keys(7, np.arange(b))
+    _assert_same(*_both(OracleSimulator, context_of(env), keys, 60, PlannerParams(**reading)))
 
 
 def test_merge_kernel_equals_merge_samples() -> None:

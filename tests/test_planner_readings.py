@@ -171,17 +171,6 @@ def test_readings_play_real_steps_with_the_oracle() -> None:
             assert res.probabilities.shape == (2, A) and np.allclose(res.probabilities.sum(axis=1), 1.0)
 
 
-def test_numpy_reference_refuses_readings_it_does_not_implement() -> None:
-    search = TreeSearch(ToySimulator(), budget=3, params=PlannerParams(tie_break="random"), horizon=10)
-    search.compiled = False
-    with pytest.raises(ValueError, match="tie_break"):
-        search.run(toy_context(1, 0), np.array([1], dtype=np.uint64))
-    ok = TreeSearch(ToySimulator(), budget=3, params=PlannerParams(q_normalisation="minmax", unvisited_q="bottom"),
-                    horizon=10)
-    ok.compiled = False
-    ok.run(toy_context(1, 0), np.array([1], dtype=np.uint64))
-
-
 def test_exploration_count_node_adds_the_nodes_own_visit_below_the_root() -> None:
     """Below the root, N = sum N(a) + 1: a case where that flips the choice (w(1)/2 < Q < w(2)/2)."""
     tree = Tree.allocate(1, 10, 1, A)

@@ -102,7 +102,7 @@ def _numpy_sum(a):
 UNVISITED_CODES = {"zero": 0, "bottom": 1, "parent": 2}
 TIE_CODES = {"lowest": 0, "highest": 1, "random": 2, "untried": 3}
 #: salt of the selection's tie-breaking stream (the branch sample at depth d uses ``fold_in(key, d)`` itself)
-_TIE_SALT = 0x7469
+TIE_SALT = 0x7469
 
 
 @njit(cache=True)
@@ -159,10 +159,9 @@ def select_kernel(slot, value, visits, visits_sum, child_chance, chance_children
             else:
                 q0 = 0.0
                 if visits_sum[b, s] > 0:
-                    acc = 0.0
                     for a in range(num_actions):
-                        acc += visits[b, s, a] * value[b, s, a]
-                    q0 = acc / visits_sum[b, s]
+                        scores[a] = visits[b, s, a] * value[b, s, a]
+                    q0 = _numpy_sum(scores) / visits_sum[b, s]  # NumPy's summation order: bit-identical
                 if minmax and ok:
                     q0 = (q0 - lo) / span
             best = -np.inf
@@ -192,7 +191,7 @@ def select_kernel(slot, value, visits, visits_sum, child_chance, chance_children
                 for a in range(num_actions):
                     if (tie == 2 and scores[a] == best) or (tie == 3 and visits[b, s, a] == 0):
                         m += 1
-                pick = int(_uniform(_fold_in(_fold_in(keys[b], depth), _TIE_SALT)) * m)
+                pick = int(_uniform(_fold_in(_fold_in(keys[b], depth), TIE_SALT)) * m)
                 if pick > m - 1:
                     pick = m - 1
                 for a in range(num_actions):

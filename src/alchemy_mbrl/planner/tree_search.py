@@ -234,6 +234,45 @@ class Path:
     terminal: np.ndarray
 
 
+def _unvisited_q(q: np.ndarray, n: np.ndarray, n_sum: np.ndarray, q_min: np.ndarray, q_max: np.ndarray,
+                 params: PlannerParams) -> np.ndarray:
+    """``[B, A]`` Q as the selection sees it: normalised under ``minmax``, and the reading ``unvisited_q``
+    for actions never tried (see :data:`alchemy_mbrl.planner.params.READINGS`)."""
+    minmax = params.q_normalisation == "minmax"
+    if minmax and params.unvisited_q in ("zero", "bottom"):
+        return normalise_q(q, n, q_min, q_max, params.unvisited_q)
+    if params.unvisited_q == "zero":
+        return np.where(n > 0, q, 0.0)
+    if params.unvisited_q == "bottom":
+        return np.where(n > 0, q, np.where(np.isfinite(q_min), q_min, 0.0)[:, None])
+    mean = np.where(n_sum > 0, (n * q).sum(axis=1) / np.maximum(n_sum, 1), 0.0)[:, None]
+    if minmax:
+        span = (q_max - q_min)[:, None]
+        ok = np.isfinite(span) & (span > 0)
+        q = np.where(ok, (q - q_min[:, None]) / np.where(ok, span, 1.0), q)
+        mean = np.where(ok, (mean - q_min[:, None]) / np.where(ok, span, 1.0), mean)
+    return np.where(n > 0, q, mean)
+
+
+def _break_ties(scores: np.ndarray, n: np.ndarray, tie_break: str, keys: np.ndarray) -> np.ndarray:
+    """``[B]`` the argmax of ``scores [B, A]`` with the reading ``tie_break``; ``keys [B]`` draw the random ones."""
+    if tie_break == "lowest":
+        return np.argmax(scores, axis=1)
+    if tie_break == "highest":
+        return scores.shape[1] - 1 - np.argmax(scores[:, ::-1], axis=1)
+    candidates = scores == scores.max(axis=1, keepdims=True)
+    if tie_break == "untried":
+        untried = n == 0
+        candidates = np.where(untried.any(axis=1, keepdims=True), untried, candidates)
+    m = candidates.sum(axis=1)
+    pick = np.minimum((rng.uniform(keys) * m).astype(np.int64), m - 1)
+    chosen = np.argmax(candidates & (np.cumsum(candidates, axis=1) == (pick + 1)[:, None]), axis=1)
+    if tie_break == "untried":
+        plain = np.argmax(scores, axis=1)
+        return np.where((n == 0).any(axis=1), chosen, plain)
+    return chosen
+
+
 def select(tree: Tree, params: PlannerParams, keys: np.ndarray, horizon: int = EPISODE_STEPS) -> Path:
     """Selection for all B searches (vectorised over B, a Python loop over depth).
 
@@ -252,11 +291,12 @@ def select(tree: Tree, params: PlannerParams, keys: np.ndarray, horizon: int = E
     depth = 0
     while True:
         s = tree.slot[bi, node]
-        q = tree.value[bi, s]
-        if params.q_normalisation == "minmax":
-            q = normalise_q(q, tree.visits[bi, s], tree.q_min, tree.q_max, params.unvisited_q)
-        scores = selection_scores(q, tree.visits[bi, s], tree.visits_sum[bi, s], params.c1, params.c2)
-        action = np.argmax(scores, axis=1)
+        n = tree.visits[bi, s]
+        n_sum = tree.visits_sum[bi, s]
+        q = _unvisited_q(tree.value[bi, s], n, n_sum, tree.q_min, tree.q_max, params)
+        count = n_sum + 1 if (params.exploration_count == "node" and depth > 0) else n_sum
+        scores = selection_scores(q, n, count, params.c1, params.c2)
+        action = _break_ties(scores, n, params.tie_break, rng.fold_in(rng.fold_in(keys, depth), tree_numba.TIE_SALT))
         is_terminal = tree.node_t[bi, node] >= horizon
         chance = tree.child_chance[bi, s, action].astype(np.int64)
         stop = active & (is_terminal | (chance < 0))
@@ -334,20 +374,29 @@ def expand(tree: Tree, simulator: Simulator, path: Path, keys: np.ndarray, rewar
     tree.num_expansions = i + 1
 
 
-def backup(tree: Tree, path: Path, gamma: float) -> None:
+def backup(tree: Tree, path: Path, gamma: float, backup_reward: str = "chance_mean", discount: str = "step") -> None:
     """Backup along every path: ``G <- r_chance + gamma*G`` from the leaf up, running-mean Q, N += 1.
 
     ``G`` starts at 0 below the leaf (zero value function; a terminal leaf contributes nothing
-    of its own). Vectorised over B, a Python loop over depth.
+    of its own). Vectorised over B, a Python loop over depth. ``backup_reward = "branch"`` backs up
+    the reward of the branch taken above the new chance node; ``discount = "trial"`` applies gamma only
+    where a step ends a trial (the readings of :data:`alchemy_mbrl.planner.params.READINGS`).
     """
     bi = np.arange(tree.batch_size)
     g_return = np.zeros(tree.batch_size, dtype=np.float64)
-    for d in range(path.nodes.shape[1] - 1, -1, -1):
+    depth = path.nodes.shape[1]
+    for d in range(depth - 1, -1, -1):
         v = path.valid[:, d]
         if not v.any():
             continue
         r = tree.chance_reward[bi, np.maximum(path.chances[:, d], 0)]
-        g_return = np.where(v, r + gamma * g_return, g_return)
+        if backup_reward == "branch" and d + 1 < depth:
+            upper = d < path.leaf_depth
+            r = np.where(upper, tree.node_reward[bi, path.nodes[:, d + 1]], r)
+        g = gamma
+        if discount == "trial":
+            g = np.where((tree.node_t[bi, path.nodes[:, d]] + 1) % STEPS_PER_TRIAL == 0, gamma, 1.0)
+        g_return = np.where(v, r + g * g_return, g_return)
         b = bi[v]
         s = tree.slot[b, path.nodes[v, d]]
         a = path.actions[v, d]
@@ -517,12 +566,6 @@ class TreeSearch:
         tree.reset(context.t)
         self.simulator.set_roots(context, tree.max_nodes)
         fast = self.compiled and tree_numba.AVAILABLE
-        if not fast:
-            unsupported = {name: v for name, v in self.params.nondefault_readings().items()
-                           if not (name == "unvisited_q" and v == "bottom" and self.params.q_normalisation == "minmax")}
-            if unsupported:
-                raise ValueError(f"the planner readings {unsupported} need the compiled tree code (Numba); "
-                                 "the NumPy reference code implements only the defaults")
         if fast:
             p = self.params
             table = _weight_table(iterations, p.c1, p.c2, tree.value.shape[2])
@@ -543,7 +586,7 @@ class TreeSearch:
             it_keys = rng.fold_in(keys, i)
             path = select(tree, self.params, rng.fold_in(it_keys, _TAG_SELECT), self.horizon)
             expand(tree, self.simulator, path, rng.fold_in(it_keys, _TAG_EXPAND), self.params.reward_scale)
-            backup(tree, path, self.params.gamma)
+            backup(tree, path, self.params.gamma, self.params.backup_reward, self.params.discount)
         n_root = tree.root_visits()
         probs = action_probabilities(n_root, self.params.temperature)
         act_keys = rng.fold_in(keys, -1 - _TAG_ACT)
