@@ -268,6 +268,10 @@ def _bad_config(tmp_path: Path, edit) -> Path:
         (lambda c: c["optimal_agents"]["ideal_observer"].update(episodes=16, chunks=17), "optimal_agents.ideal_observer.chunks"),
         # issue 16: the learned rows' planner parameters
         (lambda c: c["evaluate"].update(params="best"), "params"),
+        # the planner's readings (docs/planner.md): only the keys no HPO tunes, values of READINGS
+        (lambda c: c.update(planner={"tie_break": "sideways"}), "tie_break"),
+        (lambda c: c.update(planner={"temperature": 1.0}), "temperature"),
+        (lambda c: c.update(planner={"reward_scale": 0}), "reward_scale"),
     ],
 )
 def test_schema_rejects_bad_config_naming_the_key(tmp_path: Path, edit, key: str) -> None:
@@ -278,6 +282,59 @@ def test_schema_rejects_bad_config_naming_the_key(tmp_path: Path, edit, key: str
     assert "validat" in out.lower(), out
     assert key in out, out
     assert not (tmp_path / "results").exists()
+
+
+def test_planner_readings_reach_every_planner_evaluation(tmp_path: Path) -> None:
+    """The config's `planner` mapping becomes `--param KEY=VALUE` of every planner evaluation (learned and
+    reference rows, HPO points) and `--planner` of run_info; without it, no command carries a --param."""
+    cfg = yaml.safe_load(QUICK_CONFIG.read_text())
+    cfg["planner"] = {"expansion_unit": "sample", "reward_scale": 0.1}
+    path = tmp_path / "planner.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    r = snakemake(["-n", "-p"], tmp_path, config=path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    cmds = re.findall(r"evaluate --policy planner .*? > ", r.stdout)
+    counts = expected_job_counts(cfg)
+    assert len(cmds) == counts["evaluate_learned_chunk"] + counts["evaluate_reference_chunk"] + counts["hpo_evaluate"]
+    assert any("--simulator learned" in c for c in cmds) and any("--simulator bayes" in c for c in cmds)
+    assert any("hpo/round-" in c for c in cmds)
+    for c in cmds:
+        assert " --param expansion_unit=sample --param reward_scale=0.1 " in c, c
+    assert "--planner expansion_unit=sample reward_scale=0.1 --out" in r.stdout
+    default = snakemake(["-n", "-p"], tmp_path, config=QUICK_CONFIG)
+    assert default.returncode == 0 and "--param " not in default.stdout
+    assert "--planner" not in re.search(r"report run-info .*", default.stdout).group(0)
+
+
+def test_bad_planner_reading_is_refused_naming_key_and_file(tmp_path: Path) -> None:
+    cfg = yaml.safe_load(QUICK_CONFIG.read_text())
+    cfg["planner"] = {"tie_break": "sideways"}
+    path = tmp_path / "sideways.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    r = snakemake(["-n"], tmp_path, config=path)
+    assert r.returncode != 0 and "tie_break" in r.stderr + r.stdout and str(path) in r.stderr + r.stdout
+    assert not (tmp_path / "results").exists()
+    # the package's own check (PlannerParams, the one home of the ranges), behind the schema
+    from alchemy_mbrl.workflow_config import validate_workflow_config
+
+    for planner, key in (({"tie_break": "sideways"}, "planner.tie_break"), ({"c1": 1.0}, "planner.c1"),
+                         ({"reward_scale": -1.0}, "planner.reward_scale"), ("sample", "planner")):
+        with pytest.raises(ValueError, match=re.escape(key)):
+            validate_workflow_config({**cfg, "planner": planner})
+    validate_workflow_config({**cfg, "planner": {"expansion_unit": "sample", "q_normalisation": "minmax"}})
+
+
+def test_schema_planner_enums_are_the_packages_readings() -> None:
+    """The schema's enums of `planner` are READINGS (and Q_NORMALISATIONS) of alchemy_mbrl.planner.params."""
+    from alchemy_mbrl.planner.params import Q_NORMALISATIONS, READINGS
+    from alchemy_mbrl.workflow_config import PLANNER_KEYS
+
+    props = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())["properties"]
+    planner = props["planner"]["properties"]
+    assert set(planner) == set(PLANNER_KEYS) == {"reward_scale", "q_normalisation", *READINGS}
+    assert planner["q_normalisation"]["enum"] == list(Q_NORMALISATIONS)
+    for name, allowed in READINGS.items():
+        assert planner[name]["enum"] == list(allowed), name
 
 
 def test_every_rule_is_thin_and_complete() -> None:

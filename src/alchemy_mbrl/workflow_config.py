@@ -12,7 +12,11 @@ workflow loads, before any job runs, with a ``ValueError`` naming the key:
 * ``train.options`` and ``train.architecture_options``: resolved through the package's own
   training config (:func:`alchemy_mbrl.model.config.resolve_config`) for every architecture;
 * ``hpo.space``: through the HPO's own :class:`alchemy_mbrl.hpo.SearchSpace` (bounds in order,
-  positive lower bounds on a log scale, no negative ``temperature``/``c1``).
+  positive lower bounds on a log scale, no negative ``temperature``/``c1``);
+* ``planner``: the readings of Algorithm 1 and the reward scale, through the planner's own
+  :class:`alchemy_mbrl.planner.params.PlannerParams` (the one home of their names and ranges); only
+  :data:`PLANNER_KEYS` may be set here (the HPO tunes ``temperature, c1, c2, k``, ``hpo.gamma`` sets
+  gamma). :func:`planner_settings` gives the ``evaluate --param KEY=VALUE`` arguments.
 """
 
 from __future__ import annotations
@@ -20,7 +24,39 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["validate_workflow_config", "train_overrides", "strict_integer_errors"]
+__all__ = ["validate_workflow_config", "train_overrides", "strict_integer_errors", "planner_settings", "PLANNER_KEYS"]
+
+#: Keys of the workflow config's ``planner`` mapping: the fields of PlannerParams that no HPO tunes.
+PLANNER_KEYS = ("reward_scale", "q_normalisation", "unvisited_q", "tie_break", "expansion_unit", "backup_reward",
+                "discount", "exploration_count")
+
+
+def planner_settings(config: dict[str, Any]) -> list[str]:
+    """``KEY=VALUE`` of the config's ``planner`` mapping, sorted by key (each becomes ``evaluate --param``);
+    empty when the mapping is (the package's defaults)."""
+    return [f"{k}={v}" for k, v in sorted((config.get("planner") or {}).items())]
+
+
+def _planner_problems(planner: Any) -> list[str]:
+    if planner is None:
+        return []
+    if not isinstance(planner, dict):
+        return [f"planner: must be a mapping of {', '.join(PLANNER_KEYS)}, got {planner!r}"]
+    unknown = sorted(set(planner) - set(PLANNER_KEYS))
+    if unknown:
+        return [f"planner.{unknown[0]}: not a planner setting of the workflow; expected one of {', '.join(PLANNER_KEYS)}"]
+    from alchemy_mbrl.planner.params import PlannerParams
+
+    for key in sorted(planner):  # each key alone, so that the message names the key at fault
+        try:
+            PlannerParams(**{key: planner[key]})
+        except (ValueError, TypeError) as exc:
+            return [f"planner.{key}: {exc}"]
+    try:
+        PlannerParams(**planner).with_settings(planner_settings({"planner": planner}))
+    except (ValueError, TypeError) as exc:
+        return [f"planner: {exc}"]
+    return []
 
 
 def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
@@ -136,5 +172,6 @@ def validate_workflow_config(config: dict[str, Any], schema: dict[str, Any] | st
         SearchSpace.from_dict({**hpo["space"], "gamma": hpo["gamma"]})
     except (ValueError, TypeError) as exc:
         problems.append(f"hpo.space: {exc}")
+    problems += _planner_problems(config.get("planner"))
     if problems:
         raise ValueError("config: " + "; ".join(problems))

@@ -124,8 +124,15 @@ def planner_params_inputs(simulator):
     return [f"{OUT}/hpo/best.json"] if uses_tuned_params(simulator) else []
 
 
+# The config's `planner` mapping (readings of Algorithm 1, reward scale; empty = the package's
+# defaults), as `--param KEY=VALUE` of every planner evaluation: learned and reference rows, HPO points.
+PLANNER_ARGS = " ".join(f"--param {s}" for s in planner_settings(config))
+
+
 def planner_params_arg(simulator):
-    return f"--params {OUT}/hpo/best.json" if uses_tuned_params(simulator) else ""
+    """`--params` of the tuned parameters (unless Table 4's), then the config's `planner` readings."""
+    tuned = f"--params {OUT}/hpo/best.json" if uses_tuned_params(simulator) else ""
+    return " ".join(filter(None, [tuned, PLANNER_ARGS]))
 
 
 RUN_INFO = f"{OUT}/run_info.json"

@@ -67,10 +67,11 @@ rule hpo_evaluate:
         budget=config["hpo"]["budget"],
         episodes=config["hpo"]["episodes"],
         seed=lambda wc: hpo_eval_seed(wc.round, wc.point),
+        planner=PLANNER_ARGS,
     shell:
         "{params.cli} evaluate --policy planner --simulator {params.simulator} {params.model}"
         " --budget {params.budget} --episodes {params.episodes} --chunk 0/1 --seed {params.seed}"
-        " --params {input.params} --out {output} --no-progress > {log} 2>&1"
+        " --params {input.params} {params.planner} --out {output} --no-progress > {log} 2>&1"
 
 
 rule hpo_summary:

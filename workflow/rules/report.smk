@@ -1,7 +1,7 @@
 # Tables 1-2 (Markdown, CSV, LaTeX, HTML) and the plots (PNG, PDF), registered in the
 # Snakemake HTML report (`snakemake --report report.html`): the HTML tables and the PNGs are
 # shown in it, each labelled with the scale (config `name`) that produced it. The run's scale is data:
-# results/<name>/run_info.json (name, description, training steps, episodes, commit; rule run_info),
+# results/<name>/run_info.json (name, description, training steps, episodes, planner readings, commit; rule run_info),
 # which every table and plot reads; its scale line starts every caption and plot title.
 
 
@@ -25,9 +25,11 @@ rule run_info:
         batch=config["train"]["batch_size"],
         episodes=run_info_episodes(),
         table4="" if RUN_HPO else "--table4",
+        planner=" ".join(["--planner", *planner_settings(config)]) if planner_settings(config) else "",
     shell:
         "{params.cli} report run-info --name {params.name:q} --description {params.description:q}"
         " --train-steps {params.steps} --batch-size {params.batch} --episodes {params.episodes} {params.table4}"
+        " {params.planner}"
         " --out {output} > {log} 2>&1"
 
 
