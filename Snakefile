@@ -1,7 +1,7 @@
 # alchemy-mbrl: from data to the paper's Tables 1-2 and plots (Pinon et al., 2022).
 #
 #   snakemake --cores 2                                          # quick scale (config/config.yaml)
-#   snakemake --cores 32 --configfile config/paper.yaml          # paper scale
+#   snakemake --profile workflow/profiles/local --cores 32 --configfile config/paper.yaml
 #   snakemake --profile workflow/profiles/slurm --configfile config/paper.yaml
 #   snakemake --report report.html                               # HTML report of the results
 #
@@ -60,8 +60,8 @@ wildcard_constraints:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
-include: "workflow/rules/hpo.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/hpo.smk"  # after evaluate.smk: its rules are evaluate's with other paths
 include: "workflow/rules/report.smk"
 
 

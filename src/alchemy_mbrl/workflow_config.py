@@ -6,6 +6,8 @@ workflow loads, before any job runs, with a ``ValueError`` naming the key:
 
 * strict integers: JSON Schema's ``integer`` accepts ``2.0``, which later becomes a wildcard
   ``budget-2.0`` or a float seed; every key the schema types as an integer must be a YAML integer;
+* ``train.threads``, ``train.mem_mb``, ``evaluate.threads``, ``evaluate.mem_mb``: refused, naming where
+  threads and memory are set now (the rules and the profiles);
 * cross-field rules: ``data.validation_shards < data.shards``, the architectures the HPO and the
   evaluation plan with are trained, ``evaluate.chunks <= evaluate.episodes`` (and the same for each
   of ``optimal_agents``), at least two validation episodes for ``model-eval``'s standard error;
@@ -25,6 +27,10 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["validate_workflow_config", "train_overrides", "strict_integer_errors", "planner_settings", "PLANNER_KEYS"]
+
+#: Keys that moved out of the config's ``train`` and ``evaluate`` sections into the rules and profiles: the
+#: schema still names them so that :func:`validate_workflow_config` refuses them with a message saying where.
+MOVED_RESOURCES = ("threads", "mem_mb")
 
 #: Keys of the workflow config's ``planner`` mapping: the fields of PlannerParams that no HPO tunes.
 PLANNER_KEYS = ("reward_scale", "q_normalisation", "unvisited_q", "tie_break", "expansion_unit", "backup_reward",
@@ -124,6 +130,13 @@ def validate_workflow_config(config: dict[str, Any], schema: dict[str, Any] | st
         raise ValueError("config: " + "; ".join(problems[:5]))
 
     data, train, hpo, ev = config["data"], config["train"], config["hpo"], config["evaluate"]
+    for section in ("train", "evaluate"):
+        for key in MOVED_RESOURCES:
+            if key in (config.get(section) or {}):
+                problems.append(f"{section}.{key}: no longer a config key (the config keeps only what changes the "
+                                "science); delete it: threads and memory are set by the rules (memory: common.smk's "
+                                "mem_mb, doubled on each retry) and the profiles' set-threads (docs/workflow.md, "
+                                "\"Resources\")")
     if data["validation_shards"] >= data["shards"]:
         problems.append(f"data.validation_shards ({data['validation_shards']}) must be smaller than data.shards "
                         f"({data['shards']}): some shards must remain for training")
