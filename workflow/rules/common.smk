@@ -180,10 +180,16 @@ def hpo_point_args(round, point, params):
     )
 
 
+def baseline_args(policy):
+    """A baseline policy on all of its episodes (seed baselines.seed)."""
+    b = config["baselines"]
+    return f"--policy {policy} --episodes {b['episodes']} --seed {b['seed']}"
+
+
 def agent_chunk_args(agent, chunk):
     """A chunk of an optimal agent's episodes (the baselines' seed: paired with them)."""
-    run = OPTIMAL_AGENTS[agent]
-    return f"--policy {agent} --episodes {run['episodes']} --chunk {chunk}/{run['chunks']} --seed {config['baselines']['seed']}"
+    run, seed = OPTIMAL_AGENTS[agent], config["baselines"]["seed"]
+    return f"--policy {agent} --episodes {run['episodes']} --chunk {chunk}/{run['chunks']} --seed {seed}"
 
 
 def hpo_ask_args(state_in, asked):

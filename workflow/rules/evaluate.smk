@@ -76,7 +76,7 @@ use rule evaluate_learned_chunk as baseline with:
     resources:
         mem_mb=mem_mb(4000),
     params:
-        args=lambda wc: f"--policy {wc.policy} --episodes {config['baselines']['episodes']} --seed {config['baselines']['seed']}",
+        args=lambda wc: baseline_args(wc.policy),
 
 
 use rule merge_evaluation as baseline_summary with:
