@@ -26,6 +26,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from alchemy_mbrl.planner.params import READINGS
+
 __all__ = ["validate_workflow_config", "train_overrides", "strict_integer_errors", "planner_settings", "PLANNER_KEYS"]
 
 #: Keys that moved out of the config's ``train`` and ``evaluate`` sections into the rules and profiles: the
@@ -33,8 +35,7 @@ __all__ = ["validate_workflow_config", "train_overrides", "strict_integer_errors
 MOVED_RESOURCES = ("threads", "mem_mb")
 
 #: Keys of the workflow config's ``planner`` mapping: the fields of PlannerParams that no HPO tunes.
-PLANNER_KEYS = ("reward_scale", "q_normalisation", "unvisited_q", "tie_break", "expansion_unit", "backup_reward",
-                "discount", "exploration_count")
+PLANNER_KEYS = ("reward_scale", "q_normalisation", *READINGS)
 
 
 def planner_settings(config: dict[str, Any]) -> list[str]:
