@@ -1,7 +1,7 @@
 # alchemy-mbrl: from data to the paper's Tables 1-2 and plots (Pinon et al., 2022).
 #
 #   snakemake --cores 2                                          # quick scale (config/config.yaml)
-#   snakemake --cores 32 --configfile config/paper.yaml          # paper scale
+#   snakemake --profile workflow/profiles/local --cores 32 --configfile config/paper.yaml
 #   snakemake --profile workflow/profiles/slurm --configfile config/paper.yaml
 #   snakemake --report report.html                               # HTML report of the results
 #
@@ -21,14 +21,20 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+# Every error names the config file(s) it read.
+CONFIG_FILES = ", ".join(map(str, workflow.overwrite_configfiles)) or "config/config.yaml"
+try:
+    validate(config, "workflow/schemas/config.schema.yaml")
+except WorkflowError as exc:
+    raise WorkflowError(f"{CONFIG_FILES}: {exc}") from None
 
 
 # What the schema cannot say (strict integers, cross-field rules, train.options through the
-# package's own training config, hpo.space through the HPO's search space) is checked by the
-# package itself, so that a config every job would reject fails here, before any job runs.
+# package's own training config, hpo.space through the HPO's search space, planner through the
+# planner's own PlannerParams) is checked by the package itself, so that a config every job would
+# reject fails here, before any job runs.
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
-from alchemy_mbrl.workflow_config import train_overrides, validate_workflow_config
+from alchemy_mbrl.workflow_config import planner_settings, train_overrides, validate_workflow_config
 
 try:
     validate_workflow_config(
@@ -37,7 +43,7 @@ try:
         config_files=list(workflow.configfiles),
     )
 except ValueError as exc:
-    raise WorkflowError(f"config validation failed: {str(exc).removeprefix('config: ')}") from None
+    raise WorkflowError(f"{CONFIG_FILES}: config validation failed: {str(exc).removeprefix('config: ')}") from None
 
 
 report: "workflow/report/workflow.rst"
@@ -58,8 +64,8 @@ wildcard_constraints:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
-include: "workflow/rules/hpo.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/hpo.smk"  # after evaluate.smk: its rules are evaluate's with other paths
 include: "workflow/rules/report.smk"
 
 

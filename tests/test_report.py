@@ -318,3 +318,22 @@ def test_run_info_is_the_scale_as_data(tmp_path: Path) -> None:
     assert main(["report", "run-info", "--name", "q", "--description", "d", "--train-steps", "1", "--batch-size", "1",
                  "--episodes", "learned=1", "--out", str(tmp_path / "bad.json")]) == 2  # episodes missing
     assert not (tmp_path / "bad.json").exists()
+
+
+def test_run_info_records_the_planner_readings(tmp_path: Path) -> None:
+    """The workflow config's `planner` mapping is in run_info.json and in the scale line that starts every caption;
+    without it the record says `{}` (the package's defaults) and the scale line does not mention readings."""
+    import json
+
+    args = ["report", "run-info", "--name", "q", "--description", "d", "--train-steps", "1", "--batch-size", "1",
+            "--episodes", "learned=1", "reference=0", "baselines=1", "ideal_observer=0", "search_oracle=0"]
+    out = tmp_path / "readings.json"
+    assert main([*args, "--planner", "expansion_unit=sample", "reward_scale=0.1", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["planner"] == {"expansion_unit": "sample", "reward_scale": 0.1}
+    assert "planner readings: expansion_unit=sample, reward_scale=0.1" in data["scale"]
+    default = tmp_path / "default.json"
+    assert main([*args, "--out", str(default)]) == 0
+    data = json.loads(default.read_text())
+    assert data["planner"] == {} and "readings" not in data["scale"]
+    assert main([*args, "--planner", "sideways", "--out", str(tmp_path / "bad.json")]) == 2

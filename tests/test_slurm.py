@@ -72,6 +72,7 @@ def _test_profile(tmp_path: Path) -> Path:
     prof["jobs"] = 4
     prof["slurm-init-seconds-before-status-checks"] = 1
     prof["default-resources"].update(mem_mb="1000 * attempt", cpus_per_task=1)
+    prof.pop("set-threads", None)  # every job on 1 thread (the test node's CPUs)
     for rule, res in prof["set-resources"].items():
         for key in ("gpu", "gpu_model", "gres"):
             res.pop(key, None)

@@ -128,18 +128,22 @@ def test_paper_config_matches_paper() -> None:
 
 def test_paper_reference_rows_fit_in_memory() -> None:
     """The perfect-model rows at 10,000 expansions: the search trees of one chunk (its episodes in one
-    lockstep batch, K at the top of the HPO's range) fit far below evaluate.mem_mb."""
+    lockstep batch, K at the top of the HPO's range) fit far below the rule's memory."""
     from alchemy_mbrl.planner.tree_search import search_bytes
     from alchemy_mbrl.simulators.bayes import BayesSimulator
     from alchemy_mbrl.simulators.oracle import OracleSimulator
 
     ev = yaml.safe_load(PAPER_CONFIG.read_text())["evaluate"]
     k = yaml.safe_load(PAPER_CONFIG.read_text())["hpo"]["space"]["k"][1]
+    # the reference rows' memory: the base of rule evaluate_reference_chunk (MB, first attempt)
+    text = (REPO / "workflow" / "rules" / "evaluate.smk").read_text()
+    block = text[text.index("as evaluate_reference_chunk with:"):].split("\n\n\n")[0]
+    mem_mb = int(re.search(r"mem_mb=mem_mb\((\d+)\)", block).group(1))
     batch = -(-(ev["reference_episodes"] or ev["episodes"]) // ev["chunks"])
     for sim in (BayesSimulator(), OracleSimulator()):
         trees = search_bytes(max(ev["reference_budgets"]), k, sim.node_bytes) * batch
         stored = getattr(sim, "store_bytes", 0)  # the exact Bayesian model's stored posteriors, at most
-        assert trees + stored < 0.1 * ev["mem_mb"] * 2**20, (sim.name, trees)
+        assert trees + stored < 0.1 * mem_mb * 2**20, (sim.name, trees)
 
 
 @pytest.mark.parametrize("config", [QUICK_CONFIG, TEST_CONFIG])
@@ -179,7 +183,8 @@ def test_cpu_config_builds_its_dag(tmp_path: Path) -> None:
     assert cfg["name"] == "cpu" and cfg["data"]["episodes_per_shard"] * (
         cfg["data"]["shards"] - cfg["data"]["validation_shards"]) >= 100_000
     assert cfg["train"]["architectures"] == ["original", "gru_backbone", "no_gru_head", "no_final_linear"]
-    assert cfg["train"]["max_seconds"] is None and cfg["train"]["threads"] == 1  # equal compute: steps x batch
+    assert cfg["train"]["max_seconds"] is None  # equal compute: steps x batch
+    assert "threads" not in cfg["train"] and "threads" not in cfg["evaluate"]  # 1 thread per job: no profile
     ev = cfg["evaluate"]
     assert ev["params"] == ev["reference_params"] == "table4" and 2 <= len(ev["budgets"]) <= 3
     assert ev["episodes"] >= 64 and ev["reference_budgets"] == ev["budgets"]
@@ -268,6 +273,13 @@ def _bad_config(tmp_path: Path, edit) -> Path:
         (lambda c: c["optimal_agents"]["ideal_observer"].update(episodes=16, chunks=17), "optimal_agents.ideal_observer.chunks"),
         # issue 16: the learned rows' planner parameters
         (lambda c: c["evaluate"].update(params="best"), "params"),
+        # the planner's readings (docs/planner.md): only the keys no HPO tunes, values of READINGS
+        (lambda c: c.update(planner={"tie_break": "sideways"}), "tie_break"),
+        (lambda c: c.update(planner={"temperature": 1.0}), "temperature"),
+        (lambda c: c.update(planner={"reward_scale": 0}), "reward_scale"),
+        # issue 26: threads and memory left the science config (the rules and the profiles set them)
+        (lambda c: c["train"].update(threads=8), "train.threads: no longer a config key"),
+        (lambda c: c["evaluate"].update(mem_mb=16000), "evaluate.mem_mb: no longer a config key"),
     ],
 )
 def test_schema_rejects_bad_config_naming_the_key(tmp_path: Path, edit, key: str) -> None:
@@ -280,19 +292,86 @@ def test_schema_rejects_bad_config_naming_the_key(tmp_path: Path, edit, key: str
     assert not (tmp_path / "results").exists()
 
 
+def test_planner_readings_reach_every_planner_evaluation(tmp_path: Path) -> None:
+    """The config's `planner` mapping becomes `--param KEY=VALUE` of every planner evaluation (learned and
+    reference rows, HPO points) and `--planner` of run_info; without it, no command carries a --param."""
+    cfg = yaml.safe_load(QUICK_CONFIG.read_text())
+    cfg["planner"] = {"expansion_unit": "sample", "reward_scale": 0.1}
+    path = tmp_path / "planner.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    r = snakemake(["-n", "-p"], tmp_path, config=path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    cmds = re.findall(r"evaluate --policy planner .*? > ", r.stdout)
+    counts = expected_job_counts(cfg)
+    assert len(cmds) == counts["evaluate_learned_chunk"] + counts["evaluate_reference_chunk"] + counts["hpo_evaluate"]
+    assert any("--simulator learned" in c for c in cmds) and any("--simulator bayes" in c for c in cmds)
+    assert any("hpo/round-" in c for c in cmds)
+    for c in cmds:
+        assert " --param expansion_unit=sample --param reward_scale=0.1 " in c, c
+    assert "--planner expansion_unit=sample reward_scale=0.1 --out" in r.stdout
+    default = snakemake(["-n", "-p"], tmp_path, config=QUICK_CONFIG)
+    assert default.returncode == 0 and "--param " not in default.stdout
+    assert "--planner" not in re.search(r"report run-info .*", default.stdout).group(0)
+
+
+def test_bad_planner_reading_is_refused_naming_key_and_file(tmp_path: Path) -> None:
+    cfg = yaml.safe_load(QUICK_CONFIG.read_text())
+    cfg["planner"] = {"tie_break": "sideways"}
+    path = tmp_path / "sideways.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    r = snakemake(["-n"], tmp_path, config=path)
+    assert r.returncode != 0 and "tie_break" in r.stderr + r.stdout and str(path) in r.stderr + r.stdout
+    assert not (tmp_path / "results").exists()
+    # the package's own check (PlannerParams, the one home of the ranges), behind the schema
+    from alchemy_mbrl.workflow_config import validate_workflow_config
+
+    for planner, key in (({"tie_break": "sideways"}, "planner.tie_break"), ({"c1": 1.0}, "planner.c1"),
+                         ({"reward_scale": -1.0}, "planner.reward_scale"), ("sample", "planner")):
+        with pytest.raises(ValueError, match=re.escape(key)):
+            validate_workflow_config({**cfg, "planner": planner})
+    validate_workflow_config({**cfg, "planner": {"expansion_unit": "sample", "q_normalisation": "minmax"}})
+
+
+def test_schema_planner_enums_are_the_packages_readings() -> None:
+    """The schema's enums of `planner` are READINGS (and Q_NORMALISATIONS) of alchemy_mbrl.planner.params."""
+    from alchemy_mbrl.planner.params import Q_NORMALISATIONS, READINGS
+    from alchemy_mbrl.workflow_config import PLANNER_KEYS
+
+    props = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())["properties"]
+    planner = props["planner"]["properties"]
+    assert set(planner) == set(PLANNER_KEYS) == {"reward_scale", "q_normalisation", *READINGS}
+    assert planner["q_normalisation"]["enum"] == list(Q_NORMALISATIONS)
+    for name, allowed in READINGS.items():
+        assert planner[name]["enum"] == list(allowed), name
+
+
+def _rule_blocks() -> dict[str, str]:
+    """``name -> text`` of every ``rule`` and ``use rule ... as name`` block of the workflow."""
+    blocks = {}
+    for m in re.finditer(r"(?ms)^(?:rule (\w+)|use rule \w+ as (\w+) with):\n.*?(?=^\S|\Z)", _all_rules_text()):
+        blocks[m.group(1) or m.group(2)] = m.group(0).rstrip()
+    return blocks
+
+
 def test_every_rule_is_thin_and_complete() -> None:
-    """Each rule has log, benchmark, threads, resources and conda, and calls the CLI once."""
+    """Each rule has log, benchmark and conda and calls the CLI once; no rule sets threads (the profiles do);
+    the rules average at most 15 lines (issue 26), the repeated parts in `use rule` and common.smk."""
     text = _all_rules_text()
-    blocks = re.split(r"(?m)^rule ", text)[1:]
+    blocks = _rule_blocks()
     assert len(blocks) >= 20
-    for block in blocks:
-        name = block.split(":", 1)[0]
+    for name, block in blocks.items():
         if name == "all":
             continue
-        for directive in ("log:", "benchmark:", "threads:", "resources:", "conda:", "shell:"):
+        for directive in ("log:", "benchmark:"):
             assert f"    {directive}" in block, f"rule {name} lacks {directive}"
-        if name != "train_config":
-            assert block.count("{params.cli}") == 1, f"rule {name} must call the CLI exactly once"
+        assert "    threads:" not in block, f"rule {name} sets threads: the profiles' set-threads do"
+        if block.startswith("rule "):
+            assert "    conda:" in block and "    shell:" in block, name
+            if name != "train_config":
+                assert block.count("alchemy-mbrl ") == 1, f"rule {name} must call the CLI exactly once"
+    lengths = {name: len(block.splitlines()) for name, block in blocks.items()}
+    assert sum(lengths.values()) / len(lengths) <= 15, lengths
+    assert "alchemy-mbrl() {{ python -m alchemy_mbrl.cli" in text  # the shell prefix's function: this checkout
 
 
 # --- environments ----------------------------------------------------------------------------
@@ -436,7 +515,7 @@ def test_onsuccess_names_outputs_and_report() -> None:
 
 def test_rules_use_the_conda_env() -> None:
     for smk in (REPO / "workflow" / "rules").glob("*.smk"):
-        if "rule " in smk.read_text():
+        if re.search(r"(?m)^rule ", smk.read_text()):  # a file that defines rules (`use rule` inherits conda)
             assert "conda:\n        ENV" in smk.read_text(), smk
     assert 'ENV = "../envs/alchemy.yaml"' in (REPO / "workflow" / "rules" / "common.smk").read_text()
     assert (REPO / "workflow" / "envs" / "alchemy.yaml").exists()
@@ -452,9 +531,12 @@ def test_slurm_profile() -> None:
     gpu_rules = {"train", "model_eval", "hpo_evaluate", "evaluate_learned_chunk"}
     for rule in gpu_rules:
         assert prof["set-resources"][rule]["gpu"] == 1, rule
-    # threads and memory have one home, the rules (memory: common.smk's mem_mb, doubling per attempt)
+    # memory has one home, the rules (common.smk's mem_mb, doubling per attempt); threads the profiles'
+    # set-threads (the same in both), the rules none
     for res in [prof["default-resources"], *prof["set-resources"].values()]:
         assert not {"mem_mb", "cpus_per_task", "threads"} & set(res), res
+    local = yaml.safe_load((REPO / "workflow" / "profiles" / "local" / "config.yaml").read_text())
+    assert prof["set-threads"] == local["set-threads"] and prof["set-threads"]["train"] > 1
     text = _all_rules_text()
     assert text.count("2 ** (attempt - 1)") == 1, "one growth law on retry, in common.smk's mem_mb"
     assert all("attempt" not in p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk") if p.name != "common.smk")

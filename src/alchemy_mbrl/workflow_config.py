@@ -6,6 +6,8 @@ workflow loads, before any job runs, with a ``ValueError`` naming the key:
 
 * strict integers: JSON Schema's ``integer`` accepts ``2.0``, which later becomes a wildcard
   ``budget-2.0`` or a float seed; every key the schema types as an integer must be a YAML integer;
+* ``train.threads``, ``train.mem_mb``, ``evaluate.threads``, ``evaluate.mem_mb``: refused, naming where
+  threads and memory are set now (the rules and the profiles);
 * cross-field rules: ``data.validation_shards < data.shards``, the architectures the HPO and the
   evaluation plan with are trained, ``evaluate.chunks <= evaluate.episodes`` (and the same for each
   of ``optimal_agents``), at least two validation episodes for ``model-eval``'s standard error;
@@ -18,6 +20,10 @@ workflow loads, before any job runs, with a ``ValueError`` naming the key:
   errors naming the file and the key (Snakemake's own loader keeps the last of two keys silently);
 * every value of the merged config: finite numbers, integers within 64 bits, seeds within the range of
   the generator that takes them (``hpo.seed``: scikit-optimize's 32-bit ``RandomState``).
+* ``planner``: the readings of Algorithm 1 and the reward scale, through the planner's own
+  :class:`alchemy_mbrl.planner.params.PlannerParams` (the one home of their names and ranges); only
+  :data:`PLANNER_KEYS` may be set here (the HPO tunes ``temperature, c1, c2, k``, ``hpo.gamma`` sets
+  gamma). :func:`planner_settings` gives the ``evaluate --param KEY=VALUE`` arguments.
 """
 
 from __future__ import annotations
@@ -25,7 +31,44 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["validate_workflow_config", "train_overrides", "strict_integer_errors"]
+from alchemy_mbrl.planner.params import READINGS
+
+__all__ = ["validate_workflow_config", "train_overrides", "strict_integer_errors", "planner_settings", "PLANNER_KEYS"]
+
+#: Keys that moved out of the config's ``train`` and ``evaluate`` sections into the rules and profiles: the
+#: schema still names them so that :func:`validate_workflow_config` refuses them with a message saying where.
+MOVED_RESOURCES = ("threads", "mem_mb")
+
+#: Keys of the workflow config's ``planner`` mapping: the fields of PlannerParams that no HPO tunes.
+PLANNER_KEYS = ("reward_scale", "q_normalisation", *READINGS)
+
+
+def planner_settings(config: dict[str, Any]) -> list[str]:
+    """``KEY=VALUE`` of the config's ``planner`` mapping, sorted by key (each becomes ``evaluate --param``);
+    empty when the mapping is (the package's defaults)."""
+    return [f"{k}={v}" for k, v in sorted((config.get("planner") or {}).items())]
+
+
+def _planner_problems(planner: Any) -> list[str]:
+    if planner is None:
+        return []
+    if not isinstance(planner, dict):
+        return [f"planner: must be a mapping of {', '.join(PLANNER_KEYS)}, got {planner!r}"]
+    unknown = sorted(set(planner) - set(PLANNER_KEYS))
+    if unknown:
+        return [f"planner.{unknown[0]}: not a planner setting of the workflow; expected one of {', '.join(PLANNER_KEYS)}"]
+    from alchemy_mbrl.planner.params import PlannerParams
+
+    for key in sorted(planner):  # each key alone, so that the message names the key at fault
+        try:
+            PlannerParams(**{key: planner[key]})
+        except (ValueError, TypeError) as exc:
+            return [f"planner.{key}: {exc}"]
+    try:
+        PlannerParams(**planner).with_settings(planner_settings({"planner": planner}))
+    except (ValueError, TypeError) as exc:
+        return [f"planner: {exc}"]
+    return []
 
 
 def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
@@ -120,6 +163,13 @@ def validate_workflow_config(config: dict[str, Any], schema: dict[str, Any] | st
         raise ValueError("config: " + "; ".join(problems[:5]))
 
     data, train, hpo, ev = config["data"], config["train"], config["hpo"], config["evaluate"]
+    for section in ("train", "evaluate"):
+        for key in MOVED_RESOURCES:
+            if key in (config.get(section) or {}):
+                problems.append(f"{section}.{key}: no longer a config key (the config keeps only what changes the "
+                                "science); delete it: threads and memory are set by the rules (memory: common.smk's "
+                                "mem_mb, doubled on each retry) and the profiles' set-threads (docs/workflow.md, "
+                                "\"Resources\")")
     if data["validation_shards"] >= data["shards"]:
         problems.append(f"data.validation_shards ({data['validation_shards']}) must be smaller than data.shards "
                         f"({data['shards']}): some shards must remain for training")
@@ -169,5 +219,6 @@ def validate_workflow_config(config: dict[str, Any], schema: dict[str, Any] | st
         SearchSpace.from_dict({**hpo["space"], "gamma": hpo["gamma"]})
     except (ValueError, TypeError) as exc:
         problems.append(f"hpo.space: {exc}")
+    problems += _planner_problems(config.get("planner"))
     if problems:
         raise ValueError("config: " + "; ".join(problems))

@@ -10,16 +10,21 @@
 
 import json
 import os
+import shlex
 
 ENV = "../envs/alchemy.yaml"
-# Each job runs this checkout's package: `python -m alchemy_mbrl.cli` with the workflow's
-# src/ first on PYTHONPATH (so it also works inside the dependency-only conda env). The checkout's
-# absolute path goes into the shell prefix, not into any rule's params: Snakemake reruns a job whose
-# params changed, and a finished run moved to another directory must have nothing to do.
+# Each job runs this checkout's package: the shell prefix puts the workflow's src/ first on
+# PYTHONPATH and defines `alchemy-mbrl` as `python -m alchemy_mbrl.cli` (so it also works inside the
+# dependency-only conda env, where the console script is not installed), and every rule's shell reads
+# like the documented command line. The checkout's absolute path goes into the shell prefix, not into
+# any rule's params: Snakemake reruns a job whose params changed, and a finished run moved to another
+# directory must have nothing to do.
 SRC = os.path.join(workflow.basedir, "src")
 # (Snakemake formats the prefix like a command: its braces are doubled once more.)
-shell.prefix(f"set -euo pipefail; export PYTHONPATH={SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
-CLI = "python -m alchemy_mbrl.cli"
+shell.prefix(
+    f"set -euo pipefail; export PYTHONPATH={SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+    'alchemy-mbrl() {{ python -m alchemy_mbrl.cli "$@"; }}; '
+)
 
 NAME = config["name"]
 OUT = f"results/{NAME}"
@@ -124,8 +129,15 @@ def planner_params_inputs(simulator):
     return [f"{OUT}/hpo/best.json"] if uses_tuned_params(simulator) else []
 
 
+# The config's `planner` mapping (readings of Algorithm 1, reward scale; empty = the package's
+# defaults), as `--param KEY=VALUE` of every planner evaluation: learned and reference rows, HPO points.
+PLANNER_ARGS = " ".join(f"--param {s}" for s in planner_settings(config))
+
+
 def planner_params_arg(simulator):
-    return f"--params {OUT}/hpo/best.json" if uses_tuned_params(simulator) else ""
+    """`--params` of the tuned parameters (unless Table 4's), then the config's `planner` readings."""
+    tuned = f"--params {OUT}/hpo/best.json" if uses_tuned_params(simulator) else ""
+    return " ".join(filter(None, [tuned, PLANNER_ARGS]))
 
 
 RUN_INFO = f"{OUT}/run_info.json"
@@ -142,6 +154,110 @@ def run_info_episodes():
         "search_oracle": o["search_oracle"]["episodes"],
     }
     return " ".join(f"{k}={v}" for k, v in counts.items())
+
+
+EVAL_ARCH = config["evaluate"]["architecture"]
+HPO_ARCH = config["hpo"]["architecture"]
+HPO_SIM = config["hpo"]["simulator"]
+
+
+# The arguments of `evaluate` (every rule that plays episodes shares one shell command, `use rule`).
+def planner_chunk_args(simulator, budget, chunk):
+    """A chunk of a (simulator, budget) row of Table 1."""
+    return (
+        f"--policy planner --simulator {simulator} {planner_model_arg(simulator, EVAL_ARCH)} --budget {budget}"
+        f" --episodes {eval_episodes(simulator)} --chunk {chunk}/{CHUNKS} --seed {config['evaluate']['seed']}"
+        f" {planner_params_arg(simulator)}"
+    )
+
+
+def hpo_point_args(round, point, params):
+    """HPO point ``point`` of round ``round``, its parameters read from the JSON file ``params``."""
+    h = config["hpo"]
+    return (
+        f"--policy planner --simulator {HPO_SIM} {planner_model_arg(HPO_SIM, HPO_ARCH)} --budget {h['budget']}"
+        f" --episodes {h['episodes']} --chunk 0/1 --seed {hpo_eval_seed(round, point)} --params {params} {PLANNER_ARGS}"
+    )
+
+
+def baseline_args(policy):
+    """A baseline policy on all of its episodes (seed baselines.seed)."""
+    b = config["baselines"]
+    return f"--policy {policy} --episodes {b['episodes']} --seed {b['seed']}"
+
+
+def agent_chunk_args(agent, chunk):
+    """A chunk of an optimal agent's episodes (the baselines' seed: paired with them)."""
+    run, seed = OPTIMAL_AGENTS[agent], config["baselines"]["seed"]
+    return f"--policy {agent} --episodes {run['episodes']} --chunk {chunk}/{run['chunks']} --seed {seed}"
+
+
+def hpo_ask_args(state_in, asked):
+    """`hpo ask` options of a round: the previous round's state (none at round 0), the config's hpo
+    section, the round's folder (that of its asked.pkl)."""
+    h = config["hpo"]
+    return (
+        f"--state-in {state_in[0] if state_in else 'none'} --points {HPO_POINTS} --seed {h['seed']}"
+        f" --initial-points {h['initial_points']} --acq-func {h['acq_func']} --acq-optimizer {h['acq_optimizer']}"
+        f" {hpo_space_args()} --gamma {h['gamma']} --out-dir {os.path.dirname(asked)}"
+    )
+
+
+def shard_args(shard):
+    """`generate` options of shard ``shard`` (its episodes come from (seed, shard))."""
+    d = config["data"]
+    return (
+        f"--shard {int(shard)} --num-shards {NUM_SHARDS} --episodes {d['episodes_per_shard']} --seed {config['seed']}"
+    )
+
+
+def table1_summaries():
+    """Table 1's inputs: the summaries of the planner rows, the baselines and the optimal agents."""
+    return (
+        [summary_path(s, b) for s, b in planner_runs()]
+        + [f"{OUT}/baselines/{p}/summary.json" for p in BASELINES]
+        + [optimal_summary_path(a) for a in OPTIMAL_AGENTS]
+    )
+
+
+def table1_args():
+    """`report table1` arguments: the planner rows, baselines and optimal agents' summaries."""
+    return (
+        f"table1 --planner {named({f'{s}:{b}': summary_path(s, b) for s, b in planner_runs()})}"
+        f" --baseline {named({p: f'{OUT}/baselines/{p}/summary.json' for p in BASELINES})}"
+        f" --optimal {named({a: optimal_summary_path(a) for a in OPTIMAL_AGENTS})}"
+    )
+
+
+def per_arch(path):
+    """``ARCH=PATH`` of every trained architecture; ``path``, under results/<name>/, has ``{a}`` where the
+    architecture goes."""
+    return named({a: f"{OUT}/{path.format(a=a)}" for a in ARCHS})
+
+
+def run_info_args():
+    """`report run-info` options: the run's scale (the config's name, description, training, episodes,
+    whether an HPO chose the parameters, the planner's readings)."""
+    planner = planner_settings(config)
+    return " ".join(
+        [
+            f"--name {shlex.quote(NAME)} --description {shlex.quote(config['description'])}",
+            f"--train-steps {config['train']['steps']} --batch-size {config['train']['batch_size']}",
+            f"--episodes {run_info_episodes()}",
+            *([] if RUN_HPO else ["--table4"]),
+            *(["--planner", *planner] if planner else []),
+        ]
+    )
+
+
+def named(paths):
+    """``NAME=PATH`` arguments of the report commands, from a ``{name: path}`` mapping."""
+    return " ".join(f"{name}={path}" for name, path in paths.items())
+
+
+def report_prefix(wildcards, output):
+    """`--out` of a report command: its first output without the extension."""
+    return os.path.splitext(output[0])[0]
 
 
 def summary_path(simulator, budget):
@@ -168,6 +284,11 @@ def final_outputs():
         out += [f"{OUT}/hpo/best.json", f"{OUT}/hpo/history.csv"]
     out += [optimal_summary_path(a) for a in OPTIMAL_AGENTS]
     return out
+
+
+def report_of(path, caption, category, **labels):
+    """``path`` in the HTML report: caption workflow/report/<caption>.rst, labelled with this scale."""
+    return report(path, caption=f"../report/{caption}.rst", category=category, labels={"scale": NAME, **labels})
 
 
 def mem_mb(base):

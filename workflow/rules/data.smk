@@ -16,18 +16,12 @@ rule generate_shard:
     priority: 2
     conda:
         ENV
-    threads: 1
     resources:
         mem_mb=mem_mb(4000),
     params:
-        cli=CLI,
-        shard=lambda wc: int(wc.shard),
-        num_shards=NUM_SHARDS,
-        episodes=config["data"]["episodes_per_shard"],
-        seed=config["seed"],
+        args=lambda wc: shard_args(wc.shard),
     shell:
-        "{params.cli} generate --shard {params.shard} --num-shards {params.num_shards}"
-        " --episodes {params.episodes} --seed {params.seed} --out {output} --no-progress > {log} 2>&1"
+        "alchemy-mbrl generate {params.args} --out {output} --no-progress > {log} 2>&1"
 
 
 rule manifest:
@@ -42,11 +36,7 @@ rule manifest:
     priority: 2
     conda:
         ENV
-    threads: 1
-    resources:
-        mem_mb=mem_mb(1000),
     params:
-        cli=CLI,
         validation=config["data"]["validation_shards"],
     shell:
-        "{params.cli} data manifest {input} --validation {params.validation} --out {output} > {log} 2>&1"
+        "alchemy-mbrl data manifest {input} --validation {params.validation} --out {output} > {log} 2>&1"

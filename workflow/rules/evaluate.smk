@@ -9,11 +9,10 @@
 # reference agents (ideal observer, search oracle: optimal_agents.*), in optimal_agents.<agent>.chunks
 # jobs each, on the baselines' episodes (seed baselines.seed, so their scores are paired).
 
-EVAL_ARCH = config["evaluate"]["architecture"]
-
 
 # The learned-model rows and the perfect-model rows are separate rules, so that a cluster profile
-# sends only the learned ones to a GPU partition; they share one definition (`use rule`).
+# sends only the learned ones to a GPU partition. Every rule that plays episodes (these, the HPO's
+# points, the baselines, the optimal agents) is this one with its own paths and `evaluate` arguments.
 rule evaluate_learned_chunk:
     input:
         params=planner_params_inputs("learned"),
@@ -26,22 +25,13 @@ rule evaluate_learned_chunk:
         f"{BENCH}/evaluate_chunk/learned/budget-{{budget}}/chunk-{{chunk}}.tsv"
     conda:
         ENV
-    threads: config["evaluate"]["threads"]
     resources:
-        mem_mb=mem_mb(config["evaluate"]["mem_mb"]),
+        mem_mb=mem_mb(16000),
         gpu=GPU,
     params:
-        cli=CLI,
-        simulator=lambda wc: wc.get("simulator", "learned"),
-        model=lambda wc: planner_model_arg(wc.get("simulator", "learned"), EVAL_ARCH),
-        planner_params=lambda wc: planner_params_arg(wc.get("simulator", "learned")),
-        episodes=lambda wc: eval_episodes(wc.get("simulator", "learned")),
-        chunks=CHUNKS,
-        seed=config["evaluate"]["seed"],
+        args=lambda wc: planner_chunk_args(wc.get("simulator", "learned"), wc.budget, wc.chunk),
     shell:
-        "{params.cli} evaluate --policy planner --simulator {params.simulator} {params.model}"
-        " --budget {wildcards.budget} --episodes {params.episodes} --chunk {wildcards.chunk}/{params.chunks}"
-        " --seed {params.seed} {params.planner_params} --out {output} --no-progress > {log} 2>&1"
+        "alchemy-mbrl evaluate {params.args} --out {output} --no-progress > {log} 2>&1"
 
 
 use rule evaluate_learned_chunk as evaluate_reference_chunk with:
@@ -54,8 +44,7 @@ use rule evaluate_learned_chunk as evaluate_reference_chunk with:
     benchmark:
         f"{BENCH}/evaluate_chunk/{{simulator}}/budget-{{budget}}/chunk-{{chunk}}.tsv"
     resources:
-        mem_mb=mem_mb(config["evaluate"]["mem_mb"]),
-        gpu=0,
+        mem_mb=mem_mb(16000),
 
 
 # Every merge of returns CSVs into returns.csv and summary.json is this rule, with its own paths.
@@ -71,34 +60,23 @@ rule merge_evaluation:
         f"{BENCH}/merge_evaluation/{{simulator}}/budget-{{budget}}.tsv"
     conda:
         ENV
-    threads: 1
-    resources:
-        mem_mb=mem_mb(1000),
-    params:
-        cli=CLI,
     shell:
-        "{params.cli} merge-returns {input} --out {output.returns} --summary {output.summary} > {log} 2>&1"
+        "alchemy-mbrl merge-returns {input} --out {output.returns} --summary {output.summary} > {log} 2>&1"
 
 
-rule baseline:
+use rule evaluate_learned_chunk as baseline with:
+    input:
+        [],
     output:
         f"{OUT}/baselines/{{policy}}/returns.csv",
     log:
         f"{LOGS}/baseline/{{policy}}.log",
     benchmark:
         f"{BENCH}/baseline/{{policy}}.tsv"
-    conda:
-        ENV
-    threads: 1
     resources:
         mem_mb=mem_mb(4000),
     params:
-        cli=CLI,
-        episodes=config["baselines"]["episodes"],
-        seed=config["baselines"]["seed"],
-    shell:
-        "{params.cli} evaluate --policy {wildcards.policy} --episodes {params.episodes} --seed {params.seed}"
-        " --out {output} --no-progress > {log} 2>&1"
+        args=lambda wc: baseline_args(wc.policy),
 
 
 use rule merge_evaluation as baseline_summary with:
@@ -113,26 +91,19 @@ use rule merge_evaluation as baseline_summary with:
         f"{BENCH}/baseline_summary/{{policy}}.tsv"
 
 
-rule optimal_agent_chunk:
+use rule evaluate_learned_chunk as optimal_agent_chunk with:
+    input:
+        [],
     output:
         f"{OUT}/optimal_agents/{{agent}}/chunk-{{chunk}}.csv",
     log:
         f"{LOGS}/optimal_agent_chunk/{{agent}}/chunk-{{chunk}}.log",
     benchmark:
         f"{BENCH}/optimal_agent_chunk/{{agent}}/chunk-{{chunk}}.tsv"
-    conda:
-        ENV
-    threads: 1
     resources:
         mem_mb=mem_mb(8000),
     params:
-        cli=CLI,
-        episodes=lambda wc: OPTIMAL_AGENTS[wc.agent]["episodes"],
-        chunks=lambda wc: OPTIMAL_AGENTS[wc.agent]["chunks"],
-        seed=config["baselines"]["seed"],
-    shell:
-        "{params.cli} evaluate --policy {wildcards.agent} --episodes {params.episodes}"
-        " --chunk {wildcards.chunk}/{params.chunks} --seed {params.seed} --out {output} --no-progress > {log} 2>&1"
+        args=lambda wc: agent_chunk_args(wc.agent, wc.chunk),
 
 
 use rule merge_evaluation as optimal_agent_summary with:

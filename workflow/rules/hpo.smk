@@ -4,9 +4,6 @@
 # scores back. Each round leaves results/hpo/round-<r>/state.pkl, so an interrupted
 # optimisation resumes at the last finished round.
 
-HPO_ARCH = config["hpo"]["architecture"]
-HPO_SIM = config["hpo"]["simulator"]
-
 
 rule hpo_ask:
     input:
@@ -22,28 +19,15 @@ rule hpo_ask:
     priority: 2
     conda:
         ENV
-    threads: 1
     resources:
         mem_mb=mem_mb(4000),
     params:
-        cli=CLI,
-        state_in=lambda wc, input: input.state[0] if input.state else "none",
-        out_dir=lambda wc, output: os.path.dirname(output.asked),
-        points=HPO_POINTS,
-        seed=config["hpo"]["seed"],
-        initial=config["hpo"]["initial_points"],
-        acq=config["hpo"]["acq_func"],
-        acq_optimizer=config["hpo"]["acq_optimizer"],
-        space=hpo_space_args(),
-        gamma=config["hpo"]["gamma"],
+        args=lambda wc, input, output: hpo_ask_args(input.state, output.asked),
     shell:
-        "{params.cli} hpo ask --round {wildcards.round} --state-in {params.state_in} --points {params.points}"
-        " --seed {params.seed} --initial-points {params.initial} --acq-func {params.acq}"
-        " --acq-optimizer {params.acq_optimizer}"
-        " {params.space} --gamma {params.gamma} --out-dir {params.out_dir} > {log} 2>&1"
+        "alchemy-mbrl hpo ask --round {wildcards.round} {params.args} > {log} 2>&1"
 
 
-rule hpo_evaluate:
+use rule evaluate_learned_chunk as hpo_evaluate with:
     input:
         params=f"{OUT}/hpo/round-{{round}}/point-{{point}}.json",
         model=planner_model_inputs(HPO_SIM, HPO_ARCH),
@@ -54,26 +38,14 @@ rule hpo_evaluate:
     benchmark:
         f"{BENCH}/hpo_evaluate/round-{{round}}/point-{{point}}.tsv"
     priority: 2
-    conda:
-        ENV
-    threads: config["evaluate"]["threads"]
     resources:
-        mem_mb=mem_mb(config["evaluate"]["mem_mb"]),
+        mem_mb=mem_mb(16000),
         gpu=GPU if HPO_SIM == "learned" else 0,
     params:
-        cli=CLI,
-        model=planner_model_arg(HPO_SIM, HPO_ARCH),
-        simulator=HPO_SIM,
-        budget=config["hpo"]["budget"],
-        episodes=config["hpo"]["episodes"],
-        seed=lambda wc: hpo_eval_seed(wc.round, wc.point),
-    shell:
-        "{params.cli} evaluate --policy planner --simulator {params.simulator} {params.model}"
-        " --budget {params.budget} --episodes {params.episodes} --chunk 0/1 --seed {params.seed}"
-        " --params {input.params} --out {output} --no-progress > {log} 2>&1"
+        args=lambda wc, input: hpo_point_args(wc.round, wc.point, input.params),
 
 
-rule hpo_summary:
+use rule merge_evaluation as hpo_summary with:
     input:
         f"{OUT}/hpo/round-{{round}}/eval/point-{{point}}/returns.csv",
     output:
@@ -84,15 +56,6 @@ rule hpo_summary:
     benchmark:
         f"{BENCH}/hpo_summary/round-{{round}}/point-{{point}}.tsv"
     priority: 2
-    conda:
-        ENV
-    threads: 1
-    resources:
-        mem_mb=mem_mb(1000),
-    params:
-        cli=CLI,
-    shell:
-        "{params.cli} merge-returns {input} --out {output.returns} --summary {output.summary} > {log} 2>&1"
 
 
 rule hpo_tell:
@@ -108,13 +71,10 @@ rule hpo_tell:
     priority: 2
     conda:
         ENV
-    threads: 1
     resources:
         mem_mb=mem_mb(2000),
-    params:
-        cli=CLI,
     shell:
-        "{params.cli} hpo tell --state-in {input.asked} --results {input.results} --state-out {output} > {log} 2>&1"
+        "alchemy-mbrl hpo tell --state-in {input.asked} --results {input.results} --state-out {output} > {log} 2>&1"
 
 
 rule hpo_best:
@@ -131,11 +91,6 @@ rule hpo_best:
     priority: 2
     conda:
         ENV
-    threads: 1
-    resources:
-        mem_mb=mem_mb(1000),
-    params:
-        cli=CLI,
     shell:
-        "{params.cli} hpo best --state {input} --out {output.best} --summary {output.summary}"
+        "alchemy-mbrl hpo best --state {input} --out {output.best} --summary {output.summary}"
         " --history {output.history} > {log} 2>&1"

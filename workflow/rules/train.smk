@@ -2,10 +2,9 @@
 # and the exact Bayesian predictor's entropy (the floor of Table 2).
 
 
+# Writes the training overrides of `alchemy-mbrl train --config` (JSON, a subset of YAML) from the
+# workflow config, so that editing train.* re-runs training (Snakemake tracks params).
 rule train_config:
-    # Writes the training overrides of `alchemy-mbrl train --config` (JSON, a subset of
-    # YAML) from the workflow config, so that editing train.* re-runs training (Snakemake
-    # tracks params).
     output:
         f"{OUT}/train_configs/{{arch}}.yaml",
     log:
@@ -16,9 +15,6 @@ rule train_config:
     localrule: True
     conda:
         ENV
-    threads: 1
-    resources:
-        mem_mb=mem_mb(100),
     params:
         cfg=lambda wc: json.dumps(train_config(wc.arch), sort_keys=True),
     shell:
@@ -39,15 +35,13 @@ rule train:
     priority: 1
     conda:
         ENV
-    threads: config["train"]["threads"]
     resources:
-        mem_mb=mem_mb(config["train"]["mem_mb"]),
+        mem_mb=mem_mb(32000),
         gpu=GPU,
     params:
-        cli=CLI,
         out=lambda wc: model_dir(wc.arch),
     shell:
-        "{params.cli} train --config {input.config} --data {input.data} --arch {wildcards.arch}"
+        "alchemy-mbrl train --config {input.config} --data {input.data} --arch {wildcards.arch}"
         " --out {params.out} --no-progress > {log} 2>&1"
 
 
@@ -63,17 +57,13 @@ rule model_eval:
         f"{BENCH}/model_eval/{{arch}}.tsv"
     conda:
         ENV
-    threads: config["train"]["threads"]
     resources:
-        mem_mb=mem_mb(config["train"]["mem_mb"]),
+        mem_mb=mem_mb(32000),
         gpu=GPU,
     params:
-        cli=CLI,
-        model=lambda wc: model_dir(wc.arch),
-        max_episodes=max_episodes_arg(),
+        args=lambda wc: f"--model {model_dir(wc.arch)} {max_episodes_arg()}",
     shell:
-        "{params.cli} model-eval --model {params.model} --data {input.data} {params.max_episodes}"
-        " --out {output} > {log} 2>&1"
+        "alchemy-mbrl model-eval {params.args} --data {input.data} --out {output} > {log} 2>&1"
 
 
 rule bayes_entropy:
@@ -87,12 +77,9 @@ rule bayes_entropy:
         f"{BENCH}/bayes_entropy.tsv"
     conda:
         ENV
-    threads: 1
     resources:
         mem_mb=mem_mb(16000),
     params:
-        cli=CLI,
         max_episodes=max_episodes_arg(),
     shell:
-        "{params.cli} bayes-entropy --data {input.data} {params.max_episodes} --out {output}"
-        " --no-progress > {log} 2>&1"
+        "alchemy-mbrl bayes-entropy --data {input.data} {params.max_episodes} --out {output} --no-progress > {log} 2>&1"

@@ -45,8 +45,17 @@ def cmd_run_info(args: argparse.Namespace) -> int:
         episodes = {k: int(str(v)) for k, v in episodes.items()}
     except ValueError:
         raise ValueError(f"run-info: --episodes takes NAME=INTEGER, got {args.episodes}") from None
+    planner: dict[str, object] = {}
+    for item in args.planner or []:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key:
+            raise ValueError(f"run-info: --planner takes KEY=VALUE, got {item!r}")
+        try:
+            planner[key] = float(value)
+        except ValueError:
+            planner[key] = value
     info = make_run_info(args.name, args.description, args.train_steps, args.batch_size, episodes,
-                         tuned_params=not args.table4)
+                         tuned_params=not args.table4, planner=planner)
     write_json(args.out, info)
     print(info["scale"])
     return 0
@@ -150,6 +159,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ri.add_argument("--episodes", nargs="+", required=True, metavar="NAME=N",
                     help="episodes of learned, reference, baselines, ideal_observer, search_oracle")
     ri.add_argument("--table4", action="store_true", help="the planner plays Table 4's parameters (no HPO)")
+    ri.add_argument("--planner", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="the workflow config's planner settings (readings of Algorithm 1, reward scale) every "
+                         "planner row played with; none = the package's defaults")
     ri.add_argument("--out", required=True, help="the JSON file")
     ri.set_defaults(func=cmd_run_info)
 

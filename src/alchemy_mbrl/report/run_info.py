@@ -3,7 +3,9 @@ tables, the plots and the report (nothing parses a scale back out of a caption).
 
 Keys: ``name``, ``description``, ``train_steps``, ``batch_size``, ``episodes`` (``learned``,
 ``reference``, ``baselines``, ``ideal_observer``, ``search_oracle``), ``tuned_params`` (whether an HPO
-chose the planner's parameters), ``commit`` (the checkout's git commit, or null) and ``scale`` (the
+chose the planner's parameters), ``planner`` (the workflow config's ``planner`` mapping: the readings of
+Algorithm 1 and the reward scale every planner row played with, ``{}`` = the package's defaults; absent
+from files written before it existed), ``commit`` (the checkout's git commit, or null) and ``scale`` (the
 one line that starts every caption and plot title, made from the others).
 """
 
@@ -27,6 +29,8 @@ def scale_line(info: dict[str, Any]) -> str:
              f"training {info['train_steps']:,} steps x {info['batch_size']} episodes", planner]
     if not info["tuned_params"]:
         parts.append("planner parameters: Table 4 (no HPO)")
+    if info.get("planner"):
+        parts.append("planner readings: " + ", ".join(f"{k}={v}" for k, v in sorted(info["planner"].items())))
     parts.append(f"baselines {e['baselines']:,} episodes")
     parts.append(f"ideal observer {e['ideal_observer']:,}, search oracle {e['search_oracle']:,} episodes")
     return "; ".join(parts)
@@ -43,8 +47,9 @@ def checkout_commit() -> str | None:
 
 
 def make_run_info(name: str, description: str, train_steps: int, batch_size: int, episodes: dict[str, int],
-                  tuned_params: bool) -> dict[str, Any]:
-    """The record of a run (module docstring), with this checkout's commit and the scale line."""
+                  tuned_params: bool, planner: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The record of a run (module docstring), with this checkout's commit and the scale line. ``planner``:
+    the settings of the workflow config's ``planner`` mapping (``None`` or ``{}``: the package's defaults)."""
     missing = [k for k in EPISODE_KEYS if k not in episodes]
     if missing:
         raise ValueError(f"run-info: episodes of {', '.join(missing)} missing")
@@ -53,7 +58,8 @@ def make_run_info(name: str, description: str, train_steps: int, batch_size: int
             raise ValueError(f"run-info: {key} must be an integer >= 0, got {value!r}")
     info: dict[str, Any] = {"name": name, "description": description, "train_steps": train_steps,
                             "batch_size": batch_size, "episodes": {k: episodes[k] for k in EPISODE_KEYS},
-                            "tuned_params": bool(tuned_params), "commit": checkout_commit()}
+                            "tuned_params": bool(tuned_params), "planner": dict(sorted((planner or {}).items())),
+                            "commit": checkout_commit()}
     info["scale"] = scale_line(info)
     return info
 
