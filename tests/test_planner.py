@@ -18,6 +18,7 @@ from alchemy_mbrl.planner import (
     merge_samples,
     selection_scores,
 )
+from alchemy_mbrl.planner.params import PREVIOUS_READING
 from alchemy_mbrl.planner.simulator import RootContext, Simulator
 
 
@@ -223,7 +224,9 @@ def test_search_finds_delayed_reward_with_two_steps_left() -> None:
     lowest index, so the first visit below UNLOCK tries the no-op), hence a larger C1 here.
     """
     sim = ToySimulator()
-    search = TreeSearch(sim, budget=400, params=PlannerParams(temperature=0.0, c1=30.0), horizon=10)
+    # the previous reading (Q in units of +15, lowest-index ties), for which this C1 was chosen
+    search = TreeSearch(sim, budget=400, params=PlannerParams(**PREVIOUS_READING, temperature=0.0, c1=30.0),
+                        horizon=10)
     res = search.run(toy_context(4, t=8), rng.episode_keys(0, np.arange(4)))
     np.testing.assert_array_equal(res.actions, UNLOCK)
     assert np.all(res.root_values[:, UNLOCK] > res.root_values[:, SAFE])
@@ -232,7 +235,8 @@ def test_search_finds_delayed_reward_with_two_steps_left() -> None:
 def test_search_prefers_stochastic_immediate_reward_with_one_step_left() -> None:
     sim = ToySimulator()
     # raw rewards (reward_scale = 1): a 0.5 expected reward must beat the exploration term in 200 expansions
-    search = TreeSearch(sim, budget=200, params=PlannerParams(temperature=0.0, reward_scale=1.0), horizon=10)
+    search = TreeSearch(sim, budget=200, params=PlannerParams(temperature=0.0, reward_scale=1.0, tie_break="lowest"),
+                        horizon=10)
     res = search.run(toy_context(8, t=9), rng.episode_keys(1, np.arange(8)))
     # A chance node keeps its K samples: if none of SAFE's 3 samples paid (probability 1/8),
     # its estimate stays 0 and every action ties (then the lowest index, the no-op, wins).

@@ -3,12 +3,15 @@ brute-force or hand-computed reference on small cases."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from alchemy_mbrl.planner import PlannerParams, TreeSearch
 from alchemy_mbrl.planner import tree_numba
-from alchemy_mbrl.planner.params import READINGS
+from alchemy_mbrl.planner.params import PREVIOUS_READING, READINGS
 from alchemy_mbrl.planner.tree_search import Tree, _weight_table
 from .test_planner import SAFE, ToySimulator, toy_context
 
@@ -17,16 +20,21 @@ pytestmark = pytest.mark.skipif(not tree_numba.AVAILABLE, reason="numba not inst
 A = 40
 
 
-def test_every_reading_is_validated_and_defaults_to_algorithm_1_as_before() -> None:
+def test_every_reading_is_validated_and_the_default_is_the_calibrated_reading() -> None:
     p = PlannerParams()
     assert p.nondefault_readings() == {}
+    assert (p.reward_scale, p.tie_break) == (0.2, "random")   # docs/results-planner.md
+    previous = PlannerParams(**PREVIOUS_READING)
+    assert previous.nondefault_readings() == {"tie_break": "lowest"} and previous.reward_scale == 1 / 15
+    shipped = json.loads((Path(__file__).resolve().parents[1] / "config/planner/previous-reading.json").read_text())
+    assert PlannerParams.from_dict(shipped) == previous
     for name, allowed in READINGS.items():
         assert getattr(p, name) == allowed[0]
         with pytest.raises(ValueError, match=name):
             PlannerParams(**{name: "no-such-reading"})
         with pytest.raises(ValueError, match=name):
             PlannerParams(**{name: 1})
-    assert PlannerParams.from_dict({"tie_break": "random"}).nondefault_readings() == {"tie_break": "random"}
+    assert PlannerParams.from_dict({"tie_break": "untried"}).nondefault_readings() == {"tie_break": "untried"}
 
 
 def test_expansion_unit_sample_counts_each_of_the_k_model_samples() -> None:

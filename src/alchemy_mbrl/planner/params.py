@@ -9,6 +9,11 @@ from pathlib import Path
 
 
 Q_NORMALISATIONS = ("none", "minmax")
+#: The package's reading before the calibration of docs/results-planner.md (2026-12-06): Q in units of
+#: the largest reward and ties to the lowest action index. The CPU-scale run (docs/results-cpu.md) used
+#: it; ``--params config/planner/previous-reading.json`` (or these ``--param`` settings) restores it.
+PREVIOUS_READING: dict[str, float | str] = {"reward_scale": 1.0 / 15.0, "tie_break": "lowest"}
+
 #: The readings of Algorithm 1 that the paper leaves open (docs/planner.md, "Readings"): each
 #: option's allowed values, the first being the default (today's reading).
 READINGS: dict[str, tuple[str, ...]] = {
@@ -16,10 +21,11 @@ READINGS: dict[str, tuple[str, ...]] = {
     # the bottom of the range (MuZero's pseudocode: 0 after normalisation; the tree's lowest Q
     # without it), or the node's own mean value over its visits (mctx's parent-value reading).
     "unvisited_q": ("zero", "bottom", "parent"),
-    # ties of the selection's argmax: the lowest action index (np.argmax), the highest (Python's
-    # max over (score, action) tuples in MuZero's pseudocode), uniformly at random among the tied
-    # actions; or "untried": every untried action first, in random order, then the formula.
-    "tie_break": ("lowest", "highest", "random", "untried"),
+    # ties of the selection's argmax: uniformly at random among the tied actions (the default,
+    # chosen by the calibration of docs/results-planner.md), the lowest action index (np.argmax;
+    # action 0 is the no-op), the highest (Python's max over (score, action) tuples in MuZero's
+    # pseudocode); or "untried": every untried action first, in random order, then the formula.
+    "tie_break": ("random", "lowest", "highest", "untried"),
     # what the budget counts: selection-expansion-backup iterations, or each of the K model
     # samples (budget // K iterations).
     "expansion_unit": ("iteration", "sample"),
@@ -47,10 +53,11 @@ class PlannerParams:
         k: K, the number of outcomes sampled at every expansion (the stochastic branching factor).
         gamma: discount factor used in the backup.
         reward_scale: the tree's rewards (and so its Q values) are the simulator's rewards times
-            this factor. The default 1/15 measures rewards in units of the largest reward (+15), the
-            scale on which Table 4's C1 and C2 make sense (see docs/planner.md: with raw rewards,
-            ``reward_scale = 1``, the search barely improves with budget). It changes nothing
-            but the balance between Q and the exploration term.
+            this factor: the unit of Q, which the paper does not give. The default 1/5, with random
+            ties, is the reading whose exact-Bayes planner reproduces the paper's 100- and 500-expansion
+            scores (docs/results-planner.md); with raw rewards, ``reward_scale = 1``, the search barely
+            improves with budget (docs/planner.md). It changes nothing but the balance between Q and
+            the exploration term.
         q_normalisation: ``"none"`` (Algorithm 1 as printed) or ``"minmax"`` (MuZero's
             normalisation of Q by the range of Q backed up so far in the tree).
         unvisited_q, tie_break, expansion_unit, backup_reward, discount, exploration_count: the
@@ -62,10 +69,10 @@ class PlannerParams:
     c2: float = 16.15
     k: int = 3
     gamma: float = 0.99
-    reward_scale: float = 1.0 / 15.0
+    reward_scale: float = 0.2
     q_normalisation: str = "none"
     unvisited_q: str = "zero"
-    tie_break: str = "lowest"
+    tie_break: str = "random"
     expansion_unit: str = "iteration"
     backup_reward: str = "chance_mean"
     discount: str = "step"
