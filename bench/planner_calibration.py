@@ -12,7 +12,8 @@ the ideal observer on the same episodes (``docs/results-cpu/ideal-observer.csv``
         --out docs/results-planner/calibration    # .md table, .png/.pdf plot
 
 A readings file is a JSON object ``{name: planner params}`` (the keys of ``--params``, docs/formats.md);
-``{}`` is the package's default reading. Row files are ``DIR/<name>_<simulator>_b<budget>.csv``.
+``{}`` is the package's default reading. Rows are paired with the reading ``--reference`` (default
+``previous``: the package's reading before the calibration). Row files are ``DIR/<name>_<simulator>_b<budget>.csv``.
 """
 
 from __future__ import annotations
@@ -100,16 +101,17 @@ def load_rows(directory: Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def summarise(rows: pd.DataFrame, ideal: pd.Series | None) -> pd.DataFrame:
-    """One line per (simulator, budget, reading): mean ± s.e., paired differences, gap to the paper."""
+def summarise(rows: pd.DataFrame, ideal: pd.Series | None, reference: str = "previous") -> pd.DataFrame:
+    """One line per (simulator, budget, reading): mean ± s.e., paired differences (with the ``reference``
+    reading and with the ideal observer, on the episodes both played), gap to the paper."""
     out = []
     for (sim, budget), g in rows.groupby(["simulator", "budget"]):
-        default = g[g.reading == "default"].set_index("episode")["return"]
+        default = g[g.reading == reference].set_index("episode")["return"]
         for reading, r in g.groupby("reading"):
             x = r.set_index("episode")["return"].sort_index()
             s = mean_sem(x)
             line = {"simulator": sim, "budget": budget, "reading": reading, "mean": s.mean, "sem": s.sem, "n": s.n}
-            if len(default) and reading != "default":
+            if len(default) and reading != reference:
                 both = x.index.intersection(default.index)
                 d = paired_difference(x.loc[both], default.loc[both])
                 line.update(vs_default=d.mean, vs_default_sem=d.sem, n_paired=d.n)
@@ -128,12 +130,12 @@ def _pm(m: float, s: float, digits: int = 1) -> str:
     return "" if not np.isfinite(m) else f"{m:+.{digits}f} ± {s:.{digits}f}"
 
 
-def markdown(table: pd.DataFrame) -> str:
+def markdown(table: pd.DataFrame, reference: str = "previous") -> str:
     lines = []
     for (sim, budget), g in table.groupby(["simulator", "budget"], sort=True):
         paper = PAPER_TABLE1.get(budget)
         head = f"### {sim}, {budget:,} expansions" + (f" (paper: {paper[0]} ± {paper[1]})" if paper else "")
-        lines += [head, "", "| reading | return (mean ± s.e.) | n | paired vs default | paired vs ideal observer "
+        lines += [head, "", f"| reading | return (mean ± s.e.) | n | paired vs {reference} | paired vs ideal observer "
                   "| gap to paper (combined s.e.) |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
         for r in g.itertuples():
             gap = f"{r.gap:+.1f} ({r.gap_in_se:+.1f})" if hasattr(r, "gap") and np.isfinite(r.gap) else ""
@@ -179,8 +181,8 @@ def cmd_summarise(args: argparse.Namespace) -> None:
         io = pd.read_csv(IDEAL_OBSERVER_CSV)
         if set(rows.seed.unique()) <= set(io.seed.unique()):
             ideal = io.set_index("episode")["return"]
-    table = summarise(rows, ideal)
-    text = markdown(table)
+    table = summarise(rows, ideal, args.reference)
+    text = markdown(table, args.reference)
     print(text)
     if args.out:
         out = Path(args.out)
@@ -205,6 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     s = sub.add_parser("summarise", help="paired table and plot of the rows of DIR")
     s.add_argument("--dir", required=True)
     s.add_argument("--out", default=None, help="write OUT.md, OUT.png, OUT.pdf")
+    s.add_argument("--reference", default="previous", help="the reading every row is paired with")
     s.add_argument("--plot-readings", nargs="*", default=None, help="readings drawn (default: all with 2+ budgets)")
     s.set_defaults(func=cmd_summarise)
     args = p.parse_args(argv)
