@@ -85,7 +85,7 @@ def test_lr_schedule_values() -> None:
 @pytest.mark.parametrize("overrides, match", [
     ({"lr_schedule": "linear"}, "'lr_schedule' must be one of constant, cosine"),
     ({"lr_schedule": None}, "'lr_schedule'"),
-    ({"warmup_steps": -1}, "'warmup_steps' must be >= 0"),
+    ({"warmup_steps": -1}, r"'warmup_steps' must be an integer in 0\.\."),
     ({"warmup_steps": 1.5}, "'warmup_steps' has an invalid value"),
     ({"warmup_steps": None}, "'warmup_steps'"),
     ({"steps": 10, "warmup_steps": 10}, r"'warmup_steps' \(10\) must be smaller than 'steps' \(10\)"),
