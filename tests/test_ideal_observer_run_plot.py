@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pandas as pd
+
+from .bench_support import load_bench_script
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results-cpu"
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("ideal_observer_run_plot", ROOT / "bench" / "ideal_observer_run_plot.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench_script("ideal_observer_run_plot")
 
 
 def test_the_committed_run_is_complete_and_paired() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,15 +10,14 @@ import pytest
 
 from alchemy_mbrl.planner.params import PlannerParams
 
+from .bench_support import load_bench_script
+
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "docs" / "results-planner" / "runs"
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("planner_calibration", ROOT / "bench" / "planner_calibration.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("planner_calibration")
 
 
 def test_every_row_is_a_prefix_of_seed_3_and_names_a_valid_reading() -> None:
