@@ -67,17 +67,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from alchemy_mbrl.evaluate import (
-        EpisodeSource,
-        evaluate_policy,
-        make_policy,
-        parse_chunk,
-        write_returns,
-    )
     from alchemy_mbrl.io import command_outputs
-    from alchemy_mbrl.stats import format_summary, returns_summary
 
-    with command_outputs(inputs=[(args.episodes_file, "episodes file"), (args.params, "--params file")], input_dirs=[args.model], outputs=[args.out]):
+    with command_outputs(inputs=[(args.episodes_file, "episodes file"), (args.params, "--params file")],
+                         input_dirs=[args.model], outputs=[args.out]):
         return _evaluate(args)
 
 

@@ -84,14 +84,15 @@ def normalise_q(q: np.ndarray, n: np.ndarray, q_min: np.ndarray, q_max: np.ndarr
     Unvisited actions score 0, the bottom of the range, as in MuZero's pseudocode (``"bottom"``),
     or the normalised value of a zero return (``"zero"``; 0 while the range is empty).
     """
+    q0 = _minmax(np.zeros((len(q), 1)), q_min, q_max) if unvisited == "zero" else 0.0
+    return np.where(n > 0, _minmax(q, q_min, q_max), q0)
+
+
+def _minmax(x: np.ndarray, q_min: np.ndarray, q_max: np.ndarray) -> np.ndarray:
+    """``x [B, ...]`` mapped to [0, 1] by each tree's range ``q_min, q_max [B]``; raw where the range is empty."""
     span = (q_max - q_min)[:, None]
     ok = np.isfinite(span) & (span > 0)
-    qn = np.where(ok, (q - q_min[:, None]) / np.where(ok, span, 1.0), q)
-    if unvisited == "zero":
-        q0 = np.where(ok, (0.0 - q_min[:, None]) / np.where(ok, span, 1.0), 0.0)
-    else:
-        q0 = 0.0
-    return np.where(n > 0, qn, q0)
+    return np.where(ok, (x - q_min[:, None]) / np.where(ok, span, 1.0), x)
 
 
 def action_probabilities(n_root: np.ndarray, temperature: float) -> np.ndarray:
@@ -238,20 +239,17 @@ def _unvisited_q(q: np.ndarray, n: np.ndarray, n_sum: np.ndarray, q_min: np.ndar
                  params: PlannerParams) -> np.ndarray:
     """``[B, A]`` Q as the selection sees it: normalised under ``minmax``, and the reading ``unvisited_q``
     for actions never tried (see :data:`alchemy_mbrl.planner.params.READINGS`)."""
-    minmax = params.q_normalisation == "minmax"
-    if minmax and params.unvisited_q in ("zero", "bottom"):
+    if params.q_normalisation == "minmax" and params.unvisited_q != "parent":
         return normalise_q(q, n, q_min, q_max, params.unvisited_q)
     if params.unvisited_q == "zero":
-        return np.where(n > 0, q, 0.0)
-    if params.unvisited_q == "bottom":
-        return np.where(n > 0, q, np.where(np.isfinite(q_min), q_min, 0.0)[:, None])
-    mean = np.where(n_sum > 0, (n * q).sum(axis=1) / np.maximum(n_sum, 1), 0.0)[:, None]
-    if minmax:
-        span = (q_max - q_min)[:, None]
-        ok = np.isfinite(span) & (span > 0)
-        q = np.where(ok, (q - q_min[:, None]) / np.where(ok, span, 1.0), q)
-        mean = np.where(ok, (mean - q_min[:, None]) / np.where(ok, span, 1.0), mean)
-    return np.where(n > 0, q, mean)
+        q0 = np.zeros((len(q), 1))
+    elif params.unvisited_q == "bottom":
+        q0 = np.where(np.isfinite(q_min), q_min, 0.0)[:, None]
+    else:
+        q0 = np.where(n_sum > 0, (n * q).sum(axis=1) / np.maximum(n_sum, 1), 0.0)[:, None]
+        if params.q_normalisation == "minmax":
+            q, q0 = _minmax(q, q_min, q_max), _minmax(q0, q_min, q_max)
+    return np.where(n > 0, q, q0)
 
 
 def _break_ties(scores: np.ndarray, n: np.ndarray, tie_break: str, keys: np.ndarray) -> np.ndarray:
@@ -260,17 +258,13 @@ def _break_ties(scores: np.ndarray, n: np.ndarray, tie_break: str, keys: np.ndar
         return np.argmax(scores, axis=1)
     if tie_break == "highest":
         return scores.shape[1] - 1 - np.argmax(scores[:, ::-1], axis=1)
-    candidates = scores == scores.max(axis=1, keepdims=True)
-    if tie_break == "untried":
-        untried = n == 0
-        candidates = np.where(untried.any(axis=1, keepdims=True), untried, candidates)
+    # "random": uniformly among the tied actions; "untried": among the untried ones, the formula (lowest
+    # index on ties) where every action has been tried
+    candidates = (n == 0) if tie_break == "untried" else scores == scores.max(axis=1, keepdims=True)
     m = candidates.sum(axis=1)
     pick = np.minimum((rng.uniform(keys) * m).astype(np.int64), m - 1)
     chosen = np.argmax(candidates & (np.cumsum(candidates, axis=1) == (pick + 1)[:, None]), axis=1)
-    if tie_break == "untried":
-        plain = np.argmax(scores, axis=1)
-        return np.where((n == 0).any(axis=1), chosen, plain)
-    return chosen
+    return np.where(m > 0, chosen, np.argmax(scores, axis=1))
 
 
 def select(tree: Tree, params: PlannerParams, keys: np.ndarray, horizon: int = EPISODE_STEPS) -> Path:
@@ -533,7 +527,8 @@ class TreeSearch:
         largest ``--batch`` that fits (or the advice to lower the budget or K when none does).
         """
         k = self.params.k
-        per_search = search_bytes(self.params.iterations(self.budget), k, int(getattr(self.simulator, "node_bytes", 0)), self.num_actions)
+        node_bytes = int(getattr(self.simulator, "node_bytes", 0))
+        per_search = search_bytes(self.params.iterations(self.budget), k, node_bytes, self.num_actions)
         total = per_search * int(batch_size)
         if limit is None:
             limit = int(MEMORY_FRACTION * available_memory_bytes())
