@@ -5,7 +5,13 @@ the current implementation gives; ``--check`` (default) asserts the implementati
 very same integers. Roots: trial 0 of ``episode_setup(0, e)`` restricted to its first 6 or 7
 potions, and later-trial roots (all 12 potions) after random play of a few trials.
 
-    PYTHONPATH=src ALCHEMY_THREADS=1 python bench/ideal_observer_regression.py [--record] [--out PATH]
+One reference per tie rule (``--tie-rule``, docs/ideal-observer.md "Ties"): ``actions`` (the rule
+the search was written with; its reference was recorded from the first, unoptimised search) and
+``deepmind`` (the default). The rules change N and the best action only: checking ``deepmind`` also
+asserts that U and the mass equal the ``actions`` reference on every state, and prints how many
+best actions differ (the best action here uses the default order, the action code).
+
+    PYTHONPATH=src ALCHEMY_THREADS=1 python bench/ideal_observer_regression.py [--tie-rule R] [--record] [--out PATH]
 """
 
 from __future__ import annotations
@@ -22,7 +28,11 @@ from alchemy_mbrl.bayes.posterior import CANDIDATE_CLASSES, FLIP_OF_J, constrain
 from alchemy_mbrl.env.alchemy import AlchemyEnv
 from alchemy_mbrl.env.codec import encode_reward
 from alchemy_mbrl.evaluate import episode_setup
-from alchemy_mbrl.ideal_observer import USED_STONE, TrialSearch, observed_items
+from alchemy_mbrl.ideal_observer import DEFAULT_TIE_RULE, TIE_RULES, USED_STONE, TrialSearch, observed_items
+
+HERE = Path(__file__).resolve().parent
+#: The recorded reference of each tie rule.
+REFERENCE = {"actions": HERE / "ideal_observer_reference.npz", "deepmind": HERE / "ideal_observer_reference_deepmind.npz"}
 
 
 def roots(n0: int = 20, nlater: int = 6) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -80,11 +90,11 @@ def states(root_words, stones, counts):
     return out
 
 
-def compute():
+def compute(tie_rule: str):
     rows = []
     for r, (words, stones, counts) in enumerate(roots()):
         t = time.perf_counter()
-        search = TrialSearch(words)
+        search = TrialSearch(words, tie_rule=tie_rule)
         for w, st, c in states(words, stones, counts):
             bid = search.belief_id(w)
             u, n, m = search.value(bid, st, c)
@@ -97,11 +107,17 @@ def compute():
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--record", action="store_true")
-    ap.add_argument("--out", default=str(Path(__file__).with_name("ideal_observer_reference.npz")),
-                    help="reference file (recorded from the first, unoptimised search)")
+    ap.add_argument("--tie-rule", choices=TIE_RULES, default=DEFAULT_TIE_RULE)
+    ap.add_argument("--out", default=None, help="reference file (default: the tie rule's, REFERENCE)")
     args = ap.parse_args()
+    args.out = args.out or str(REFERENCE[args.tie_rule])
     t = time.perf_counter()
-    got = compute()
+    got = compute(args.tie_rule)
+    if args.tie_rule != "actions":  # U and mass do not depend on the tie rule
+        other = np.load(REFERENCE["actions"])["rows"]
+        assert got.shape == other.shape and (got[:, [0, 1, 3]] == other[:, [0, 1, 3]]).all(), "U or mass changed"
+        print(f"U and mass identical to the 'actions' reference on {len(got)} states; "
+              f"N differs on {int((got[:, 2] != other[:, 2]).sum())}, the best action on {int((got[:, 4] != other[:, 4]).sum())}")
     if args.record:
         np.savez(args.out, rows=got)
         print(f"recorded {len(got)} states to {args.out}")

@@ -16,12 +16,16 @@ import pytest
 from alchemy_mbrl.bayes.posterior import CHEM_GRAPH, CHEM_POTION_MAP, CHEM_STONE_MAP, GRAPH_WEIGHT, latent_potion_of_colour
 from alchemy_mbrl.env.chemistry import MOVE_TABLE, NUM_CHEMISTRIES, Chemistry
 from alchemy_mbrl.ideal_observer import (
+    ACTION_CODES,
+    TIE_RULES,
     USED_STONE,
+    InsertionOrder,
     VALUE_OF_FEATURE,
     TrialSearch,
     action_of_code,
     chemistry_trial_value,
     observed_items,
+    potion_stone_slot,
     trial_start_state,
 )
 from alchemy_mbrl.bayes.posterior import pack_chemistry_sets
@@ -93,20 +97,23 @@ def test_expectimax_equals_brute_force_on_small_posteriors(case: int) -> None:
     assert _search_value(chems, stones, colours) == pytest.approx(brute_force_value(chems, stones, colours), abs=1e-12)
 
 
-def brute_force_best_actions(chems: list[int], stones: list[int], colours: list[int]) -> list[int]:
+def brute_force_best_actions(chems: list[int], stones: list[int], colours: list[int],
+                             tie_rule: str = "deepmind") -> list[int]:
     """Every best action by brute force, in exact integers, in the documented order of preference.
 
-    (U, N) of a state: the prior-weighted total reward and number of remaining actions, the best
-    (largest U, then smallest N) over ending the trial and every slot action. Returns the root's
-    actions of the best (U, N): -1 (end of trial) first, then ``stone code * 6 + colour`` ascending;
-    the documented choice is the first.
+    (U, N) of a state: the prior-weighted total reward and number of remaining potion uses (tie rule
+    ``deepmind``) or remaining actions, each cauldroned stone one (``actions``), the best (largest U,
+    then smallest N) over ending the trial and every slot action. Returns the root's actions of the
+    best (U, N): -1 (end of trial) first, then ``stone code * 6 + colour`` ascending; with the
+    default order of :meth:`TrialSearch.best` the documented choice is the first.
     """
+    per_stone = {"deepmind": 0, "actions": 1}[tie_rule]
     weight = {c: int(GRAPH_WEIGHT[CHEM_GRAPH[c]]) for c in chems}
     i0 = CHEM_STONE_MAP[chems[0]]
 
     def end(st: tuple, w: int) -> tuple[int, int]:
         pos = [pv for pv in st if pv >= 0 and POP[pv ^ 7 ^ i0] >= 2]
-        return w * sum(int(VALUE_OF_FEATURE[POP[pv ^ 7 ^ i0]]) for pv in pos), w * len(pos)
+        return w * sum(int(VALUE_OF_FEATURE[POP[pv ^ 7 ^ i0]]) for pv in pos), w * per_stone * len(pos)
 
     def action(st: tuple, pots: tuple, cs: frozenset, s: int, p: int) -> tuple[int, int]:
         groups: dict[int, list[int]] = {}
@@ -157,22 +164,44 @@ def _tie_case(case: int) -> tuple[list[int], list[int], list[int], int]:
     return chems, stones, colours, i0
 
 
+@pytest.mark.parametrize("tie_rule", TIE_RULES)
 @pytest.mark.parametrize("case", TIE_CASES)
-def test_best_action_and_its_tie_break_equal_brute_force(case: int) -> None:
-    """The searched best action (best bound first, pruned) is the brute force's, ties included."""
+def test_best_action_and_its_tie_break_equal_brute_force(case: int, tie_rule: str) -> None:
+    """The searched best action (best bound first, pruned) is the brute force's, ties included; with
+    an order of preference, the first of the brute force's best actions in that order."""
     chems, stones, colours, i0 = _tie_case(case)
     member = np.zeros(NUM_CHEMISTRIES, dtype=bool)
     member[chems] = True
-    search = TrialSearch(pack_chemistry_sets(member))
+    search = TrialSearch(pack_chemistry_sets(member), tie_rule=tie_rule)
     codes = np.array([4 * pv + POP[pv ^ 7 ^ i0] for pv in stones] + [USED_STONE] * (3 - len(stones)))
-    best = brute_force_best_actions(chems, stones, colours)
-    assert search.best(search.root, codes, np.bincount(colours, minlength=6)) == best[0]
+    best = brute_force_best_actions(chems, stones, colours, tie_rule)
+    counts = np.bincount(colours, minlength=6)
+    assert search.best(search.root, codes, counts) == best[0]
+    reverse = np.arange(ACTION_CODES)[::-1].copy()  # the largest code first
+    expected = best[0] if best[0] == -1 else max(best)
+    assert search.best(search.root, codes, counts, reverse) == expected
 
 
 def test_the_tie_cases_have_ties() -> None:
     """The cases above include roots with several best actions, so the tie-break is exercised."""
     ties = [len(brute_force_best_actions(*_tie_case(case)[:3])) for case in TIE_CASES]
     assert sum(n > 1 for n in ties) >= 4, ties
+
+
+def test_insertion_order_follows_deepminds_counters() -> None:
+    """Stones in slot order (one key per distinct stone), a changed stone moved to the end only when
+    none of its old code is left; colours in their first slot's order; absent actions last."""
+    order = InsertionOrder(np.array([9, 5, 9]), np.array([3, 1, 3, -1, 0] + [-1] * 7))
+    assert list(order.stones) == [9, 5] and order.colours == [3, 1, 0]
+    ranks = order.ranks()
+    assert ranks[9 * 6 + 3] == 0 and ranks[9 * 6 + 0] == 2 and ranks[5 * 6 + 3] == 6 and ranks[4 * 6 + 3] == ACTION_CODES
+    order.potion_used(9, 12)  # one 9 left: its key stays first
+    assert list(order.stones) == [9, 5, 12]
+    order.potion_used(9, 5)  # no 9 left: removed; 5 exists: keeps its place
+    assert list(order.stones) == [5, 12] and order.stones == {5: 2, 12: 1}
+    order.potion_used(5, 5)  # no change: nothing moves
+    assert order.stones == {5: 2, 12: 1}
+    assert potion_stone_slot(0) == -1 and potion_stone_slot(1 + 13) == -1 and potion_stone_slot(2 + 13 * 2 + 11) == 2
 
 
 @pytest.mark.parametrize("seed", range(6))

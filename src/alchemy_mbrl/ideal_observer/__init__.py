@@ -100,6 +100,11 @@ _LAZY = {
     "TrialSearch": "store",
     "USED_STONE": "tables",
     "VALUE_OF_FEATURE": "tables",
+    "ACTION_CODES": "tables",
+    "TIE_RULES": "tables",
+    "DEFAULT_TIE_RULE": "tables",
+    "InsertionOrder": "agents",
+    "potion_stone_slot": "agents",
     "_C_EXPANDED": ("tables", "C_EXPANDED"),
     "IdealObserverPolicy": "agents",
     "SearchOraclePolicy": "agents",
@@ -120,7 +125,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "AGENTS", "IDEAL_OBSERVER", "IdealObserverPolicy", "SEARCH_ORACLE", "SearchOraclePolicy", "TrialSearch",
+    "ACTION_CODES", "AGENTS", "DEFAULT_TIE_RULE", "IDEAL_OBSERVER", "InsertionOrder", "TIE_RULES", "potion_stone_slot", "IdealObserverPolicy", "SEARCH_ORACLE", "SearchOraclePolicy", "TrialSearch",
     "USED_STONE", "VALUE_OF_FEATURE", "action_of_code", "chemistry_trial_value", "make_agent", "observed_items",
     "trial_start_state",
 ]

@@ -14,7 +14,7 @@ from alchemy_mbrl.env.chemistry import NUM_CHEMISTRIES, Chemistry
 from alchemy_mbrl.env.constants import NUM_STONES, STEPS_PER_TRIAL
 from alchemy_mbrl.ideal_observer.names import AGENTS, IDEAL_OBSERVER, SEARCH_ORACLE
 from alchemy_mbrl.ideal_observer.store import TrialSearch
-from alchemy_mbrl.ideal_observer.tables import USED_STONE
+from alchemy_mbrl.ideal_observer.tables import ACTION_CODES, DEFAULT_TIE_RULE, TIE_RULES, USED_STONE
 from alchemy_mbrl.planner.simulator import RootContext
 
 
@@ -47,15 +47,68 @@ def action_of_code(code: int, stones: np.ndarray, colours: np.ndarray) -> int:
     return 2 + 13 * s + p
 
 
+class InsertionOrder:
+    """DeepMind's order of preference among a trial's tied actions (its ``insertion order``).
+
+    dm_alchemy's ideal observer lists the end-of-trial macro first, then, for each stone of its
+    belief's stone counter, each colour of its potion counter: Python dicts, iterated in insertion
+    order, and ``max`` keeps the first of equal objectives. The stone counter starts as the trial's
+    stones in slot order (one key per distinct stone); a potion that changes a stone removes the old
+    stone's key when none is left and appends the new stone's unless present; cauldroning does not
+    update it. The potion counter starts as the colours in their first slot's order and only loses
+    colours. :meth:`ranks` turns that into the root's ``order`` of :meth:`TrialSearch.best`.
+    """
+
+    def __init__(self, stones: np.ndarray, colours: np.ndarray) -> None:
+        self.stones: dict[int, int] = {}
+        for c in stones:
+            if c != USED_STONE:
+                self.stones[int(c)] = self.stones.get(int(c), 0) + 1
+        self.colours = list(dict.fromkeys(int(q) for q in colours if q >= 0))
+
+    def potion_used(self, before: int, after: int) -> None:
+        """A potion turned a stone of code ``before`` into ``after``."""
+        if before == after or before == USED_STONE or after == USED_STONE:
+            return
+        self.stones[before] -= 1
+        if self.stones[before] == 0:
+            del self.stones[before]
+        self.stones[after] = self.stones.get(after, 0) + 1
+
+    def ranks(self) -> np.ndarray:
+        """``[192]`` rank of each action code ``stone_code * 6 + colour`` (absent actions last)."""
+        order = np.full(ACTION_CODES, ACTION_CODES, dtype=np.int64)
+        for i, c in enumerate(self.stones):
+            for j, q in enumerate(self.colours):
+                order[c * 6 + q] = i * 6 + j
+        return order
+
+
+def potion_stone_slot(action: int) -> int:
+    """The stone slot of a potion action (``2 + 13 s + p``), or -1 for a no-op or a cauldron action."""
+    if action < 2 or (action - 1) % 13 == 0:
+        return -1
+    return (action - 1) // 13
+
+
 class _TrialAgent:
-    """Shared play logic: one :class:`TrialSearch` per episode and trial, rebuilt at each trial start."""
+    """Shared play logic: one :class:`TrialSearch` per episode and trial, rebuilt at each trial start.
+
+    ``tie_rule`` (:data:`~.tables.TIE_RULES`): ``deepmind`` breaks ties as dm_alchemy's ideal
+    observer (fewest expected potion uses, then :class:`InsertionOrder`); ``actions`` as this
+    package did before (fewest expected remaining actions, then the smallest action code).
+    """
 
     simulator = ""
     budget: int | None = None
     name = ""
 
-    def __init__(self) -> None:
+    def __init__(self, tie_rule: str = DEFAULT_TIE_RULE) -> None:
+        if tie_rule not in TIE_RULES:
+            raise ValueError(f"unknown tie rule {tie_rule!r}; choose one of {', '.join(TIE_RULES)}")
+        self.tie_rule = tie_rule
         self.searches: list[TrialSearch | None] = []
+        self.orders: list[InsertionOrder] = []
         #: Per trial searched: (beliefs, states, bytes) of its store, for benchmarks.
         self.trial_stats: list[tuple[int, int, int]] = []
 
@@ -67,21 +120,29 @@ class _TrialAgent:
         t = context.t
         bsz = context.batch_size
         self._observe(context)
+        obs = context.obs_codes[:, t]
         if t % STEPS_PER_TRIAL == 0:
             for s in self.searches:
                 if s is not None:
                     self.trial_stats.append((s.beliefs, s.states, s.nbytes))
             self.searches = [None] * bsz
+            self.orders = [InsertionOrder(*observed_items(obs[b])[:2]) for b in range(bsz)]
+        else:
+            for b in range(bsz):
+                slot = potion_stone_slot(int(context.actions[b, t - 1]))
+                if slot >= 0:
+                    before = observed_items(context.obs_codes[b, t - 1])[0][slot]
+                    self.orders[b].potion_used(int(before), int(observed_items(obs[b])[0][slot]))
         out = np.zeros(bsz, dtype=np.int64)
-        obs = context.obs_codes[:, t]
         for b in range(bsz):
             words = self._root_words(context, b)
             if self.searches[b] is None:
-                self.searches[b] = TrialSearch(words)
+                self.searches[b] = TrialSearch(words, tie_rule=self.tie_rule)
             search = self.searches[b]
             assert search is not None
             stones, colours, counts = observed_items(obs[b])
-            code = search.best(search.belief_id(words), stones, counts)
+            order = self.orders[b].ranks() if self.tie_rule == "deepmind" else None
+            code = search.best(search.belief_id(words), stones, counts, order)
             out[b] = action_of_code(code, stones, colours)
         return out
 
@@ -94,8 +155,8 @@ class IdealObserverPolicy(_TrialAgent):
 
     name = IDEAL_OBSERVER
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, tie_rule: str = DEFAULT_TIE_RULE) -> None:
+        super().__init__(tie_rule)
         self.filter: BayesFilter | None = None
 
     def _observe(self, context: RootContext) -> None:
@@ -116,8 +177,8 @@ class SearchOraclePolicy(_TrialAgent):
 
     name = SEARCH_ORACLE
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, tie_rule: str = DEFAULT_TIE_RULE) -> None:
+        super().__init__(tie_rule)
         self._words: np.ndarray | None = None
 
     def _observe(self, context: RootContext) -> None:
@@ -133,12 +194,12 @@ class SearchOraclePolicy(_TrialAgent):
         return self._words[b]
 
 
-def make_agent(name: str) -> IdealObserverPolicy | SearchOraclePolicy:
-    """The agent called ``name`` (:data:`AGENTS`)."""
+def make_agent(name: str, tie_rule: str = DEFAULT_TIE_RULE) -> IdealObserverPolicy | SearchOraclePolicy:
+    """The agent called ``name`` (:data:`AGENTS`) with the tie rule ``tie_rule`` (:data:`~.tables.TIE_RULES`)."""
     if name == IDEAL_OBSERVER:
-        return IdealObserverPolicy()
+        return IdealObserverPolicy(tie_rule)
     if name == SEARCH_ORACLE:
-        return SearchOraclePolicy()
+        return SearchOraclePolicy(tie_rule)
     raise ValueError(f"unknown agent {name!r}; choose one of {', '.join(AGENTS)}")
 
 

@@ -41,7 +41,7 @@ def leaf_value(bid, s0, s1, s2, pcode, npot, k, b, t):
     masses are needed (the children's beliefs are not interned, the state is not memoised).
     """
     m = b.bmass[bid]
-    macro, npos = end_of_trial(s0, s1, s2, k.value_of_f)
+    macro, npos = end_of_trial(s0, s1, s2, k.value_of_f, k.steps_of_f)
     best_u = m * macro
     best_n = m * npos
     if npot == 0:
@@ -61,7 +61,7 @@ def leaf_value(bid, s0, s1, s2, pcode, npot, k, b, t):
         n = m
         for kk in range(t.tn[e]):
             a0, a1, a2 = child_stones(si, t.tcls[e * 7 + kk], pv, k.flip, s0, s1, s2)
-            cmac, cpos = end_of_trial(a0, a1, a2, k.value_of_f)
+            cmac, cpos = end_of_trial(a0, a1, a2, k.value_of_f, k.steps_of_f)
             u += t.tmass[e * 7 + kk] * cmac
             n += t.tmass[e * 7 + kk] * cpos
         if t.tn[e] > 0 and (u > best_u or (u == best_u and n < best_n)):
@@ -90,7 +90,8 @@ def value(bid, g0, s0, s1, s2, pcode, alpha, root, k, b, t, s):
     At the root (``root`` true, ``alpha = EXACT``): the state is neither memoised nor counted, no
     action is pruned before the search, and the actions are compared in the state's own colours,
     so the best action (-1: the end-of-trial macro, else ``stone_code * 6 + q_own``) follows the
-    documented tie-break: among equal (U, N) the macro, then the smallest action code.
+    documented tie-break: among equal (U, N) the macro, then the action first in ``s.order`` (the
+    rank of each action code; ``N`` counts what the tie rule of ``k.steps_of_f`` counts).
 
     An action is searched only as far as it can still reach the best U found (ties included): its
     outcomes are asked for their exact value only when the rest's bounds leave them a chance, and
@@ -119,7 +120,7 @@ def value(bid, g0, s0, s1, s2, pcode, alpha, root, k, b, t, s):
         b.counters[C_EXPANDED] += 1
     m = b.bmass[bid]
     # end of trial: cauldron every present stone of positive value
-    macro, npos = end_of_trial(s0, s1, s2, k.value_of_f)
+    macro, npos = end_of_trial(s0, s1, s2, k.value_of_f, k.steps_of_f)
     best_u = m * macro
     best_n = m * npos
     best = -1
@@ -158,7 +159,7 @@ def value(bid, g0, s0, s1, s2, pcode, alpha, root, k, b, t, s):
             for kk in range(nout):
                 a0, a1, a2 = child_stones(si, t.tcls[e * 7 + kk], pv, k.flip, s0, s1, s2)
                 bound += t.tmass[e * 7 + kk] * loose_bound(a0, a1, a2, rest, k.ub)
-                lower += t.tmass[e * 7 + kk] * end_of_trial(a0, a1, a2, k.value_of_f)[0]
+                lower += t.tmass[e * 7 + kk] * end_of_trial(a0, a1, a2, k.value_of_f, k.steps_of_f)[0]
             if lower > low:
                 low = lower
                 thr = max(thr, low)
@@ -239,7 +240,7 @@ def value(bid, g0, s0, s1, s2, pcode, alpha, root, k, b, t, s):
             continue
         action = code * 6 + q_own
         if (u_sum > best_u or (u_sum == best_u and n_sum < best_n)
-                or (u_sum == best_u and n_sum == best_n and best >= 0 and action < best)):
+                or (u_sum == best_u and n_sum == best_n and best >= 0 and s.order[action] < s.order[best])):
             best_u = u_sum
             best_n = n_sum
             best = action

@@ -81,15 +81,19 @@ def searched_stone(si, s0, s1, s2):
 
 
 @njit(cache=True, inline="always")
-def end_of_trial(s0, s1, s2, value_of_f):
-    """``(reward, actions)`` of the end-of-trial macro: cauldron every present stone of positive value."""
+def end_of_trial(s0, s1, s2, value_of_f, steps_of_f):
+    """``(reward, N)`` of the end-of-trial macro: cauldron every present stone of positive value.
+
+    ``N`` is what the macro adds to the tie-break count: ``steps_of_f[f]`` per cauldroned stone
+    (:data:`~.tables.MACRO_STEPS`: none under DeepMind's rule, one step each under ``actions``).
+    """
     macro = 0
     npos = 0
     for si in range(3):
         c = stone_at(si, s0, s1, s2)
         if c != USED_STONE and (c & 3) >= 2:
             macro += value_of_f[c & 3]
-            npos += 1
+            npos += steps_of_f[c & 3]
     return macro, npos
 
 

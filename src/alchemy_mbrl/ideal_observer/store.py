@@ -17,9 +17,11 @@ from alchemy_mbrl.env.constants import NUM_POTIONS
 from alchemy_mbrl.ideal_observer.expectimax import value
 from alchemy_mbrl.ideal_observer.kernels import intern, rehash, rehash_beliefs
 from alchemy_mbrl.ideal_observer.tables import (
+    ACTION_CODES,
     ACTION_SLOTS,
     C_BELIEFS,
     C_MEMO,
+    DEFAULT_TIE_RULE,
     EXACT,
     GROW_BELIEFS,
     GROW_ENTRIES,
@@ -70,10 +72,12 @@ class Transitions(NamedTuple):
 
 
 class Memo(NamedTuple):
-    """The memo ``[capacity, 3]`` of (key, U, N) and the scratch of the actions of the states being searched."""
+    """The memo ``[capacity, 3]`` of (key, U, N), the scratch of the actions of the states being searched,
+    and the root's order of preference among tied actions (``order[code]``: rank of action ``code``)."""
 
     memo: np.ndarray
     cbuf: np.ndarray
+    order: np.ndarray
 
 
 def _grown(a: np.ndarray, size: int, fill=0) -> np.ndarray:
@@ -92,9 +96,11 @@ class TrialSearch:
     of (stored belief, relabelling onto it).
     """
 
-    def __init__(self, root_words: np.ndarray, beliefs: int = 1024, memo: int = 1 << 14) -> None:
+    def __init__(self, root_words: np.ndarray, beliefs: int = 1024, memo: int = 1 << 14,
+                 tie_rule: str = DEFAULT_TIE_RULE) -> None:
         root_words = np.asarray(root_words, dtype=np.uint64)
-        self.tables = lookup_tables()
+        self.tie_rule = tie_rule
+        self.tables = lookup_tables(tie_rule)
         cols = np.flatnonzero(root_words)
         self.cols = cols
         if len(cols) == 0:
@@ -135,7 +141,8 @@ class TrialSearch:
         )
         table = np.zeros((memo, 3), dtype=np.int64)
         table[:, 0] = -1
-        self.s = Memo(table, np.zeros(SCRATCH_PER_ACTION * ACTION_SLOTS * (NUM_POTIONS + 1), dtype=np.int64))
+        self.s = Memo(table, np.zeros(SCRATCH_PER_ACTION * ACTION_SLOTS * (NUM_POTIONS + 1), dtype=np.int64),
+                      np.arange(ACTION_CODES, dtype=np.int64))
         self._handles: list[tuple[int, int]] = []
         self.root = self.belief_id(root_words)
 
@@ -231,6 +238,12 @@ class TrialSearch:
         u, n, _ = self._search(bid, stones, counts, root=False)
         return u, n, int(self.b.bmass[self._handles[bid][0]])
 
-    def best(self, bid: int, stones: np.ndarray, counts: np.ndarray) -> int:
-        """The best action's code: -1 for the end-of-trial macro, else ``stone_code * 6 + colour``."""
+    def best(self, bid: int, stones: np.ndarray, counts: np.ndarray, order: np.ndarray | None = None) -> int:
+        """The best action's code: -1 for the end-of-trial macro, else ``stone_code * 6 + colour``.
+
+        Among actions of equal (U, N) the macro comes first, then the action of smallest
+        ``order[code]`` (``order [192]``, default: the code itself; :func:`insertion_order` gives
+        DeepMind's).
+        """
+        self.s.order[:] = np.arange(ACTION_CODES) if order is None else order
         return self._search(bid, stones, counts, root=True)[2]

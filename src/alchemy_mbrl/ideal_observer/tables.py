@@ -31,6 +31,18 @@ NUM_RELABELS = 48
 ACTION_SLOTS = 18  # potion actions of a state: 3 stones x 6 colours
 #: Scratch words per action of a state (bound, action and entry, up to 7 outcome bounds).
 SCRATCH_PER_ACTION = 9
+#: Root action codes (``stone_code * 6 + colour``, stone codes 0..31): the size of a root's order.
+ACTION_CODES = 32 * 6
+#: Tie-break rules among actions of equal expected reward U (docs/ideal-observer.md, "Ties"):
+#: ``deepmind`` (dm_alchemy's ideal observer): the smallest expected number of potion uses N (the
+#: end-of-trial macro adds none), then the first in the agent's insertion order (the macro, then the
+#: stones in the order they appeared in the trial, then the colours in their first slot's order);
+#: ``actions`` (this package's rule before 2026-12-06): the smallest expected number of remaining
+#: actions N (each cauldroned stone counts one), then the macro, then the smallest action code.
+TIE_RULES = ("deepmind", "actions")
+DEFAULT_TIE_RULE = "deepmind"
+#: Steps the end-of-trial macro adds to N per present stone of reward feature f, under each rule.
+MACRO_STEPS = {"deepmind": np.zeros(4, dtype=np.int64), "actions": np.array([0, 0, 1, 1], dtype=np.int64)}
 
 
 class Tables(NamedTuple):
@@ -40,6 +52,7 @@ class Tables(NamedTuple):
     flip: np.ndarray  # [4] perceived-axis flip of an outcome class's axis j
     pow13: np.ndarray  # [6] radix-13 weight of each colour's count
     value_of_f: np.ndarray  # [4] value of a stone per reward feature
+    steps_of_f: np.ndarray  # [4] what cauldroning a stone of feature f adds to N (MACRO_STEPS of the tie rule)
     gcol: np.ndarray  # [48, 6] colour relabellings
     compose: np.ndarray  # [48, 48]
     inverse: np.ndarray  # [48]
@@ -161,14 +174,18 @@ def full_cube_table() -> np.ndarray:
 
 
 @functools.cache
-def lookup_tables() -> Tables:
-    """The kernels' tables, built on the first call."""
+def lookup_tables(tie_rule: str = DEFAULT_TIE_RULE) -> Tables:
+    """The kernels' tables for a tie rule (:data:`TIE_RULES`), built on the first call."""
+    if tie_rule not in TIE_RULES:
+        raise ValueError(f"unknown tie rule {tie_rule!r}; choose one of {', '.join(TIE_RULES)}")
+    if tie_rule != DEFAULT_TIE_RULE:  # the same arrays but one
+        return lookup_tables()._replace(steps_of_f=MACRO_STEPS[tie_rule])
     from alchemy_mbrl.bayes.posterior import CANDIDATE_CLASSES, FLIP_OF_J
 
     colour, _, compose, inverse = relabellings()
     pow13 = np.array([COLOUR_RADIX**q for q in range(6)], dtype=np.int64)
-    return Tables(CANDIDATE_CLASSES, FLIP_OF_J, pow13, VALUE_OF_FEATURE, colour, compose, inverse, upper_bounds(),
-                  plus_colours(), full_cube_table())
+    return Tables(CANDIDATE_CLASSES, FLIP_OF_J, pow13, VALUE_OF_FEATURE, MACRO_STEPS[tie_rule], colour, compose, inverse,
+                  upper_bounds(), plus_colours(), full_cube_table())
 
 
 @functools.cache
