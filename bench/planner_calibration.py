@@ -130,8 +130,21 @@ def _pm(m: float, s: float, digits: int = 1) -> str:
     return "" if not np.isfinite(m) else f"{m:+.{digits}f} ± {s:.{digits}f}"
 
 
+def strongest(table: pd.DataFrame, min_n: int = 100) -> str:
+    """Beyond the paper: per (simulator, budget), the reading of highest mean (on at least ``min_n``
+    episodes) and how far it stays below the ideal observer on the same episodes (paired)."""
+    lines = ["### The strongest reading per budget, paired with the ideal observer", "",
+             "| simulator | expansions | strongest reading | return (mean ± s.e.) | n | paired vs ideal observer |",
+             "| --- | ---: | --- | ---: | ---: | ---: |"]
+    for (sim, budget), g in table[table.n >= min_n].groupby(["simulator", "budget"], sort=True):
+        r = g.sort_values("mean", ascending=False).iloc[0]
+        lines.append(f"| {sim} | {budget:,} | {r.reading} | {r['mean']:.1f} ± {r['sem']:.1f} | {r.n} | "
+                     f"{_pm(r.get('vs_ideal', np.nan), r.get('vs_ideal_sem', np.nan))} |")
+    return "\n".join(lines + [""])
+
+
 def markdown(table: pd.DataFrame, reference: str = "previous") -> str:
-    lines = []
+    lines = [strongest(table)]
     for (sim, budget), g in table.groupby(["simulator", "budget"], sort=True):
         paper = PAPER_TABLE1.get(budget)
         head = f"### {sim}, {budget:,} expansions" + (f" (paper: {paper[0]} ± {paper[1]})" if paper else "")
