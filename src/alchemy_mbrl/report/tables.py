@@ -452,7 +452,7 @@ def table2_notes(train_steps: int | None = None, batch_size: int | None = None,
         claims = []
         for _, row in df[df["seeds_vs_original_n"].notna()].iterrows():
             m, se = row["seeds_vs_original"], row["seeds_vs_original_sem"]
-            z = f", {m / se:.1f} s.e." if is_number(se) and se > 0 else ""
+            z = f" ({m / se:.1f} s.e.)" if is_number(se) and se > 0 else ""
             claims.append(f"{row['architecture']} {format_mean_sem(m, se, row['seeds_vs_original_n'], 3)}{z}")
         if claims:
             notes.append(f"Across seeds, entropy minus the original's ({ENTROPY_UNIT}): " + "; ".join(claims) + ".")
@@ -604,6 +604,12 @@ def _table2_row(model: str, label: str, path: Path, paper: tuple[float, float | 
         "paper_entropy": paper[0] if paper else math.nan,
         "paper_chemistry": paper[1] if paper and paper[1] is not None else math.nan,
     }
+
+
+def _paired_cells(df: pd.DataFrame, prefix: str) -> list[str]:
+    """``mean ± s.e. (n=N)`` of a paired column, an em dash on the rows without one."""
+    return [format_mean_sem(m, s, n) if is_number(n) else "—"
+            for m, s, n in zip(df[prefix], df[f"{prefix}_sem"], df[f"{prefix}_n"])]
 
 
 def table1_display(df: pd.DataFrame) -> pd.DataFrame:
