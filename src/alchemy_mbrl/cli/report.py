@@ -26,6 +26,7 @@ and below 1,000 steps as a pipeline check).
 from __future__ import annotations
 
 import argparse
+import json
 
 from alchemy_mbrl.cli._paths import prefixed, spec_paths
 from alchemy_mbrl.io import command_outputs, write_json
@@ -59,8 +60,21 @@ def cmd_run_info(args: argparse.Namespace) -> int:
             planner[key] = float(value)
         except ValueError:
             planner[key] = value
+    seeds: dict[str, list[int]] = {}
+    for item in args.train_seeds or []:
+        row, sep, listed = str(item).partition("=")
+        try:
+            seeds[row] = [int(s) for s in listed.split(",")]
+        except ValueError:
+            raise ValueError(f"run-info: --train-seeds takes ROW=SEED,SEED,..., got {item!r}") from None
+        if not sep or not row:
+            raise ValueError(f"run-info: --train-seeds takes ROW=SEED,SEED,..., got {item!r}")
+    try:
+        controls = json.loads(args.controls) if args.controls else {}
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"run-info: --controls takes a JSON object ({exc})") from None
     info = make_run_info(args.name, args.description, args.train_steps, args.batch_size, episodes,
-                         tuned_params=not args.table4, planner=planner)
+                         tuned_params=not args.table4, planner=planner, train_seeds=seeds, controls=controls)
     write_json(args.out, info)
     print(info["scale"])
     return 0
@@ -173,6 +187,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ri.add_argument("--planner", nargs="*", default=[], metavar="KEY=VALUE",
                     help="the workflow config's planner settings (readings of Algorithm 1, reward scale) every "
                          "planner row played with; none = the package's defaults")
+    ri.add_argument("--train-seeds", nargs="*", default=[], metavar="ROW=SEED,SEED",
+                    help="the training seeds of each of Table 2's rows (the workflow's train.seeds); none = one each")
+    ri.add_argument("--controls", default=None, metavar="JSON",
+                    help="the workflow's train.controls: {NAME: {architecture, options}}")
     ri.add_argument("--out", required=True, help="the JSON file")
     ri.set_defaults(func=cmd_run_info)
 
