@@ -222,3 +222,30 @@ def test_table2_same_seed_twice_is_refused(tmp_path: Path, table2_runs: dict, ca
     j = tmp_path / "original-2022.json"
     _refused(["report", "table2", "--model-eval", f"original@2022={j}", f"original@2022={j}",
               "--out", str(tmp_path / "t2")], "given twice", capsys)
+
+
+def test_run_info_records_seeds_and_controls(tmp_path: Path) -> None:
+    """run_info.json records the training seeds and the controls; the scale line names them; Table 2 labels a
+    control's row with its options from it."""
+    out = tmp_path / "run_info.json"
+    assert main(["report", "run-info", "--name", "t", "--description", "d", "--train-steps", "3000", "--batch-size", "16",
+                 "--episodes", "learned=64", "reference=64", "baselines=1000", "ideal_observer=64", "search_oracle=1000",
+                 "--train-seeds", "original=2022,2023,2024", "gru_backbone=2022", "--controls",
+                 '{"lr_orig": {"architecture": "no_final_linear", "options": {"lr": 0.001}}}', "--out", str(out)]) == 0
+    info = json.loads(out.read_text())
+    assert info["train_seeds"] == {"original": [2022, 2023, 2024], "gru_backbone": [2022]}
+    assert info["controls"] == {"lr_orig": {"architecture": "no_final_linear", "options": {"lr": 0.001}}}
+    assert "training seeds: original 3" in info["scale"] and "controls: lr_orig" in info["scale"]
+    assert "gru_backbone 1" not in info["scale"]
+
+
+def test_table2_labels_a_control_with_its_options(tmp_path: Path, table2_runs: dict) -> None:
+    info = tmp_path / "run_info.json"
+    assert main(["report", "run-info", "--name", "t", "--description", "d", "--train-steps", "3000", "--batch-size", "16",
+                 "--episodes", "learned=64", "reference=64", "baselines=1000", "ideal_observer=64", "search_oracle=1000",
+                 "--controls", '{"lr_orig": {"architecture": "no_final_linear", "options": {"lr": 0.001}}}',
+                 "--out", str(info)]) == 0
+    prefix = tmp_path / "t2"
+    assert main(["report", "table2", *table2_runs["args"], "--run-info", str(info), "--out", str(prefix)]) == 0
+    df = pd.read_csv(prefix.with_suffix(".csv")).set_index("model")
+    assert df.loc["lr_orig", "architecture"] == "control 'lr_orig': without the final linear layer, lr=0.001"
