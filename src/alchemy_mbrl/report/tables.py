@@ -371,9 +371,10 @@ def table1_notes(df: pd.DataFrame, train_steps: int | None = None, batch_size: i
         n_ref = per_episode[ref].size
         shared = sorted({int(n) for n in paired_rows[f"{prefix}_n"]})
         own = ""
-        keys = per_episode[f"{paired_rows.iloc[0]['simulator']}:{int(paired_rows.iloc[0]['budget'])}"].index
-        on_shared = per_episode[ref].loc[per_episode[ref].index.intersection(keys, sort=False)]
-        if len(on_shared) < n_ref:
+        keysets = {frozenset(per_episode[f"{r['simulator']}:{int(r['budget'])}"].index) for _, r in paired_rows.iterrows()}
+        keys = pd.Index(list(next(iter(keysets)))) if len(keysets) == 1 else None
+        on_shared = per_episode[ref].loc[per_episode[ref].index.intersection(keys, sort=False)] if keys is not None else None
+        if on_shared is not None and len(on_shared) < n_ref:  # every paired row on the same episodes
             own = (f" On those episodes the {label} scores {mean_sem(on_shared)}, against "
                    f"{mean_sem(per_episode[ref])} on all of its {n_ref:,}: compare the planner rows with the former.")
         notes.append(
