@@ -106,9 +106,9 @@ def _table1(args: argparse.Namespace) -> int:
     planner = [tables.parse_planner_spec(s) for s in args.planner]
     baselines = dict(tables.parse_named(s, "baseline", tables.BASELINE_LABELS) for s in args.baseline)
     optimal = dict(tables.parse_named(s, "optimal agent", tables.OPTIMAL_LABELS) for s in args.optimal)
-    returns = dict(tables.parse_named(s, "returns") for s in args.returns)
+    returns = tables.read_returns_by_name(dict(tables.parse_named(s, "returns") for s in args.returns), planner)
     df = tables.build_table1(planner, baselines, train_steps=args.train_steps, optimal=optimal, returns=returns)
-    notes = tables.table1_notes(df, args.train_steps, args.batch_size)
+    notes = tables.table1_notes(df, args.train_steps, args.batch_size, returns)
     tables.write_table(df, tables.table1_display(df), args.out, tables.TABLE1_CAPTION, "tab:score",
                        scale=args.scale, notes=notes)
     return 0

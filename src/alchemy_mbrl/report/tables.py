@@ -207,12 +207,19 @@ def check_returns_names(returns: dict[str, Path], planner: list[PlannerResult]) 
                          f"measured agent; expected one of {', '.join(sorted(allowed))}")
 
 
+def read_returns_by_name(returns: dict[str, Any], planner: list[PlannerResult]) -> dict[str, pd.Series]:
+    """``--returns`` (name -> returns CSV, or the returns already read by :func:`episode_returns`) as
+    name -> per-episode returns indexed by (seed, episode), the names checked (:func:`check_returns_names`)."""
+    check_returns_names(returns, planner)
+    return {name: r if isinstance(r, pd.Series) else episode_returns(r) for name, r in returns.items()}
+
+
 def build_table1(
     planner: list[PlannerResult],
     baselines: dict[str, Path],
     train_steps: int | None = None,
     optimal: dict[str, Path] | None = None,
-    returns: dict[str, Path] | None = None,
+    returns: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Table 1: planner rows by simulator then budget, measured baselines, V-MPO (quoted), the measured
     ideal observer above the quoted Ideal Observer, and the measured search oracle.
@@ -223,7 +230,7 @@ def build_table1(
     check or a reduced-scale model (:func:`learned_row_label`; :func:`table1_notes` says why).
 
     ``returns`` maps ``SIM:BUDGET`` (a planner row), a baseline or a measured agent to its per-episode returns
-    CSV: each planner row is then compared, episode by episode, with each of :data:`PAIRED_REFERENCES` whose
+    (CSV, or :func:`read_returns_by_name`'s series): each planner row is then compared, episode by episode, with each of :data:`PAIRED_REFERENCES` whose
     returns are given, on the (seed, episode) pairs both played (``vs_*`` columns; empty where none is shared:
     a row that shares no episode with a reference gets no paired number).
     """
@@ -294,9 +301,7 @@ def build_table1(
     measured("ideal-observer")  # the measured ideal observer right above Wang et al.'s quoted one
     quoted("Ideal Observer")
     measured("search-oracle")
-    returns = dict(returns or {})
-    check_returns_names(returns, planner)
-    per_episode = {name: episode_returns(path) for name, path in returns.items()}
+    per_episode = read_returns_by_name(returns or {}, planner)
     for row in rows:
         for ref, (prefix, _) in PAIRED_REFERENCES.items():
             d = None
@@ -312,12 +317,13 @@ def build_table1(
     df["n"] = df["n"].astype("Int64")
     for prefix, _ in PAIRED_REFERENCES.values():
         df[f"{prefix}_n"] = df[f"{prefix}_n"].astype("Int64")
-    df.attrs["returns"] = per_episode  # the paired notes (table1_notes) read them; not written to the CSV
     return df
 
 
-def table1_notes(df: pd.DataFrame, train_steps: int | None = None, batch_size: int | None = None) -> list[str]:
-    """Notes printed under Table 1: what its rows can and cannot show."""
+def table1_notes(df: pd.DataFrame, train_steps: int | None = None, batch_size: int | None = None,
+                 returns: dict[str, pd.Series] | None = None) -> list[str]:
+    """Notes printed under Table 1: what its rows can and cannot show. ``returns``: the rows' per-episode returns
+    (:func:`read_returns_by_name`), which make the change with search and the comparisons paired."""
     notes: list[str] = []
     planner = df[df["kind"] == "planner"]
     learned = planner[planner["simulator"] == "learned"]
@@ -339,7 +345,7 @@ def table1_notes(df: pd.DataFrame, train_steps: int | None = None, batch_size: i
             "actions) the search tries the root actions one by one in index order and hardly goes deeper, so "
             "its choice depends on the model only through immediate rewards."
         )
-    per_episode: dict[str, pd.Series] = df.attrs.get("returns", {})
+    per_episode = returns or {}
     rises, rises_paired = [], []
     for sim in ("bayes", "oracle", "learned"):
         rows = planner[planner["simulator"] == sim].sort_values("budget")
