@@ -518,7 +518,8 @@ def test_catalog_files() -> None:
     readme = (REPO / "config" / "README.md").read_text()
     for key in ("name", "description", "evaluate.reference_budgets", "evaluate.reference_episodes", "train.steps",
                 "optimal_agents.ideal_observer.episodes", "optimal_agents.ideal_observer.chunks",
-                "optimal_agents.search_oracle.episodes", "optimal_agents.search_oracle.chunks"):
+                "optimal_agents.search_oracle.episodes", "optimal_agents.search_oracle.chunks",
+                "train.seeds.{row}", "train.controls.{name}", "evaluate.long_budgets"):
         assert f"`{key}`" in readme, key
 
 
