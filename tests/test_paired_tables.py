@@ -184,6 +184,8 @@ def test_table2_paired_and_across_seed_columns(tmp_path: Path, table2_runs: dict
     # the original is the reference: nothing paired with itself; the control is a labelled row of its own
     assert pd.isna(df.loc["original", "vs_original_n"]) and df.loc["original", "seeds_n"] == 3
     assert df.loc["lr_orig", "control_of"] == "no_final_linear" and "control 'lr_orig'" in df.loc["lr_orig", "architecture"]
+    # no no_final_linear row given: the control has no architecture row to be paired with
+    assert pd.isna(df.loc["lr_orig", "vs_architecture_n"]) and df["vs_architecture_n"].isna().all()
     assert math.isnan(df.loc["lr_orig", "paper_entropy"])  # a control has no published number
     md = prefix.with_suffix(".md").read_text()
     assert "Paired: vs original" in md and "Across seeds: entropy" in md and "Across seeds: vs original" in md
@@ -249,3 +251,21 @@ def test_table2_labels_a_control_with_its_options(tmp_path: Path, table2_runs: d
     assert main(["report", "table2", *table2_runs["args"], "--run-info", str(info), "--out", str(prefix)]) == 0
     df = pd.read_csv(prefix.with_suffix(".csv")).set_index("model")
     assert df.loc["lr_orig", "architecture"] == "control 'lr_orig': without the final linear layer, lr=0.001"
+
+
+def test_table2_pairs_a_control_with_its_architecture_row(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    base = rng.normal(1.6, 0.05, 30)
+    h = {"original": base, "no_final_linear": base + rng.normal(0.5, 0.02, 30), "lr_orig": base + rng.normal(0.2, 0.02, 30)}
+    f = {k: _entropy(tmp_path, k, "no_final_linear" if k == "lr_orig" else k, v) for k, v in h.items()}
+    prefix = tmp_path / "t2"
+    assert main(["report", "table2", "--model-eval", f"original@1={f['original'][0]}",
+                 f"no_final_linear@1={f['no_final_linear'][0]}", "--control", f"lr_orig:no_final_linear@1={f['lr_orig'][0]}",
+                 "--per-episode", *(f"{k}@1={v[1]}" for k, v in f.items()), "--out", str(prefix)]) == 0
+    df = pd.read_csv(prefix.with_suffix(".csv")).set_index("model")
+    want = stats.paired_difference(h["lr_orig"], h["no_final_linear"])
+    row = df.loc["lr_orig"]
+    assert (row["vs_architecture"], row["vs_architecture_sem"], row["vs_architecture_n"]) == (
+        pytest.approx(want.mean), pytest.approx(want.sem), 30)
+    assert df.drop(index="lr_orig")["vs_architecture_n"].isna().all()  # only controls have one
+    assert "Paired: control vs its architecture's row" in prefix.with_suffix(".md").read_text()

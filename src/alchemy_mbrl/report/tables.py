@@ -128,12 +128,14 @@ TABLE1_COLUMNS: tuple[str, ...] = (
 )
 #: ``seed``: the training seed of the row's model (the first given: the workflow's default seed);
 #: ``vs_original*``: the row's model minus the original's on the same validation episodes (mean, s.e., n episodes);
+#: ``vs_architecture*``: a control's model minus its architecture's row (same seed, same episodes): what the
+#: control's options change;
 #: ``seeds_*``: the entropy over the row's training seeds (mean, s.e., n seeds); ``seeds_vs_original*``: the
 #: per-seed entropy minus the original's of the same seed, over the seeds both have (mean, s.e., n seeds).
 TABLE2_COLUMNS: tuple[str, ...] = (
     "model", "architecture", "entropy", "entropy_sem", "chemistry", "trial_start", "n_episodes",
     "paper_entropy", "paper_chemistry", "seed", "control_of",
-    "vs_original", "vs_original_sem", "vs_original_n",
+    "vs_original", "vs_original_sem", "vs_original_n", "vs_architecture", "vs_architecture_sem", "vs_architecture_n",
     "seeds_entropy", "seeds_entropy_sem", "seeds_n", "seeds_vs_original", "seeds_vs_original_sem", "seeds_vs_original_n",
 )
 
@@ -451,6 +453,10 @@ def table2_notes(train_steps: int | None = None, batch_size: int | None = None,
                      "(the first training seed of each), mean ± s.e. over the n episodes both were scored on. This s.e. "
                      "is the evaluation noise of two given models only: it says nothing of how another training seed "
                      "would do.")
+    if df["vs_architecture_n"].notna().any():
+        notes.append("'Control vs its architecture's row': a control's model minus the model of its architecture's own "
+                     "row (the same seed, the same validation episodes), which differ only by the control's options: "
+                     "with 'vs original', it separates what the architecture changes from what those options change.")
     if df["seeds_n"].notna().any():
         notes.append("'Across seeds': the validation entropy of each training seed's model, mean ± s.e. over the n seeds "
                      "(the spread between independently trained models); 'across seeds vs original': each seed's model "
@@ -566,6 +572,11 @@ def build_table2(model_evals: dict[str, Path] | list[ModelEval], bayes: Path | N
         if original and name != "original" and (name, main.seed) in episodes and ("original", original[0].seed) in episodes:
             d = paired_on_keys(episodes[(name, main.seed)], episodes[("original", original[0].seed)])
         _put(row, "vs_original", d)
+        d = None
+        own = by_row.get(main.arch)
+        if main.control and own and (name, main.seed) in episodes and (main.arch, own[0].seed) in episodes:
+            d = paired_on_keys(episodes[(name, main.seed)], episodes[(main.arch, own[0].seed)])
+        _put(row, "vs_architecture", d)
         per_seed = {e.seed: records[(name, e.seed)]["entropy_nats_per_step"] for e in group if e.seed is not None}
         _put(row, "seeds_entropy", across_seeds(per_seed) if len(per_seed) >= 2 else None, n_key="seeds_n")
         d = None
@@ -578,11 +589,11 @@ def build_table2(model_evals: dict[str, Path] | list[ModelEval], bayes: Path | N
     if bayes is not None:
         row = _table2_row("bayes", "Bayes-optimal predictor (exact posterior; floor)", bayes, None)
         row.update(seed=pd.NA, control_of="")
-        for key in ("vs_original", "seeds_entropy", "seeds_vs_original"):
+        for key in ("vs_original", "vs_architecture", "seeds_entropy", "seeds_vs_original"):
             _put(row, key, None, n_key="seeds_n" if key == "seeds_entropy" else None)
         rows.append(row)
     df = pd.DataFrame(rows, columns=list(TABLE2_COLUMNS))
-    for col in ("n_episodes", "seed", "vs_original_n", "seeds_n", "seeds_vs_original_n"):
+    for col in ("n_episodes", "seed", "vs_original_n", "vs_architecture_n", "seeds_n", "seeds_vs_original_n"):
         df[col] = df[col].astype("Int64")
     return df
 
@@ -653,6 +664,9 @@ def table2_display(df: pd.DataFrame) -> pd.DataFrame:
     extra: dict[str, list[str]] = {}
     if "vs_original_n" in df and df["vs_original_n"].notna().any():
         extra[f"Paired: vs original, {ENTROPY_UNIT} (mean ± s.e., n validation episodes)"] = cells("vs_original")
+    if "vs_architecture_n" in df and df["vs_architecture_n"].notna().any():
+        extra[f"Paired: control vs its architecture's row, {ENTROPY_UNIT} (mean ± s.e., n validation episodes)"] = cells(
+            "vs_architecture")
     if "seeds_n" in df and df["seeds_n"].notna().any():
         extra[f"Across seeds: entropy, {ENTROPY_UNIT} (mean ± s.e., n training seeds)"] = cells("seeds_entropy", "seeds_n")
         if df["seeds_vs_original_n"].notna().any():
