@@ -401,7 +401,7 @@ def test_every_rule_is_thin_and_complete() -> None:
     blocks = _rule_blocks()
     assert len(blocks) >= 20
     for name, block in blocks.items():
-        if name == "all":
+        if name in ("all", "all_long"):  # the targets
             continue
         for directive in ("log:", "benchmark:"):
             assert f"    {directive}" in block, f"rule {name} lacks {directive}"

@@ -303,10 +303,10 @@ def run_info_args():
             f"--name {shlex.quote(NAME)} --description {shlex.quote(config['description'])}",
             f"--train-steps {config['train']['steps']} --batch-size {config['train']['batch_size']}",
             f"--episodes {run_info_episodes()}",
-            *([] if RUN_HPO else ["--table4"]),
-            *(["--planner", *planner] if planner else []),
             *(["--train-seeds", *seeds] if seeds else []),
             *(["--controls", shlex.quote(json.dumps(controls, sort_keys=True))] if controls else []),
+            *([] if RUN_HPO else ["--table4"]),
+            *(["--planner", *planner] if planner else []),
         ]
     )
 
