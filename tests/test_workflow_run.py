@@ -90,6 +90,15 @@ def test_end_to_end_ci_config(tmp_path: Path) -> None:
 
     again = snakemake(["--cores", "2", "-n"], tmp_path)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+    # another training seed for a finished run trains only that model: nothing upstream of Table 2 is redone
+    more = yaml.safe_load(TEST_CONFIG.read_text())
+    more["train"]["seeds"]["gru_backbone"] = [more["seed"], 99]
+    (tmp_path / "more.yaml").write_text(yaml.safe_dump(more))
+    plan = snakemake(["--quiet", "rules", "-n"], tmp_path, config=tmp_path / "more.yaml")
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    planned = {m.group(1) for m in re.finditer(r"^(\w+)\s+\d+\s*$", plan.stdout, re.M)} - {"total", "count"}
+    assert planned == {"train_config_variant", "train_variant", "model_eval_variant", "run_info", "table1", "table2",
+                       "plot_score", "plot_training", "plot_hpo", "all"}, plan.stdout
     # the target all_long adds only the learned rows of evaluate.long_budgets, Table 1 and its plot again
     long = snakemake(["--quiet", "rules", "-n", "all_long"], tmp_path)
     assert long.returncode == 0, long.stdout + long.stderr
