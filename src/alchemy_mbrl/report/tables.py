@@ -458,10 +458,12 @@ def table2_notes(train_steps: int | None = None, batch_size: int | None = None,
                      "row (the same seed, the same validation episodes), which differ only by the control's options: "
                      "with 'vs original', it separates what the architecture changes from what those options change.")
     if df["seeds_n"].notna().any():
+        paired_seeds = df["seeds_vs_original_n"].notna().any()
         notes.append("'Across seeds': the validation entropy of each training seed's model, mean ± s.e. over the n seeds "
-                     "(the spread between independently trained models); 'across seeds vs original': each seed's model "
-                     "minus the original of the same seed, mean ± s.e. over the n seeds both have. Claims about the "
-                     "architectures rest on this column.")
+                     "(the spread between independently trained models)" + (
+                         "; 'across seeds vs original': each seed's model minus the original of the same seed, mean ± "
+                         "s.e. over the n seeds both have. Claims about the architectures rest on this column."
+                         if paired_seeds else "."))
         claims = []
         for _, row in df[df["seeds_vs_original_n"].notna()].iterrows():
             m, se = row["seeds_vs_original"], row["seeds_vs_original_sem"]
