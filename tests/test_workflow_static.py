@@ -647,3 +647,33 @@ def test_extra_models_keep_the_default_models_paths_and_configs(tmp_path: Path) 
             and "random-heuristic=results/cpu/baselines/random-heuristic/merged.csv" in table1
             and "ideal-observer=results/cpu/optimal_agents/ideal-observer/returns.csv" in table1)
     assert "learned:1250" not in table1  # the long row is all_long's
+
+
+def test_trained_models_names_and_validation_without_snakemake() -> None:
+    """Issue 27's model list and its checks, in the package (fast): a control with seeds of its own, the order
+    (each row's top-level seed first), and the refusals naming the key."""
+    from alchemy_mbrl.workflow_config import VARIANT_PATTERN as VARIANT
+    from alchemy_mbrl.workflow_config import trained_models, validate_workflow_config
+
+    cfg = yaml.safe_load(QUICK_CONFIG.read_text())
+    cfg["train"]["seeds"] = {"original": [5, 2022], "lr_hi": [2022, 7]}
+    cfg["train"]["controls"] = {"lr_hi": {"architecture": "no_gru_head", "options": {"lr": 3.0e-3}}}
+    validate_workflow_config(cfg, REPO / "workflow" / "schemas" / "config.schema.yaml")
+    names = [m.name for m in trained_models(cfg)]
+    assert names == ["original", "original-seed-5", "gru_backbone", "no_gru_head", "no_final_linear",
+                     "no_gru_head-lr_hi", "no_gru_head-lr_hi-seed-7"]
+    assert all(re.fullmatch(rf"[a-z_]+-(?:{VARIANT})", n) for n in names if "-" in n)
+    for edit, message in (
+        (lambda c: c["train"]["seeds"].update(gru_backbone=[2022, 3, 3]), "train.seeds.gru_backbone: seed 3 given twice"),
+        (lambda c: c["train"]["seeds"].update(nope=[2022]), "train.seeds.nope: not a trained architecture or a control"),
+        (lambda c: c["train"]["seeds"].update(original=[5]), "must include the top-level seed (2022)"),
+        (lambda c: c["train"]["controls"].update(original={"architecture": "original", "options": {}}),
+         "train.controls.original: the name of an architecture"),
+        (lambda c: c["train"]["controls"].update(Bad={"architecture": "original", "options": {}}),
+         "train.controls.Bad: a control's name"),
+        (lambda c: c["evaluate"].update(long_budgets=[5, 40]), "evaluate.long_budgets: [5] already in evaluate.budgets"),
+    ):
+        bad = yaml.safe_load(yaml.safe_dump(cfg))
+        edit(bad)
+        with pytest.raises(ValueError, match=re.escape(message)):
+            validate_workflow_config(bad)
