@@ -34,7 +34,14 @@ except WorkflowError as exc:
 # planner's own PlannerParams) is checked by the package itself, so that a config every job would
 # reject fails here, before any job runs.
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
-from alchemy_mbrl.workflow_config import planner_settings, train_overrides, validate_workflow_config
+from alchemy_mbrl.workflow_config import (
+    VARIANT_PATTERN,
+    model_overrides,
+    planner_settings,
+    train_overrides,
+    trained_models,
+    validate_workflow_config,
+)
 
 try:
     validate_workflow_config(
@@ -52,6 +59,7 @@ report: "workflow/report/workflow.rst"
 wildcard_constraints:
     shard=r"\d{4}",
     arch=r"[a-z_]+",
+    variant=VARIANT_PATTERN,
     round=r"\d+",
     point=r"\d+",
     budget=r"\d+",
@@ -73,6 +81,13 @@ rule all:
     default_target: True
     input:
         final_outputs(),
+
+
+# The default target and the learned-model rows at evaluate.long_budgets (tables/table1_long.*,
+# plots/score_vs_expansions_long.*): `snakemake --cores 2 --configfile config/cpu.yaml all_long`.
+rule all_long:
+    input:
+        final_outputs(long=True),
 
 
 onsuccess:

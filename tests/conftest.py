@@ -93,6 +93,7 @@ SLOW_TESTS = frozenset({
     "tests/test_report.py::test_plots_with_scale_floor_and_best_trial",  # 13 s
     "tests/test_workflow_run.py::test_missing_model_fails_with_a_message_naming_it",  # 24 s
     "tests/test_workflow_static.py::test_cpu_config_builds_its_dag",  # 8 s
+    "tests/test_workflow_static.py::test_extra_models_keep_the_default_models_paths_and_configs",  # 12 s (a dry run)
     "tests/test_workflow_static.py::test_lint_is_clean",  # 15 s
     "tests/test_workflow_static.py::test_local_profile_limits_gpu_jobs",  # 4 s
     "tests/test_workflow_static.py::test_optimal_agents_play_the_baselines_episodes",  # 18 s

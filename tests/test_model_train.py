@@ -251,6 +251,19 @@ def test_model_eval_cli_and_floor_on_held_out(manifest: Path, tmp_path: Path, ca
     import pandas as pd
 
     assert pd.read_csv(out / "train_log.csv")["val_loss"].dropna().iloc[-1] > 0 and log
+    # issue 27: --episodes-out writes each validation episode's entropy, which averages to the record's
+    from alchemy_mbrl.stats import mean_sem, read_episode_entropies
+
+    per = tmp_path / "eval" / "res.csv"
+    assert cli("model-eval", "--model", str(out), "--data", str(manifest), "--out", str(tmp_path / "eval" / "r2.json"),
+               "--episodes-out", str(per)) == 0
+    df = pd.read_csv(per)
+    assert list(df.columns) == ["episode", "entropy_nats_per_step", "trial_start_nats_per_step"]
+    assert list(df["episode"]) == list(range(48))
+    e = read_episode_entropies(per)
+    s = mean_sem(e.to_numpy())
+    assert (s.mean, s.sem) == (pytest.approx(res["entropy_nats_per_step"]), pytest.approx(res["entropy_sem"]))
+    assert df["trial_start_nats_per_step"].mean() == pytest.approx(res["trial_start_nats_per_step"])
 
 
 def test_bad_inputs(manifest: Path, tmp_path: Path) -> None:

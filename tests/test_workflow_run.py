@@ -58,8 +58,21 @@ def test_end_to_end_ci_config(tmp_path: Path) -> None:
         assert optimal.get(row, 0) == n  # an agent with 0 episodes is not played and has no measured row
 
     t2 = pd.read_csv(results / "tables" / "table2.csv")
-    assert list(t2["model"]) == [*cfg["train"]["architectures"], "bayes"]
+    controls = list(cfg["train"].get("controls") or {})
+    assert list(t2["model"]) == [*cfg["train"]["architectures"], *controls, "bayes"]
     assert (t2["entropy"] > 0).all()
+    # issue 27: every model paired with the original on the same validation episodes; the original's seeds
+    rows = t2.set_index("model")
+    n_val = cfg["train"]["eval_max_episodes"]
+    assert (rows.drop(index=["original", "bayes"])["vs_original_n"] == n_val).all()
+    assert rows.loc["original", "seeds_n"] == len(cfg["train"]["seeds"]["original"])
+    assert (results / "models" / "original-seed-12" / "model.pt").is_file()
+    assert (results / "models" / f"gru_backbone-{controls[0]}" / "model.pt").is_file()
+    # the planner rows play the baselines' seed: each is paired with the random heuristic on all its episodes
+    assert cfg["evaluate"]["seed"] == cfg["baselines"]["seed"]
+    planner = t1[t1["kind"] == "planner"]
+    assert (planner["vs_random_heuristic_n"] == planner["n"]).all() and planner["vs_ideal_observer_n"].isna().all()
+    assert "Paired: vs random heuristic" in (results / "tables" / "table1.md").read_text()
     for table in ("table1", "table2"):
         md = (results / "tables" / f"{table}.md").read_text()
         assert "±" in md and f"[{cfg['name']} scale: {cfg['description']}" in md
@@ -77,6 +90,22 @@ def test_end_to_end_ci_config(tmp_path: Path) -> None:
 
     again = snakemake(["--cores", "2", "-n"], tmp_path)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+    # another training seed for a finished run trains only that model: nothing upstream of Table 2 is redone
+    more = yaml.safe_load(TEST_CONFIG.read_text())
+    more["train"]["seeds"]["gru_backbone"] = [more["seed"], 99]
+    (tmp_path / "more.yaml").write_text(yaml.safe_dump(more))
+    plan = snakemake(["--quiet", "rules", "-n"], tmp_path, config=tmp_path / "more.yaml")
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    planned = {m.group(1) for m in re.finditer(r"^(\w+)\s+\d+\s*$", plan.stdout, re.M)} - {"total", "count"}
+    assert planned == {"train_config_variant", "train_variant", "model_eval_variant", "run_info", "table1", "table2",
+                       "plot_score", "plot_training", "plot_hpo", "all"}, plan.stdout
+    # the target all_long adds only the learned rows of evaluate.long_budgets, Table 1 and its plot again
+    long = snakemake(["--quiet", "rules", "-n", "all_long"], tmp_path)
+    assert long.returncode == 0, long.stdout + long.stderr
+    for rule, jobs in (("evaluate_learned_chunk", cfg["evaluate"]["chunks"]), ("merge_evaluation", 1),
+                       ("table1_long", 1), ("plot_score_long", 1), ("all_long", 1)):
+        assert re.search(rf"^{rule}\s+{jobs}\s*$", long.stdout, re.M), long.stdout
+    assert not re.search(r"^(train|train_variant|model_eval|table1|table2)\s+\d", long.stdout, re.M), long.stdout
 
     report = snakemake(["--report", str(tmp_path / "report.html")], tmp_path)
     assert report.returncode == 0, report.stderr[-3000:]

@@ -22,6 +22,10 @@ from tests.workflow_support import (
 pytestmark = pytest.mark.skipif(snakemake_exe() is None, reason="snakemake is not installed (pip install -e '.[dev]')")
 
 
+#: The rules only the target all_long runs (evaluate.long_budgets: Table 1 and its plot with the long rows).
+LONG_RULES = {"table1_long", "plot_score_long", "all_long"}
+
+
 def job_counts(stdout: str) -> dict[str, int]:
     """``rule -> jobs`` from the job-stats table of ``snakemake -n --quiet rules``."""
     counts: dict[str, int] = {}
@@ -42,6 +46,9 @@ def expected_job_counts(cfg: dict) -> dict[str, int]:
     """``rule -> jobs`` that a fresh run of config ``cfg`` must plan (every rule; ``total`` excluded)."""
     ev, hpo = cfg["evaluate"], cfg["hpo"]
     archs = len(cfg["train"]["architectures"])
+    from alchemy_mbrl.workflow_config import trained_models
+
+    extra = sum(bool(m.variant) for m in trained_models(cfg))  # train.seeds beyond the first, train.controls
     planner_rows = len(ev["budgets"]) + len(ev["reference_simulators"]) * len(ev["reference_budgets"])
     agents = cfg["optimal_agents"]
     counts = {
@@ -56,6 +63,8 @@ def expected_job_counts(cfg: dict) -> dict[str, int]:
         "optimal_agent_summary": sum(a["episodes"] > 0 for a in agents.values()),
         "run_info": 1, "table1": 1, "table2": 1, "plot_score": 1, "plot_training": 1, "plot_hpo": 1, "all": 1,
     }
+    if extra:
+        counts.update(train_config_variant=extra, train_variant=extra, model_eval_variant=extra)
     tuned = ev.get("params", "tuned") == "tuned" or (
         ev["reference_simulators"] and ev.get("reference_params", "tuned") == "tuned")
     if not tuned:  # no row plans with the HPO's parameters: the HPO is not run
@@ -151,12 +160,13 @@ def test_small_configs_build_every_rule(tmp_path: Path, config: Path) -> None:
     r = snakemake(["-n", "--quiet", "rules"], tmp_path, config=config)
     assert r.returncode == 0, r.stdout + r.stderr
     counts = job_counts(r.stdout)
-    rules = {m.group(1) for m in re.finditer(r"^rule (\w+):", _all_rules_text(), re.M)}
+    rules = {m.group(1) for m in re.finditer(r"^(?:rule|use rule \w+ as) (\w+)", _all_rules_text(), re.M)}
+    rules -= LONG_RULES  # the target all_long's own
     assert rules <= set(counts), f"rules without a job: {rules - set(counts)}"
     total = counts.pop("total")
     assert counts == expected_job_counts(yaml.safe_load(config.read_text()))
     if config == QUICK_CONFIG:  # ideal observer on 10 episodes in 2 chunks, search oracle 1,000 in 1 chunk
-        assert (counts["optimal_agent_chunk"], counts["optimal_agent_summary"], total) == (3, 2, 74)
+        assert (counts["optimal_agent_chunk"], counts["optimal_agent_summary"], total) == (3, 2, 77)
 
 
 def test_cpu_config_builds_its_dag(tmp_path: Path) -> None:
@@ -173,12 +183,21 @@ def test_cpu_config_builds_its_dag(tmp_path: Path) -> None:
     counts = job_counts(r.stdout)
     expected = {
         "generate_shard": 11, "manifest": 1, "train_config": 4, "train": 4, "model_eval": 4, "bayes_entropy": 1,
-        "evaluate_learned_chunk": 6, "evaluate_reference_chunk": 12, "merge_evaluation": 9, "baseline": 2,
-        "baseline_summary": 2, "optimal_agent_chunk": 1, "optimal_agent_summary": 1, "run_info": 1,
+        # issue 27: 3 seeds of original and no_gru_head, 2 of gru_backbone and no_final_linear, one control
+        "train_config_variant": 7, "train_variant": 7, "model_eval_variant": 7,
+        "evaluate_learned_chunk": 8, "evaluate_reference_chunk": 20, "merge_evaluation": 14, "baseline": 2,
+        "baseline_summary": 2, "optimal_agent_chunk": 3, "optimal_agent_summary": 2, "run_info": 1,
         "table1": 1, "table2": 1, "plot_score": 1, "plot_training": 1, "all": 1,
     }
-    assert counts.pop("total") == sum(expected.values()) == 64
+    assert counts.pop("total") == sum(expected.values()) == 103
     assert counts == expected == expected_job_counts(cfg)
+    # the target all_long: the learned row at 1,250 too (2 chunks, a merge, Table 1 and its plot again)
+    r = snakemake(["--quiet", "rules", "-n", "all_long"], tmp_path, config=CPU_CONFIG)
+    assert r.returncode == 0, r.stdout + r.stderr
+    long = job_counts(r.stdout)
+    assert long.pop("total") == 108
+    assert long == {**{k: v for k, v in expected.items() if k != "all"}, "evaluate_learned_chunk": 10,
+                    "merge_evaluation": 15, "table1_long": 1, "plot_score_long": 1, "all_long": 1}
     # what issue 16 asks of it
     assert cfg["name"] == "cpu" and cfg["data"]["episodes_per_shard"] * (
         cfg["data"]["shards"] - cfg["data"]["validation_shards"]) >= 100_000
@@ -186,10 +205,18 @@ def test_cpu_config_builds_its_dag(tmp_path: Path) -> None:
     assert cfg["train"]["max_seconds"] is None  # equal compute: steps x batch
     assert "threads" not in cfg["train"] and "threads" not in cfg["evaluate"]  # 1 thread per job: no profile
     ev = cfg["evaluate"]
-    assert ev["params"] == ev["reference_params"] == "table4" and 2 <= len(ev["budgets"]) <= 3
-    assert ev["episodes"] >= 64 and ev["reference_budgets"] == ev["budgets"]
-    assert (ev["reference_episodes"] or ev["episodes"]) == ev["episodes"]  # the same episodes (evaluate.seed)
-    assert cfg["optimal_agents"]["ideal_observer"]["episodes"] == 0
+    assert ev["params"] == ev["reference_params"] == "table4"
+    # issue 27: planner rows to 1,250 expansions for all three simulators (the learned one in all_long)
+    assert ev["budgets"] + ev["long_budgets"] == ev["reference_budgets"] == [60, 120, 240, 500, 1250]
+    assert ev["episodes"] >= 64 and (ev["reference_episodes"] or ev["episodes"]) == ev["episodes"]
+    # the ideal observer and the random heuristic on the planner rows' episodes (seed 3, 0..63): paired
+    assert ev["seed"] == cfg["baselines"]["seed"]
+    assert cfg["optimal_agents"]["ideal_observer"]["episodes"] == ev["episodes"] <= cfg["baselines"]["episodes"]
+    seeds = cfg["train"]["seeds"]
+    assert len(seeds["original"]) >= 3 and len(seeds["no_gru_head"]) >= 3
+    assert all(len(seeds[a]) >= 2 for a in cfg["train"]["architectures"])
+    control = cfg["train"]["controls"]["original_lr"]  # no_final_linear at the original's lr
+    assert control["architecture"] == "no_final_linear" and control["options"]["lr"] == cfg["train"]["options"]["lr"]
     assert cfg["optimal_agents"]["search_oracle"]["episodes"] == cfg["baselines"]["episodes"]
     from alchemy_mbrl.model.config import resolve_config
     from alchemy_mbrl.workflow_config import train_overrides
@@ -280,6 +307,20 @@ def _bad_config(tmp_path: Path, edit) -> Path:
         # issue 26: threads and memory left the science config (the rules and the profiles set them)
         (lambda c: c["train"].update(threads=8), "train.threads: no longer a config key"),
         (lambda c: c["evaluate"].update(mem_mb=16000), "evaluate.mem_mb: no longer a config key"),
+        # issue 27: training seeds, controls, long budgets
+        (lambda c: c["train"].update(seeds={"transformer": [2022]}), "train.seeds.transformer: not a trained"),
+        (lambda c: c["train"].update(seeds={"original": [2022, 5, 5]}), "train.seeds.original: seed 5 given twice"),
+        (lambda c: c["train"].update(seeds={"original": [1, 2]}), "must include the top-level seed (2022)"),
+        (lambda c: c["train"].update(seeds={"original": [2022, 5.0]}), "train.seeds.original[1]"),
+        (lambda c: c["train"].update(seeds={"original": []}), "seeds"),
+        (lambda c: c["train"].update(controls={"Big-LR": {"architecture": "original", "options": {}}}), "Big-LR"),
+        (lambda c: c["train"].update(controls={"no_gru_head": {"architecture": "original", "options": {}}}),
+         "train.controls.no_gru_head: the name of an architecture"),
+        (lambda c: c["train"].update(controls={"x": {"architecture": "transformer", "options": {}}}), "architecture"),
+        (lambda c: c["train"].update(controls={"x": {"architecture": "original", "options": {"lr": -1}}}),
+         "train.controls.x.options (architecture original)"),
+        (lambda c: c["train"].update(controls={"x": {"architecture": "original"}}), "options"),
+        (lambda c: c["evaluate"].update(long_budgets=[10]), "evaluate.long_budgets: [10] already in evaluate.budgets"),
     ],
 )
 def test_schema_rejects_bad_config_naming_the_key(tmp_path: Path, edit, key: str) -> None:
@@ -360,7 +401,7 @@ def test_every_rule_is_thin_and_complete() -> None:
     blocks = _rule_blocks()
     assert len(blocks) >= 20
     for name, block in blocks.items():
-        if name == "all":
+        if name in ("all", "all_long"):  # the targets
             continue
         for directive in ("log:", "benchmark:"):
             assert f"    {directive}" in block, f"rule {name} lacks {directive}"
@@ -477,7 +518,8 @@ def test_catalog_files() -> None:
     readme = (REPO / "config" / "README.md").read_text()
     for key in ("name", "description", "evaluate.reference_budgets", "evaluate.reference_episodes", "train.steps",
                 "optimal_agents.ideal_observer.episodes", "optimal_agents.ideal_observer.chunks",
-                "optimal_agents.search_oracle.episodes", "optimal_agents.search_oracle.chunks"):
+                "optimal_agents.search_oracle.episodes", "optimal_agents.search_oracle.chunks",
+                "train.seeds.{row}", "train.controls.{name}", "evaluate.long_budgets"):
         assert f"`{key}`" in readme, key
 
 
@@ -563,3 +605,75 @@ def test_small_configs_train_to_a_step_budget_only(path: Path) -> None:
     train = yaml.safe_load(path.read_text())["train"]
     assert train["max_seconds"] is None
     assert train.get("options", {}).get("max_seconds") is None
+
+
+def test_extra_models_keep_the_default_models_paths_and_configs(tmp_path: Path) -> None:
+    """Issue 27: with train.seeds and train.controls, each architecture's own model (the top-level seed) keeps its
+    path, its train --config overrides and its command (so an existing run is not redone); the extra models train
+    into models/<arch>-seed-<s>/ and models/<arch>-<control>/ with their own seed and options, and Table 2 gets
+    every model's record and per-episode entropies, the top-level seed's first."""
+    from alchemy_mbrl.workflow_config import model_overrides, train_overrides, trained_models
+
+    cfg = yaml.safe_load(CPU_CONFIG.read_text())
+    models = trained_models(cfg)
+    default = cfg["seed"]
+    for m in models:
+        if m.control is None and m.seed == default:
+            assert (m.name, m.variant) == (m.arch, "") and model_overrides(cfg, m) == train_overrides(cfg, m.arch)
+        elif m.control is None:
+            assert m.name == f"{m.arch}-seed-{m.seed}"
+            assert model_overrides(cfg, m) == {**train_overrides(cfg, m.arch), "seed": m.seed}
+    control = next(m for m in models if m.control)
+    assert control.name == "no_final_linear-original_lr" and model_overrides(cfg, control)["lr"] == 1.0e-3
+    assert train_overrides(cfg, "no_final_linear")["lr"] == 2.0e-4
+    r = snakemake(["-n", "-p"], tmp_path, config=CPU_CONFIG)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout + r.stderr
+    for arch in cfg["train"]["architectures"]:  # the command of a run without seeds, unchanged
+        assert (f"alchemy-mbrl train --config results/cpu/train_configs/{arch}.yaml --data results/cpu/data/manifest.json"
+                f" --arch {arch} --out results/cpu/models/{arch} --no-progress > logs/cpu/train/{arch}.log") in out
+    assert ("--arch original --out results/cpu/models/original-seed-2023 " in out
+            and "--arch no_final_linear --out results/cpu/models/no_final_linear-original_lr " in out)
+    table2 = re.search(r"report table2 (.*?) --run-info", out).group(1)
+    assert table2.startswith("--model-eval original@2022=results/cpu/model_eval/original.json "
+                             "original@2023=results/cpu/model_eval/original-seed-2023.json")
+    assert "--control original_lr:no_final_linear@2022=results/cpu/model_eval/no_final_linear-original_lr.json" in table2
+    assert "--per-episode original@2022=results/cpu/model_eval/original.csv" in table2
+    assert "no_gru_head@2024=results/cpu/model_eval/no_gru_head-seed-2024.csv" in table2
+    assert "--train-seeds original=2022,2023,2024" in out and '"original_lr"' in out  # run_info records them
+    # Table 1 pairs every planner row with the random heuristic and the ideal observer on their returns
+    table1 = re.search(r"report table1 (.*?) --run-info", out).group(1)
+    assert ("--returns learned:60=results/cpu/eval/learned/budget-60/returns.csv" in table1
+            and "random-heuristic=results/cpu/baselines/random-heuristic/merged.csv" in table1
+            and "ideal-observer=results/cpu/optimal_agents/ideal-observer/returns.csv" in table1)
+    assert "learned:1250" not in table1  # the long row is all_long's
+
+
+def test_trained_models_names_and_validation_without_snakemake() -> None:
+    """Issue 27's model list and its checks, in the package (fast): a control with seeds of its own, the order
+    (each row's top-level seed first), and the refusals naming the key."""
+    from alchemy_mbrl.workflow_config import VARIANT_PATTERN as VARIANT
+    from alchemy_mbrl.workflow_config import trained_models, validate_workflow_config
+
+    cfg = yaml.safe_load(QUICK_CONFIG.read_text())
+    cfg["train"]["seeds"] = {"original": [5, 2022], "lr_hi": [2022, 7]}
+    cfg["train"]["controls"] = {"lr_hi": {"architecture": "no_gru_head", "options": {"lr": 3.0e-3}}}
+    validate_workflow_config(cfg, REPO / "workflow" / "schemas" / "config.schema.yaml")
+    names = [m.name for m in trained_models(cfg)]
+    assert names == ["original", "original-seed-5", "gru_backbone", "no_gru_head", "no_final_linear",
+                     "no_gru_head-lr_hi", "no_gru_head-lr_hi-seed-7"]
+    assert all(re.fullmatch(rf"[a-z_]+-(?:{VARIANT})", n) for n in names if "-" in n)
+    for edit, message in (
+        (lambda c: c["train"]["seeds"].update(gru_backbone=[2022, 3, 3]), "train.seeds.gru_backbone: seed 3 given twice"),
+        (lambda c: c["train"]["seeds"].update(nope=[2022]), "train.seeds.nope: not a trained architecture or a control"),
+        (lambda c: c["train"]["seeds"].update(original=[5]), "must include the top-level seed (2022)"),
+        (lambda c: c["train"]["controls"].update(original={"architecture": "original", "options": {}}),
+         "train.controls.original: the name of an architecture"),
+        (lambda c: c["train"]["controls"].update(Bad={"architecture": "original", "options": {}}),
+         "train.controls.Bad: a control's name"),
+        (lambda c: c["evaluate"].update(long_budgets=[5, 40]), "evaluate.long_budgets: [5] already in evaluate.budgets"),
+    ):
+        bad = yaml.safe_load(yaml.safe_dump(cfg))
+        edit(bad)
+        with pytest.raises(ValueError, match=re.escape(message)):
+            validate_workflow_config(bad)

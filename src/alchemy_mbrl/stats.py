@@ -13,6 +13,13 @@ Formatting
 :func:`format_mean_sem` prints ``mean ± s.e. (n=N)``: at least ``digits`` decimals, more when
 needed to show the first significant figure of the standard error (``1.2882 ± 0.0004``, not
 ``1.288 ± 0.000``); a missing standard error prints as ``mean (n=1, no s.e.)``.
+
+Comparisons
+-----------
+Rows that share their items (the same evaluation episodes, the same validation episodes, the same
+training seeds) are compared by :func:`paired_difference` (aligned samples) or :func:`paired_on_keys`
+(samples keyed by episode or seed, compared on the keys both have), whose s.e. is that of the
+per-item differences; :func:`across_seeds` is the mean ± s.e. over training seeds.
 """
 
 from __future__ import annotations
@@ -26,6 +33,9 @@ from typing import Any
 import numpy as np
 
 RETURN_UNIT = "return per episode"
+#: Columns of ``model-eval --episodes-out``: the validation episode's index (its position in the manifest's
+#: validation shards, the same for every model of a run) and its entropy and trial-start part, nats per step.
+EPISODE_ENTROPY_COLUMNS = ("episode", "entropy_nats_per_step", "trial_start_nats_per_step")
 ENTROPY_UNIT = "nats per step"
 
 
@@ -60,6 +70,29 @@ def paired_difference(x: Any, y: Any) -> MeanSem:
     if a.shape != b.shape:
         raise ValueError(f"a paired difference needs samples of equal length, got {a.size} and {b.size}")
     return mean_sem(a - b)
+
+
+def paired_on_keys(x: Any, y: Any) -> MeanSem:
+    """Paired difference ``x - y`` over the keys both samples have: ``x`` and ``y`` map a key (an episode's
+    ``(seed, episode)``, a validation episode's index, a training seed) to a value (a ``pandas.Series``
+    indexed by the keys, or a mapping). ``n`` is the number of shared keys: 0 (mean NaN) when none is
+    shared, so that a caller can tell a paired comparison from none. A key given twice is refused."""
+    import pandas as pd
+
+    a, b = (v if isinstance(v, pd.Series) else pd.Series(dict(v), dtype="float64") for v in (x, y))
+    for name, s in (("first", a), ("second", b)):
+        if s.index.has_duplicates:
+            dup = s.index[s.index.duplicated()][0]
+            raise ValueError(f"a paired difference needs each key once; the {name} sample has {dup!r} twice")
+    shared = a.index.intersection(b.index, sort=False)
+    return paired_difference(a.loc[shared].to_numpy(dtype=float), b.loc[shared].to_numpy(dtype=float))
+
+
+def across_seeds(per_seed: Any) -> MeanSem:
+    """Mean ± standard error over training seeds of a per-seed number (a mapping ``seed -> value``, e.g.
+    each seed's validation entropy): ``n`` is the number of seeds, and the s.e. is the spread between
+    independently trained models (the per-episode s.e. of one model says nothing about it)."""
+    return mean_sem(list(dict(per_seed).values()))
 
 
 def is_number(x: Any) -> bool:
@@ -222,6 +255,17 @@ def read_checked_csv(path: str | Path, what: str, rules: dict[str, str]) -> Any:
             r = int(bad_rows[0])
             raise ValueError(f"{path}: column '{col}' of the {what} must hold {text}; row {r + 1} has {str(raw.iloc[r])!r}")
     return df
+
+
+def read_episode_entropies(path: str | Path) -> Any:
+    """The per-episode entropies of a ``model-eval --episodes-out`` CSV, indexed by validation episode
+    (``ValueError`` naming the file when a column is missing, an entropy negative or an episode repeated)."""
+    df = read_checked_csv(path, "per-episode entropy", {"episode": "count", "entropy_nats_per_step": "nonneg?"})
+    if df["entropy_nats_per_step"].isna().any():
+        raise ValueError(f"{path}: column 'entropy_nats_per_step' has an empty value")
+    if df["episode"].duplicated().any():
+        raise ValueError(f"{path}: episode {int(df['episode'][df['episode'].duplicated()].iloc[0])} appears twice")
+    return df.set_index(df["episode"].astype("int64"))["entropy_nats_per_step"].astype("float64")
 
 
 def check_returns(df: Any, path: str | Path) -> None:

@@ -20,6 +20,10 @@ workflow loads, before any job runs, with a ``ValueError`` naming the key:
   errors naming the file and the key (Snakemake's own loader keeps the last of two keys silently);
 * every value of the merged config: finite numbers, integers within 64 bits, seeds within the range of
   the generator that takes them (``hpo.seed``: scikit-optimize's 32-bit ``RandomState``).
+* ``train.seeds`` and ``train.controls`` (:func:`trained_models`): every key of ``train.seeds`` names a trained
+  architecture or a control, each list holds distinct seeds and includes the top-level ``seed`` (whose model
+  keeps ``models/<arch>/``); a control's name is not an architecture's, and its options resolve through the
+  training config; ``evaluate.long_budgets`` shares no budget with ``evaluate.budgets``;
 * ``planner``: the readings of Algorithm 1 and the reward scale, through the planner's own
   :class:`alchemy_mbrl.planner.params.PlannerParams` (the one home of their names and ranges); only
   :data:`PLANNER_KEYS` may be set here (the HPO tunes ``temperature, c1, c2, k``, ``hpo.gamma`` sets
@@ -28,12 +32,15 @@ workflow loads, before any job runs, with a ``ValueError`` naming the key:
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from alchemy_mbrl.planner.params import READINGS
 
-__all__ = ["validate_workflow_config", "train_overrides", "strict_integer_errors", "planner_settings", "PLANNER_KEYS"]
+__all__ = ["validate_workflow_config", "train_overrides", "strict_integer_errors", "planner_settings", "PLANNER_KEYS",
+           "TrainedModel", "trained_models", "model_overrides"]
 
 #: Keys that moved out of the config's ``train`` and ``evaluate`` sections into the rules and profiles: the
 #: schema still names them so that :func:`validate_workflow_config` refuses them with a message saying where.
@@ -121,6 +128,98 @@ def train_overrides(config: dict[str, Any], arch: str) -> dict[str, Any]:
     return cfg
 
 
+#: A control's name (``train.controls``) and a ``train.seeds`` key: lower case, digits, underscores (no '-',
+#: which separates the parts of a model's directory name).
+NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
+#: The wildcard of the part of an extra model's directory name after ``<arch>-`` (common.smk, Snakefile).
+VARIANT_PATTERN = r"seed-\d+|[a-z][a-z0-9_]*(-seed-\d+)?"
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """One world model the workflow trains: Table 2's ``row`` (an architecture, or a control's name), its
+    architecture, training seed and control (None: the architecture's own options). ``name`` is its directory
+    under ``models/``: the architecture for the top-level seed (the path of a run without seeds or controls),
+    else ``<arch>-seed-<s>``, ``<arch>-<control>`` or ``<arch>-<control>-seed-<s>``."""
+
+    row: str
+    arch: str
+    seed: int
+    control: str | None
+    name: str
+
+    @property
+    def variant(self) -> str:
+        """The part of ``name`` after ``<arch>-`` ('' for the architecture's own model)."""
+        return self.name[len(self.arch) + 1:]
+
+
+def trained_models(config: dict[str, Any]) -> list[TrainedModel]:
+    """Every model of a (validated) config, row by row (architectures, then controls), the top-level seed first."""
+    t, default = config["train"], config["seed"]
+    seeds, controls = t.get("seeds") or {}, t.get("controls") or {}
+    rows = [(a, a, None) for a in t["architectures"]] + [(c, spec["architecture"], c) for c, spec in controls.items()]
+    out = []
+    for row, arch, control in rows:
+        listed = list(seeds.get(row) or [default])
+        for seed in [default, *(s for s in listed if s != default)]:
+            parts = [p for p in (control, None if seed == default else f"seed-{seed}") if p]
+            out.append(TrainedModel(row, arch, seed, control, "-".join([arch, *parts])))
+    return out
+
+
+def model_overrides(config: dict[str, Any], model: TrainedModel) -> dict[str, Any]:
+    """The ``train --config`` overrides of ``model``: :func:`train_overrides` of its architecture, then its
+    control's options, then its seed (the same as :func:`train_overrides` for the architecture's own model)."""
+    cfg = train_overrides(config, model.arch)
+    if model.control is not None:
+        cfg.update(config["train"]["controls"][model.control].get("options") or {})
+    cfg["seed"] = model.seed
+    return cfg
+
+
+def _model_problems(config: dict[str, Any]) -> list[str]:
+    """``train.seeds``, ``train.controls`` and ``evaluate.long_budgets`` (module docstring)."""
+    from alchemy_mbrl.model.config import ARCHITECTURES
+
+    t, default = config["train"], config["seed"]
+    archs = list(t["architectures"])
+    seeds, controls = t.get("seeds") or {}, t.get("controls") or {}
+    problems = []
+    for name, spec in controls.items():
+        if not NAME_PATTERN.fullmatch(str(name)):
+            problems.append(f"train.controls.{name}: a control's name takes lower-case letters, digits and '_', "
+                            "starting with a letter")
+        elif name in ARCHITECTURES or name in ("bayes", "seed"):
+            problems.append(f"train.controls.{name}: the name of an architecture or of another row; name the "
+                            "control after what it changes (e.g. no_final_linear_lr)")
+        if not isinstance(spec, dict) or spec.get("architecture") not in ARCHITECTURES:
+            problems.append(f"train.controls.{name}.architecture: one of {', '.join(ARCHITECTURES)}")
+    for row, listed in seeds.items():
+        if row not in archs and row not in controls:
+            problems.append(f"train.seeds.{row}: not a trained architecture or a control (train.architectures: "
+                            f"{archs}; train.controls: {list(controls)})")
+            continue
+        if not isinstance(listed, list) or not listed:
+            problems.append(f"train.seeds.{row}: a list of training seeds")
+            continue
+        dup = sorted({s for s in listed if listed.count(s) > 1})
+        if dup:
+            problems.append(f"train.seeds.{row}: seed {dup[0]} given twice (each seed trains one model)")
+        if default not in listed:
+            problems.append(f"train.seeds.{row}: {listed} must include the top-level seed ({default}): its model "
+                            f"(models/<arch>/) is the row's main model, the one the planner rows use; e.g. "
+                            f"[{default}, {', '.join(str(s) for s in listed if s != default)}]")
+        for s in listed:
+            if isinstance(s, int) and not isinstance(s, bool) and not 0 <= s < 2**63:
+                problems.append(f"train.seeds.{row}: {s} is outside 0..{2**63 - 1} (torch's seed)")
+    ev = config["evaluate"]
+    both = sorted(set(ev.get("long_budgets") or []) & set(ev["budgets"]))
+    if both:
+        problems.append(f"evaluate.long_budgets: {both} already in evaluate.budgets (the default target plays them)")
+    return problems
+
+
 def _seed_errors(config: dict[str, Any]) -> list[str]:
     """Seeds beyond the range of the generator that takes them (each job would refuse them)."""
     errors: list[str] = []
@@ -194,6 +293,7 @@ def validate_workflow_config(config: dict[str, Any], schema: dict[str, Any] | st
     if hpo["initial_points"] < 1:
         problems.append("hpo.initial_points: must be >= 1")
     problems += _seed_errors(config)
+    problems += _model_problems(config)
 
     from alchemy_mbrl.model.config import ARCHITECTURES, resolve_config
 
@@ -201,6 +301,9 @@ def validate_workflow_config(config: dict[str, Any], schema: dict[str, Any] | st
                        *((f"train.architecture_options.{a}", o) for a, o in (train.get("architecture_options") or {}).items())):
         if opts is not None and not isinstance(opts, dict):
             problems.append(f"{name}: must be a mapping of train --config keys")
+    for name, spec in (train.get("controls") or {}).items():
+        if isinstance(spec, dict) and spec.get("options") is not None and not isinstance(spec["options"], dict):
+            problems.append(f"train.controls.{name}.options: must be a mapping of train --config keys")
     if not problems:
         for arch in archs:
             if arch not in ARCHITECTURES:
@@ -211,6 +314,15 @@ def validate_workflow_config(config: dict[str, Any], schema: dict[str, Any] | st
                 resolve_config(arch, train_overrides(config, arch))
             except (ValueError, TypeError) as exc:
                 problems.append(f"{where} (architecture {arch}): {exc}")
+                break
+    if not problems:
+        for model in trained_models(config):
+            if model.control is None:
+                continue
+            try:
+                resolve_config(model.arch, model_overrides(config, model))
+            except (ValueError, TypeError) as exc:
+                problems.append(f"train.controls.{model.control}.options (architecture {model.arch}): {exc}")
                 break
 
     from alchemy_mbrl.hpo import SearchSpace

@@ -37,6 +37,8 @@ ARCHS = list(config["train"]["architectures"])
 HPO_ROUNDS = config["hpo"]["rounds"]
 HPO_POINTS = config["hpo"]["points_per_round"]
 BUDGETS = list(config["evaluate"]["budgets"])
+# Learned-model budgets too long for the default target: played only by the target all_long (table1_long).
+LONG_BUDGETS = list(config["evaluate"].get("long_budgets") or [])
 CHUNKS = config["evaluate"]["chunks"]
 REFERENCE_SIMS = list(config["evaluate"]["reference_simulators"])
 REFERENCE_BUDGETS = list(config["evaluate"]["reference_budgets"])
@@ -66,13 +68,34 @@ MANIFEST = f"{OUT}/data/manifest.json"
 
 
 def model_dir(arch):
-    """Directory of the trained model of ``arch`` (model.pt, train_log.csv, checkpoints)."""
+    """Directory of the trained model of ``arch`` (model.pt, train_log.csv, checkpoints): an architecture's own
+    model (the top-level seed), or an extra model's name ``<arch>-<variant>`` (MODELS)."""
     return f"{OUT}/models/{arch}"
 
 
 def train_config(arch):
     """The YAML overrides given to `alchemy-mbrl train --config` for ``arch``."""
     return train_overrides(config, arch)
+
+
+# Every world model (alchemy_mbrl.workflow_config.trained_models): each architecture's own model (the top-level
+# seed, models/<arch>/: the path of a run without train.seeds or train.controls), the extra training seeds
+# (models/<arch>-seed-<s>/) and the controls (models/<arch>-<control>[-seed-<s>]/), trained by rule train_variant.
+MODELS = trained_models(config)
+EXTRA_MODELS = {m.name: m for m in MODELS if m.variant}
+
+
+def variant_model(arch, variant):
+    """The extra model ``<arch>-<variant>`` (a name the config does not train is an error)."""
+    name = f"{arch}-{variant}"
+    if name not in EXTRA_MODELS:
+        raise WorkflowError(f"{name}: not a model of this config (train.seeds, train.controls)")
+    return EXTRA_MODELS[name]
+
+
+def variant_train_config(arch, variant):
+    """The `train --config` overrides of the extra model ``<arch>-<variant>``."""
+    return model_overrides(config, variant_model(arch, variant))
 
 
 def planner_model_inputs(simulator, arch):
@@ -108,9 +131,9 @@ def hpo_space_args():
     return " ".join(args)
 
 
-def planner_runs():
-    """(simulator, budget) pairs of Table 1's planner rows."""
-    runs = [("learned", b) for b in BUDGETS]
+def planner_runs(long=False):
+    """(simulator, budget) pairs of Table 1's planner rows (``long``: with evaluate.long_budgets, the target all_long)."""
+    runs = [("learned", b) for b in BUDGETS + (LONG_BUDGETS if long else [])]
     runs += [(s, b) for s in REFERENCE_SIMS for b in REFERENCE_BUDGETS]
     return runs
 
@@ -211,21 +234,30 @@ def shard_args(shard):
     )
 
 
-def table1_summaries():
+def table1_summaries(long=False):
     """Table 1's inputs: the summaries of the planner rows, the baselines and the optimal agents."""
     return (
-        [summary_path(s, b) for s, b in planner_runs()]
+        [summary_path(s, b) for s, b in planner_runs(long)]
         + [f"{OUT}/baselines/{p}/summary.json" for p in BASELINES]
         + [optimal_summary_path(a) for a in OPTIMAL_AGENTS]
     )
 
 
-def table1_args():
-    """`report table1` arguments: the planner rows, baselines and optimal agents' summaries."""
+def table1_returns(long=False):
+    """The per-episode returns of Table 1's rows (``--returns``: the paired comparisons), by row name."""
+    out = {f"{s}:{b}": f"{OUT}/eval/{s}/budget-{b}/returns.csv" for s, b in planner_runs(long)}
+    out.update({p: f"{OUT}/baselines/{p}/merged.csv" for p in BASELINES})
+    out.update({a: f"{OUT}/optimal_agents/{a}/returns.csv" for a in OPTIMAL_AGENTS})
+    return out
+
+
+def table1_args(long=False):
+    """`report table1` arguments: the planner rows, baselines and optimal agents' summaries and returns."""
     return (
-        f"table1 --planner {named({f'{s}:{b}': summary_path(s, b) for s, b in planner_runs()})}"
+        f"table1 --planner {named({f'{s}:{b}': summary_path(s, b) for s, b in planner_runs(long)})}"
         f" --baseline {named({p: f'{OUT}/baselines/{p}/summary.json' for p in BASELINES})}"
         f" --optimal {named({a: optimal_summary_path(a) for a in OPTIMAL_AGENTS})}"
+        f" --returns {named(table1_returns(long))}"
     )
 
 
@@ -235,15 +267,44 @@ def per_arch(path):
     return named({a: f"{OUT}/{path.format(a=a)}" for a in ARCHS})
 
 
+def model_eval_path(model, ext="json"):
+    """`model-eval`'s record (json) or per-episode entropies (csv) of a model (MODELS)."""
+    return f"{OUT}/model_eval/{model.name}.{ext}"
+
+
+def table2_inputs():
+    return [model_eval_path(m, e) for m in MODELS for e in ("json", "csv")]
+
+
+def table2_args():
+    """`report table2` arguments: every model's record (ROW@SEED; a control as NAME:ARCH@SEED), its per-episode
+    entropies and the Bayes-optimal floor. Each row's first model is its top-level seed's (MODELS' order)."""
+    archs = {f"{m.arch}@{m.seed}": model_eval_path(m) for m in MODELS if m.control is None}
+    controls = {f"{m.control}:{m.arch}@{m.seed}": model_eval_path(m) for m in MODELS if m.control}
+    episodes = {f"{m.row}@{m.seed}": model_eval_path(m, "csv") for m in MODELS}
+    return (
+        f"table2 --model-eval {named(archs)}"
+        + (f" --control {named(controls)}" if controls else "")
+        + f" --per-episode {named(episodes)} --bayes {OUT}/model_eval/bayes.json"
+    )
+
+
 def run_info_args():
     """`report run-info` options: the run's scale (the config's name, description, training, episodes,
     whether an HPO chose the parameters, the planner's readings)."""
     planner = planner_settings(config)
+    by_row = {}
+    for m in MODELS:
+        by_row.setdefault(m.row, []).append(str(m.seed))
+    seeds = [f"{row}={','.join(s)}" for row, s in by_row.items()] if any(len(s) > 1 for s in by_row.values()) else []
+    controls = config["train"].get("controls") or {}
     return " ".join(
         [
             f"--name {shlex.quote(NAME)} --description {shlex.quote(config['description'])}",
             f"--train-steps {config['train']['steps']} --batch-size {config['train']['batch_size']}",
             f"--episodes {run_info_episodes()}",
+            *(["--train-seeds", *seeds] if seeds else []),
+            *(["--controls", shlex.quote(json.dumps(controls, sort_keys=True))] if controls else []),
             *([] if RUN_HPO else ["--table4"]),
             *(["--planner", *planner] if planner else []),
         ]
@@ -274,12 +335,15 @@ def optimal_chunks(agent):
     return [f"{OUT}/optimal_agents/{agent}/chunk-{i}.csv" for i in range(n)]
 
 
-def final_outputs():
+def final_outputs(long=False):
     """Targets of the default target: tables, plots, the tuned hyperparameters (when a row uses them) and the
-    optimal agents' summaries."""
+    optimal agents' summaries; ``long`` (the target all_long): also Table 1 and its plot with evaluate.long_budgets."""
     out = expand(f"{OUT}/tables/{{table}}.{{ext}}", table=["table1", "table2"], ext=["md", "csv", "tex"])
     plots = ["score_vs_expansions", "training_curves"] + (["hpo_convergence"] if RUN_HPO else [])
     out += expand(f"{OUT}/plots/{{plot}}.{{ext}}", plot=plots, ext=["png", "pdf"])
+    if long:
+        out += expand(f"{OUT}/tables/table1_long.{{ext}}", ext=["md", "csv", "tex"])
+        out += expand(f"{OUT}/plots/score_vs_expansions_long.{{ext}}", ext=["png", "pdf"])
     if RUN_HPO:
         out += [f"{OUT}/hpo/best.json", f"{OUT}/hpo/history.csv"]
     out += [optimal_summary_path(a) for a in OPTIMAL_AGENTS]

@@ -24,6 +24,7 @@ rule run_info:
 rule table1:
     input:
         summaries=table1_summaries(),
+        returns=list(table1_returns().values()),
         info=RUN_INFO,
     output:
         md=f"{OUT}/tables/table1.md",
@@ -43,9 +44,29 @@ rule table1:
         "alchemy-mbrl report {params.what} --run-info {input.info} --out {params.prefix} > {log} 2>&1"
 
 
+# Table 1 with the learned rows of evaluate.long_budgets too (the target all_long).
+use rule table1 as table1_long with:
+    input:
+        summaries=table1_summaries(long=True),
+        returns=list(table1_returns(long=True).values()),
+        info=RUN_INFO,
+    output:
+        md=f"{OUT}/tables/table1_long.md",
+        csv=report_of(f"{OUT}/tables/table1_long.csv", "table1", "Data", file="Table 1 with long budgets (CSV)"),
+        tex=f"{OUT}/tables/table1_long.tex",
+        html=report_of(f"{OUT}/tables/table1_long.html", "table1", "Tables", table="Table 1 with long budgets"),
+    log:
+        f"{LOGS}/table1_long.log",
+    benchmark:
+        f"{BENCH}/table1_long.tsv"
+    params:
+        what=table1_args(long=True),
+        prefix=report_prefix,
+
+
 use rule table1 as table2 with:
     input:
-        evals=expand(f"{OUT}/model_eval/{{arch}}.json", arch=ARCHS),
+        evals=table2_inputs(),
         bayes=f"{OUT}/model_eval/bayes.json",
         info=RUN_INFO,
     output:
@@ -58,7 +79,7 @@ use rule table1 as table2 with:
     benchmark:
         f"{BENCH}/table2.tsv"
     params:
-        what=f"table2 --model-eval {per_arch('model_eval/{a}.json')} --bayes {OUT}/model_eval/bayes.json",
+        what=table2_args(),
         prefix=report_prefix,
 
 
@@ -77,6 +98,27 @@ use rule table1 as plot_score with:
         f"{BENCH}/plot_score.tsv"
     params:
         what=f"plots score --table1 {OUT}/tables/table1.csv",
+        prefix=report_prefix,
+
+
+use rule table1 as plot_score_long with:
+    input:
+        table1=f"{OUT}/tables/table1_long.csv",
+        info=RUN_INFO,
+    output:
+        png=report_of(
+            f"{OUT}/plots/score_vs_expansions_long.png",
+            "score_vs_expansions",
+            "Plots",
+            plot="Score vs expansions (long budgets)",
+        ),
+        pdf=f"{OUT}/plots/score_vs_expansions_long.pdf",
+    log:
+        f"{LOGS}/plot_score_long.log",
+    benchmark:
+        f"{BENCH}/plot_score_long.tsv"
+    params:
+        what=f"plots score --table1 {OUT}/tables/table1_long.csv",
         prefix=report_prefix,
 
 

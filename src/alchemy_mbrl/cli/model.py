@@ -23,6 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--model", required=True, help="model directory written by `train`")
     e.add_argument("--data", required=True, help="dataset manifest (its validation shards are used)")
     e.add_argument("--out", required=True, help="output JSON file")
+    e.add_argument("--episodes-out", default=None, metavar="CSV",
+                   help="also write each validation episode's entropy (columns episode, entropy_nats_per_step, "
+                   "trial_start_nats_per_step): Table 2 pairs models on the same episodes with it")
     e.add_argument("--max-episodes", type=int, default=None, help="use at most N validation episodes")
     e.add_argument("--batch-episodes", type=int, default=50, help="episodes per forward pass")
     e.add_argument("--device", default=None)
@@ -54,9 +57,10 @@ def cmd_model_eval(args: argparse.Namespace) -> int:
     from alchemy_mbrl.cli._paths import manifest_inputs
     from alchemy_mbrl.io import command_outputs
 
-    with command_outputs(inputs=manifest_inputs(args.data), input_dirs=[args.model], outputs=[args.out]):
+    outputs = [args.out, *([args.episodes_out] if args.episodes_out else [])]
+    with command_outputs(inputs=manifest_inputs(args.data), input_dirs=[args.model], outputs=outputs):
         res = evaluate_model_dir(args.model, args.data, args.max_episodes, args.batch_episodes, device=args.device,
-                                 amp=args.amp)
+                                 amp=args.amp, episodes_out=args.episodes_out)
         write_json(args.out, res)
     print(format_entropy(res))
     return 0

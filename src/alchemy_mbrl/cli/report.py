@@ -5,6 +5,9 @@
         --optimal ideal-observer=IO.json search-oracle=SO.json --out results/tables/table1
     alchemy-mbrl report table2 --model-eval original=O.json gru_backbone=G.json --bayes BAYES.json \\
         --out results/tables/table2
+    alchemy-mbrl report table2 --model-eval original@2022=O.json original@2023=O2.json gru_backbone@2022=G.json \\
+        --control lr_orig:no_final_linear@2022=C.json --per-episode original@2022=O.csv gru_backbone@2022=G.csv \\
+        --bayes BAYES.json --out results/tables/table2
     alchemy-mbrl report plots score --table1 results/tables/table1.csv --out results/plots/score_vs_expansions
     alchemy-mbrl report plots training --log original=results/models/original/train_log.csv ... --out ...
     alchemy-mbrl report plots hpo --history results/hpo/history.csv --out results/plots/hpo_convergence
@@ -23,6 +26,7 @@ and below 1,000 steps as a pipeline check).
 from __future__ import annotations
 
 import argparse
+import json
 
 from alchemy_mbrl.cli._paths import prefixed, spec_paths
 from alchemy_mbrl.io import command_outputs, write_json
@@ -32,9 +36,11 @@ from alchemy_mbrl.report.run_info import make_run_info, read_run_info
 
 def _apply_run_info(args: argparse.Namespace) -> argparse.Namespace:
     """Take the scale line, training steps and batch size from ``--run-info`` when it is given."""
+    args.controls = {}
     if getattr(args, "run_info", None):
         info = read_run_info(args.run_info)
         args.scale, args.train_steps, args.batch_size = info["scale"], info["train_steps"], info["batch_size"]
+        args.controls = info.get("controls") or {}
     return args
 
 
@@ -54,8 +60,21 @@ def cmd_run_info(args: argparse.Namespace) -> int:
             planner[key] = float(value)
         except ValueError:
             planner[key] = value
+    seeds: dict[str, list[int]] = {}
+    for item in args.train_seeds or []:
+        row, sep, listed = str(item).partition("=")
+        try:
+            seeds[row] = [int(s) for s in listed.split(",")]
+        except ValueError:
+            raise ValueError(f"run-info: --train-seeds takes ROW=SEED,SEED,..., got {item!r}") from None
+        if not sep or not row:
+            raise ValueError(f"run-info: --train-seeds takes ROW=SEED,SEED,..., got {item!r}")
+    try:
+        controls = json.loads(args.controls) if args.controls else {}
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"run-info: --controls takes a JSON object ({exc})") from None
     info = make_run_info(args.name, args.description, args.train_steps, args.batch_size, episodes,
-                         tuned_params=not args.table4, planner=planner)
+                         tuned_params=not args.table4, planner=planner, train_seeds=seeds, controls=controls)
     write_json(args.out, info)
     print(info["scale"])
     return 0
@@ -78,7 +97,7 @@ def cmd_table1(args: argparse.Namespace) -> int:
     """Build and write Table 1."""
     _apply_run_info(args)
     _check_counts(args)
-    with command_outputs(inputs=spec_paths([*args.planner, *args.baseline, *args.optimal]),
+    with command_outputs(inputs=spec_paths([*args.planner, *args.baseline, *args.optimal, *args.returns]),
                          outputs=prefixed(args.out, TABLE_SUFFIXES)):
         return _table1(args)
 
@@ -87,8 +106,9 @@ def _table1(args: argparse.Namespace) -> int:
     planner = [tables.parse_planner_spec(s) for s in args.planner]
     baselines = dict(tables.parse_named(s, "baseline", tables.BASELINE_LABELS) for s in args.baseline)
     optimal = dict(tables.parse_named(s, "optimal agent", tables.OPTIMAL_LABELS) for s in args.optimal)
-    df = tables.build_table1(planner, baselines, train_steps=args.train_steps, optimal=optimal)
-    notes = tables.table1_notes(df, args.train_steps, args.batch_size)
+    returns = tables.read_returns_by_name(dict(tables.parse_named(s, "returns") for s in args.returns), planner)
+    df = tables.build_table1(planner, baselines, train_steps=args.train_steps, optimal=optimal, returns=returns)
+    notes = tables.table1_notes(df, args.train_steps, args.batch_size, returns)
     tables.write_table(df, tables.table1_display(df), args.out, tables.TABLE1_CAPTION, "tab:score",
                        scale=args.scale, notes=notes)
     return 0
@@ -98,15 +118,20 @@ def cmd_table2(args: argparse.Namespace) -> int:
     """Build and write Table 2."""
     _apply_run_info(args)
     _check_counts(args)
-    with command_outputs(inputs=[*spec_paths(args.model_eval), args.bayes], outputs=prefixed(args.out, TABLE_SUFFIXES)):
+    ins = [*spec_paths([*args.model_eval, *args.control, *args.per_episode]), args.bayes]
+    with command_outputs(inputs=ins, outputs=prefixed(args.out, TABLE_SUFFIXES)):
         return _table2(args)
 
 
 def _table2(args: argparse.Namespace) -> int:
-    evals = dict(tables.parse_named(s, "model evaluation") for s in args.model_eval)
-    df = tables.build_table2(evals, args.bayes)
+    evals = [tables.parse_model_eval_spec(s) for s in args.model_eval]
+    evals += [tables.parse_model_eval_spec(s, control=True) for s in args.control]
+    evals = tables.attach_episodes(evals, dict(tables.parse_named(s, "per-episode entropies") for s in args.per_episode))
+    labels = {name: ", ".join(f"{k}={v}" for k, v in sorted((c.get("options") or {}).items()))
+              for name, c in args.controls.items()}
+    df = tables.build_table2(evals, args.bayes, control_labels=labels)
     tables.write_table(df, tables.table2_display(df), args.out, tables.TABLE2_CAPTION, "tab:entropy",
-                       scale=args.scale, notes=tables.table2_notes(args.train_steps, args.batch_size))
+                       scale=args.scale, notes=tables.table2_notes(args.train_steps, args.batch_size, df))
     return 0
 
 
@@ -162,6 +187,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ri.add_argument("--planner", nargs="*", default=[], metavar="KEY=VALUE",
                     help="the workflow config's planner settings (readings of Algorithm 1, reward scale) every "
                          "planner row played with; none = the package's defaults")
+    ri.add_argument("--train-seeds", nargs="*", default=[], metavar="ROW=SEED,SEED",
+                    help="the training seeds of each of Table 2's rows (the workflow's train.seeds); none = one each")
+    ri.add_argument("--controls", default=None, metavar="JSON",
+                    help="the workflow's train.controls: {NAME: {architecture, options}}")
     ri.add_argument("--out", required=True, help="the JSON file")
     ri.set_defaults(func=cmd_run_info)
 
@@ -173,12 +202,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t1.add_argument("--optimal", nargs="*", default=[], metavar="AGENT=SUMMARY",
                     help="merge-returns summary of a measured reference agent (ideal-observer: shown beside Wang et "
                     "al.'s quoted Ideal Observer; search-oracle: beside dm_alchemy's recorded evaluation)")
+    t1.add_argument("--returns", nargs="*", default=[], metavar="NAME=RETURNS_CSV",
+                    help="per-episode returns of a planner row (NAME = SIM:BUDGET), a baseline or a measured agent: "
+                    "each planner row is compared episode by episode (matched by seed and episode) with the random "
+                    "heuristic and the ideal observer when their returns are given")
     t1.add_argument("--out", required=True, help="path prefix: writes PREFIX.md, .csv, .tex, .html")
     _scale_args(t1, steps=True)
     t1.set_defaults(func=cmd_table1)
 
     t2 = sub.add_parser("table2", help="validation entropy per architecture beside the paper")
-    t2.add_argument("--model-eval", nargs="+", required=True, metavar="ARCH=JSON", help="model-eval outputs")
+    t2.add_argument("--model-eval", nargs="+", required=True, metavar="ARCH[@SEED]=JSON",
+                    help="model-eval outputs; several seeds of one architecture: one each, the row's main model first")
+    t2.add_argument("--control", nargs="*", default=[], metavar="NAME:ARCH[@SEED]=JSON",
+                    help="model-eval output of a control (ARCH trained with other options; its own row, labelled)")
+    t2.add_argument("--per-episode", nargs="*", default=[], metavar="ROW[@SEED]=CSV",
+                    help="model-eval --episodes-out CSV of a model given above: pairs it with the original's")
     t2.add_argument("--bayes", help="bayes-entropy output (the floor row)")
     t2.add_argument("--out", required=True, help="path prefix: writes PREFIX.md, .csv, .tex, .html")
     _scale_args(t2, steps=True)

@@ -24,7 +24,7 @@ import torch
 from alchemy_mbrl.env.constants import EPISODE_STEPS, TRIAL_START_FLOOR_NATS, TRIAL_START_TARGETS
 from alchemy_mbrl.model.data import EpisodeArrays, load_split
 from alchemy_mbrl.model.train import autocast_dtype, to_device
-from alchemy_mbrl.stats import entropy_record
+from alchemy_mbrl.stats import EPISODE_ENTROPY_COLUMNS, entropy_record
 from alchemy_mbrl.model.world_model import WorldModel
 
 @torch.no_grad()
@@ -51,16 +51,25 @@ def per_episode_losses(model: WorldModel, data: EpisodeArrays, batch_episodes: i
 
 
 def evaluate_model(model: WorldModel, manifest: str | Path, max_episodes: int | None = None,
-                   batch_episodes: int = 50, name: str | None = None, amp: bool | str = False) -> dict[str, Any]:
-    """The ``model-eval`` JSON record (see ``docs/formats.md``) on the manifest's validation shards."""
+                   batch_episodes: int = 50, name: str | None = None, amp: bool | str = False,
+                   episodes_out: str | Path | None = None) -> dict[str, Any]:
+    """The ``model-eval`` JSON record (see ``docs/formats.md``) on the manifest's validation shards; with
+    ``episodes_out``, also each episode's entropy (CSV, :data:`EPISODE_ENTROPY_COLUMNS`), which Table 2 pairs
+    between models scored on the same validation episodes."""
     data = load_split(manifest, "validation", max_episodes)
     total, start = per_episode_losses(model, data, batch_episodes, amp=amp)
+    if episodes_out is not None:
+        from alchemy_mbrl.io import write_csv
+
+        write_csv(episodes_out, EPISODE_ENTROPY_COLUMNS,
+                  ({"episode": i, "entropy_nats_per_step": float(t / EPISODE_STEPS),
+                    "trial_start_nats_per_step": float(s0 / EPISODE_STEPS)} for i, (t, s0) in enumerate(zip(total, start))))
     return entropy_record(name or model.config.arch, total, start, EPISODE_STEPS, TRIAL_START_FLOOR_NATS)
 
 
-
 def evaluate_model_dir(model_dir: str | Path, manifest: str | Path, max_episodes: int | None = None,
-                       batch_episodes: int = 50, device: str | None = None, amp: bool | str = False) -> dict[str, Any]:
+                       batch_episodes: int = 50, device: str | None = None, amp: bool | str = False,
+                       episodes_out: str | Path | None = None) -> dict[str, Any]:
     """``alchemy-mbrl model-eval``: load a trained model directory and score it (:func:`evaluate_model`)."""
     from alchemy_mbrl.model.checkpoint import load_model
 
@@ -70,4 +79,5 @@ def evaluate_model_dir(model_dir: str | Path, manifest: str | Path, max_episodes
         raise ValueError("--max-episodes must be >= 2 (the standard error needs two episodes)")
     if batch_episodes < 1:
         raise ValueError(f"--batch-episodes must be >= 1, got {batch_episodes}")
-    return evaluate_model(load_model(model_dir, device), manifest, max_episodes, batch_episodes, amp=amp)
+    return evaluate_model(load_model(model_dir, device), manifest, max_episodes, batch_episodes, amp=amp,
+                          episodes_out=episodes_out)

@@ -31,6 +31,11 @@ def scale_line(info: dict[str, Any]) -> str:
         parts.append("planner parameters: Table 4 (no HPO)")
     if info.get("planner"):
         parts.append("planner readings: " + ", ".join(f"{k}={v}" for k, v in sorted(info["planner"].items())))
+    seeds = {row: len(s) for row, s in (info.get("train_seeds") or {}).items() if len(s) > 1}
+    if seeds:
+        parts.append("training seeds: " + ", ".join(f"{row} {n}" for row, n in seeds.items()))
+    if info.get("controls"):
+        parts.append("controls: " + ", ".join(sorted(info["controls"])))
     parts.append(f"baselines {e['baselines']:,} episodes")
     parts.append(f"ideal observer {e['ideal_observer']:,}, search oracle {e['search_oracle']:,} episodes")
     return "; ".join(parts)
@@ -47,7 +52,9 @@ def checkout_commit() -> str | None:
 
 
 def make_run_info(name: str, description: str, train_steps: int, batch_size: int, episodes: dict[str, int],
-                  tuned_params: bool, planner: dict[str, Any] | None = None) -> dict[str, Any]:
+                  tuned_params: bool, planner: dict[str, Any] | None = None,
+                  train_seeds: dict[str, list[int]] | None = None,
+                  controls: dict[str, Any] | None = None) -> dict[str, Any]:
     """The record of a run (module docstring), with this checkout's commit and the scale line. ``planner``:
     the settings of the workflow config's ``planner`` mapping (``None`` or ``{}``: the package's defaults)."""
     missing = [k for k in EPISODE_KEYS if k not in episodes]
@@ -59,7 +66,8 @@ def make_run_info(name: str, description: str, train_steps: int, batch_size: int
     info: dict[str, Any] = {"name": name, "description": description, "train_steps": train_steps,
                             "batch_size": batch_size, "episodes": {k: episodes[k] for k in EPISODE_KEYS},
                             "tuned_params": bool(tuned_params), "planner": dict(sorted((planner or {}).items())),
-                            "commit": checkout_commit()}
+                            "train_seeds": {k: list(v) for k, v in (train_seeds or {}).items()},
+                            "controls": dict(controls or {}), "commit": checkout_commit()}
     info["scale"] = scale_line(info)
     return info
 

@@ -31,10 +31,15 @@ from alchemy_mbrl.io import atomic_write, write_text
 from alchemy_mbrl.stats import (
     ENTROPY_UNIT,
     RETURN_UNIT,
+    MeanSem,
+    across_seeds,
     as_float,
     format_mean_sem,
     is_number,
+    mean_sem,
+    paired_on_keys,
     read_entropy_record,
+    read_episode_entropies,
     read_summary,
 )
 
@@ -108,13 +113,30 @@ SIMULATOR_LABELS: dict[str, str] = {
 }
 BASELINE_LABELS: dict[str, str] = {"random-heuristic": "Random heuristic", "uniform": "Uniform random policy"}
 
+#: The agents Table 1's planner rows are compared with, episode by episode (``report table1 --returns``): the
+#: ``--returns`` name -> (CSV column prefix, display label).
+PAIRED_REFERENCES: dict[str, tuple[str, str]] = {
+    "random-heuristic": ("vs_random_heuristic", "random heuristic"),
+    "ideal-observer": ("vs_ideal_observer", "ideal observer"),
+}
 #: ``kind``: planner | baseline | optimal (the measured ideal observer and search oracle) | quoted.
+#: ``vs_*``: the planner row minus the reference on the episodes both played (matched by (seed, episode)):
+#: mean, s.e. and n of the per-episode differences; empty where they share no episode.
 TABLE1_COLUMNS: tuple[str, ...] = (
     "agent", "kind", "simulator", "budget", "mean", "sem", "n", "paper_mean", "paper_sem", "paper_source", "source",
+    *(f"{prefix}{suffix}" for prefix, _ in PAIRED_REFERENCES.values() for suffix in ("", "_sem", "_n")),
 )
+#: ``seed``: the training seed of the row's model (the first given: the workflow's default seed);
+#: ``vs_original*``: the row's model minus the original's on the same validation episodes (mean, s.e., n episodes);
+#: ``vs_architecture*``: a control's model minus its architecture's row (same seed, same episodes): what the
+#: control's options change;
+#: ``seeds_*``: the entropy over the row's training seeds (mean, s.e., n seeds); ``seeds_vs_original*``: the
+#: per-seed entropy minus the original's of the same seed, over the seeds both have (mean, s.e., n seeds).
 TABLE2_COLUMNS: tuple[str, ...] = (
     "model", "architecture", "entropy", "entropy_sem", "chemistry", "trial_start", "n_episodes",
-    "paper_entropy", "paper_chemistry",
+    "paper_entropy", "paper_chemistry", "seed", "control_of",
+    "vs_original", "vs_original_sem", "vs_original_n", "vs_architecture", "vs_architecture_sem", "vs_architecture_n",
+    "seeds_entropy", "seeds_entropy_sem", "seeds_n", "seeds_vs_original", "seeds_vs_original_sem", "seeds_vs_original_n",
 )
 
 
@@ -167,11 +189,39 @@ def parse_named(spec: str, what: str, allowed: dict[str, str] | None = None) -> 
     return name, Path(path)
 
 
+def episode_returns(path: str | Path) -> pd.Series:
+    """The per-episode returns of a returns CSV (``evaluate``/``merge-returns``), indexed by (seed, episode):
+    the key under which two agents played the same episode."""
+    from alchemy_mbrl.evaluate import read_returns
+
+    r = read_returns(path)
+    index = pd.MultiIndex.from_arrays([r["seed"].astype("uint64").to_numpy(), r["episode"].to_numpy()],
+                                      names=["seed", "episode"])
+    return pd.Series(r["return"].to_numpy(dtype=float), index=index)
+
+
+def check_returns_names(returns: dict[str, Path], planner: list[PlannerResult]) -> None:
+    """``report table1 --returns`` names: ``SIM:BUDGET`` of a planner row, a baseline or a measured agent."""
+    allowed = {f"{r.simulator}:{r.budget}" for r in planner} | set(BASELINE_LABELS) | set(OPTIMAL_LABELS)
+    unknown = sorted(set(returns) - allowed)
+    if unknown:
+        raise ValueError(f"--returns {unknown[0]}: not a planner row (SIM:BUDGET given to --planner), a baseline or a "
+                         f"measured agent; expected one of {', '.join(sorted(allowed))}")
+
+
+def read_returns_by_name(returns: dict[str, Any], planner: list[PlannerResult]) -> dict[str, pd.Series]:
+    """``--returns`` (name -> returns CSV, or the returns already read by :func:`episode_returns`) as
+    name -> per-episode returns indexed by (seed, episode), the names checked (:func:`check_returns_names`)."""
+    check_returns_names(returns, planner)
+    return {name: r if isinstance(r, pd.Series) else episode_returns(r) for name, r in returns.items()}
+
+
 def build_table1(
     planner: list[PlannerResult],
     baselines: dict[str, Path],
     train_steps: int | None = None,
     optimal: dict[str, Path] | None = None,
+    returns: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Table 1: planner rows by simulator then budget, measured baselines, V-MPO (quoted), the measured
     ideal observer above the quoted Ideal Observer, and the measured search oracle.
@@ -180,6 +230,11 @@ def build_table1(
     (either may be absent: its measured row is then left out; the quoted Ideal Observer always stays).
     With ``train_steps`` below the paper's 750,000, the learned rows are labelled as a pipeline
     check or a reduced-scale model (:func:`learned_row_label`; :func:`table1_notes` says why).
+
+    ``returns`` maps ``SIM:BUDGET`` (a planner row), a baseline or a measured agent to its per-episode returns
+    (CSV, or :func:`read_returns_by_name`'s series): each planner row is then compared, episode by episode, with each of :data:`PAIRED_REFERENCES` whose
+    returns are given, on the (seed, episode) pairs both played (``vs_*`` columns; empty where none is shared:
+    a row that shares no episode with a reference gets no paired number).
     """
     optimal = dict(optimal or {})
     unknown = sorted(set(optimal) - set(OPTIMAL_LABELS))
@@ -248,14 +303,29 @@ def build_table1(
     measured("ideal-observer")  # the measured ideal observer right above Wang et al.'s quoted one
     quoted("Ideal Observer")
     measured("search-oracle")
+    per_episode = read_returns_by_name(returns or {}, planner)
+    for row in rows:
+        for ref, (prefix, _) in PAIRED_REFERENCES.items():
+            d = None
+            key = f"{row['simulator']}:{row['budget']}"
+            if row["kind"] == "planner" and key in per_episode and ref in per_episode:
+                d = paired_on_keys(per_episode[key], per_episode[ref])
+            shared = d is not None and d.n > 0
+            row[prefix] = d.mean if shared else math.nan
+            row[f"{prefix}_sem"] = d.sem if shared else math.nan
+            row[f"{prefix}_n"] = d.n if shared else pd.NA
     df = pd.DataFrame(rows, columns=list(TABLE1_COLUMNS))
     df["budget"] = df["budget"].astype("Int64")
     df["n"] = df["n"].astype("Int64")
+    for prefix, _ in PAIRED_REFERENCES.values():
+        df[f"{prefix}_n"] = df[f"{prefix}_n"].astype("Int64")
     return df
 
 
-def table1_notes(df: pd.DataFrame, train_steps: int | None = None, batch_size: int | None = None) -> list[str]:
-    """Notes printed under Table 1: what its rows can and cannot show."""
+def table1_notes(df: pd.DataFrame, train_steps: int | None = None, batch_size: int | None = None,
+                 returns: dict[str, pd.Series] | None = None) -> list[str]:
+    """Notes printed under Table 1: what its rows can and cannot show. ``returns``: the rows' per-episode returns
+    (:func:`read_returns_by_name`), which make the change with search and the comparisons paired."""
     notes: list[str] = []
     planner = df[df["kind"] == "planner"]
     learned = planner[planner["simulator"] == "learned"]
@@ -277,22 +347,48 @@ def table1_notes(df: pd.DataFrame, train_steps: int | None = None, batch_size: i
             "actions) the search tries the root actions one by one in index order and hardly goes deeper, so "
             "its choice depends on the model only through immediate rewards."
         )
-    rises = []
+    per_episode = returns or {}
+    rises, rises_paired = [], []
     for sim in ("bayes", "oracle", "learned"):
         rows = planner[planner["simulator"] == sim].sort_values("budget")
         if len(rows) < 2 or not all(is_number(x) for x in (*rows["sem"], *rows["mean"])):
             continue
         lo, hi = rows.iloc[0], rows.iloc[-1]
-        diff, se = hi["mean"] - lo["mean"], math.hypot(hi["sem"], lo["sem"])
         name = {"bayes": "exact Bayesian model", "oracle": "true chemistry", "learned": "learned model"}[sim]
-        rises.append(
-            f"{name} {format_mean_sem(diff, se)} ({diff / se:.1f} s.e.) from {int(lo['budget']):,} to "
-            f"{int(hi['budget']):,} expansions" if se > 0 else f"{name} {diff:.1f}"
-        )
+        span = f"from {int(lo['budget']):,} to {int(hi['budget']):,} expansions"
+        lo_r, hi_r = (per_episode.get(f"{sim}:{int(r['budget'])}") for r in (lo, hi))
+        paired = paired_on_keys(hi_r, lo_r) if lo_r is not None and hi_r is not None else None
+        if paired is not None and paired.n >= 2 and is_number(paired.sem):
+            z = f" ({paired.mean / paired.sem:.1f} s.e.)" if paired.sem > 0 else ""
+            rises_paired.append(f"{name} {format_mean_sem(paired.mean, paired.sem, paired.n)}{z} {span}")
+            continue
+        diff, se = hi["mean"] - lo["mean"], math.hypot(hi["sem"], lo["sem"])
+        rises.append(f"{name} {format_mean_sem(diff, se)} ({diff / se:.1f} s.e.) {span}" if se > 0 else f"{name} {diff:.1f}")
+    if rises_paired:
+        notes.append("Change of the score with search (highest minus lowest budget, paired: mean ± s.e. of the "
+                     "per-episode differences over the n episodes both rows played): " + "; ".join(rises_paired) + ".")
     if rises:
         notes.append(
             "Change of the score with search (highest minus lowest budget, ± the s.e. of the difference of two "
             "independent means; the rows share their episodes, which makes this s.e. typically conservative): " + "; ".join(rises) + "."
+        )
+    for ref, (prefix, label) in PAIRED_REFERENCES.items():
+        paired_rows = planner[planner[f"{prefix}_n"].notna()]
+        if not len(paired_rows):
+            continue
+        n_ref = per_episode[ref].size
+        shared = sorted({int(n) for n in paired_rows[f"{prefix}_n"]})
+        own = ""
+        keysets = {frozenset(per_episode[f"{r['simulator']}:{int(r['budget'])}"].index) for _, r in paired_rows.iterrows()}
+        keys = pd.Index(list(next(iter(keysets)))) if len(keysets) == 1 else None
+        on_shared = per_episode[ref].loc[per_episode[ref].index.intersection(keys, sort=False)] if keys is not None else None
+        if on_shared is not None and len(on_shared) < n_ref:  # every paired row on the same episodes
+            own = (f" On those episodes the {label} scores {mean_sem(on_shared)}, against "
+                   f"{mean_sem(per_episode[ref])} on all of its {n_ref:,}: compare the planner rows with the former.")
+        notes.append(
+            f"'vs {label}': the planner row minus the {label}, episode by episode on the episodes both played "
+            f"(matched by seed and episode; n = {', '.join(f'{n:,}' for n in shared)}), mean ± s.e. of the "
+            f"per-episode differences.{own}"
         )
     by_budget = planner[planner["simulator"].isin(["bayes", "oracle"])].groupby("budget")
     same, same_mean = [], []
@@ -337,37 +433,184 @@ def table1_notes(df: pd.DataFrame, train_steps: int | None = None, batch_size: i
     return notes
 
 
-def table2_notes(train_steps: int | None = None, batch_size: int | None = None) -> list[str]:
-    """Notes printed under Table 2 (why a short run's entropies are far from the paper's)."""
-    if train_steps is None or train_steps >= PAPER_TRAIN_STEPS:
-        return []
-    batch = f" of {batch_size} episodes" if batch_size else ""
-    return [
-        f"These models trained for {train_steps:,} steps{batch}, against the paper's {PAPER_TRAIN_STEPS:,} steps of "
-        f"{PAPER_BATCH_SIZE} episodes (about {PAPER_TRAIN_STEPS * PAPER_BATCH_SIZE / max(train_steps * (batch_size or 1), 1):,.0f} "
-        "times more episodes seen), so their entropies are far above the paper's and above the Bayes-optimal floor; "
-        "only the floor (exact, no training) is comparable with the paper's numbers."
-    ]
+def table2_notes(train_steps: int | None = None, batch_size: int | None = None,
+                 df: pd.DataFrame | None = None) -> list[str]:
+    """Notes printed under Table 2: why a short run's entropies are far from the paper's, and what the paired
+    and across-seed columns are (with the claims they support) when ``df`` has them."""
+    notes: list[str] = []
+    if train_steps is not None and train_steps < PAPER_TRAIN_STEPS:
+        batch = f" of {batch_size} episodes" if batch_size else ""
+        notes.append(
+            f"These models trained for {train_steps:,} steps{batch}, against the paper's {PAPER_TRAIN_STEPS:,} steps of "
+            f"{PAPER_BATCH_SIZE} episodes (about {PAPER_TRAIN_STEPS * PAPER_BATCH_SIZE / max(train_steps * (batch_size or 1), 1):,.0f} "
+            "times more episodes seen), so their entropies are far above the paper's and above the Bayes-optimal floor; "
+            "only the floor (exact, no training) is comparable with the paper's numbers."
+        )
+    if df is None:
+        return notes
+    if df["vs_original_n"].notna().any():
+        notes.append("'vs original': the row's model minus the original's, validation episode by validation episode "
+                     "(the first training seed of each), mean ± s.e. over the n episodes both were scored on. This s.e. "
+                     "is the evaluation noise of two given models only: it says nothing of how another training seed "
+                     "would do.")
+    if df["vs_architecture_n"].notna().any():
+        notes.append("'Control vs its architecture's row': a control's model minus the model of its architecture's own "
+                     "row (the same seed, the same validation episodes), which differ only by the control's options: "
+                     "with 'vs original', it separates what the architecture changes from what those options change.")
+    if df["seeds_n"].notna().any():
+        paired_seeds = df["seeds_vs_original_n"].notna().any()
+        notes.append("'Across seeds': the validation entropy of each training seed's model, mean ± s.e. over the n seeds "
+                     "(the spread between independently trained models)" + (
+                         "; 'across seeds vs original': each seed's model minus the original of the same seed, mean ± "
+                         "s.e. over the n seeds both have. Claims about the architectures rest on this column."
+                         if paired_seeds else "."))
+        claims = []
+        for _, row in df[df["seeds_vs_original_n"].notna()].iterrows():
+            m, se = row["seeds_vs_original"], row["seeds_vs_original_sem"]
+            z = f" ({m / se:.1f} s.e.)" if is_number(se) and se > 0 else ""
+            claims.append(f"{row['architecture']} {format_mean_sem(m, se, row['seeds_vs_original_n'], 3)}{z}")
+        if claims:
+            notes.append(f"Across seeds, entropy minus the original's ({ENTROPY_UNIT}): " + "; ".join(claims) + ".")
+    return notes
 
 
-def build_table2(model_evals: dict[str, Path], bayes: Path | None) -> pd.DataFrame:
-    """Table 2: validation entropy of each architecture and the Bayes-optimal floor."""
-    unknown = [a for a in model_evals if a not in ARCH_LABELS]
+@dataclass(frozen=True)
+class ModelEval:
+    """One world model's evaluation for Table 2: its row (an architecture, or a control's name), architecture,
+    training seed (None: not given), ``model-eval`` JSON and, when given, its per-episode CSV."""
+
+    row: str
+    arch: str
+    seed: int | None
+    record: Path
+    episodes: Path | None = None
+    control: bool = False
+
+
+def parse_model_eval_spec(spec: str, control: bool = False) -> ModelEval:
+    """``ARCH[@SEED]=JSON`` (``--model-eval``) or, for a control, ``NAME:ARCH[@SEED]=JSON`` (``--control``)."""
+    form = "NAME:ARCH[@SEED]=JSON" if control else "ARCH[@SEED]=JSON"
+    key, sep, path = spec.partition("=")
+    if not sep or not key or not path:
+        raise ValueError(f"model evaluation '{spec}': expected {form}")
+    key, at, seed_text = key.partition("@")
+    seed = None
+    if at:
+        if not seed_text.isdigit():
+            raise ValueError(f"model evaluation '{spec}': the seed after '@' must be an integer >= 0")
+        seed = int(seed_text)
+    name, colon, arch = key.partition(":")
+    if control != bool(colon):
+        raise ValueError(f"model evaluation '{spec}': expected {form}")
+    arch = arch if control else name
+    if arch not in ARCH_LABELS:
+        raise ValueError(f"unknown architecture(s) {[arch]} in '{spec}'; choose from {', '.join(ARCH_LABELS)}")
+    if control and (name in ARCH_LABELS or name == "bayes" or not name):
+        raise ValueError(f"model evaluation '{spec}': a control needs a name of its own, not an architecture's")
+    return ModelEval(name, arch, seed, Path(path), control=control)
+
+
+def attach_episodes(evals: list[ModelEval], specs: dict[str, Path]) -> list[ModelEval]:
+    """``--per-episode ROW[@SEED]=CSV``: each evaluation's per-episode CSV (each key must name one of ``evals``)."""
+    out, used = [], set()
+    for e in evals:
+        key = e.row if e.seed is None else f"{e.row}@{e.seed}"
+        for k in (key, e.row) if e.seed is None else (key,):
+            if k in specs:
+                used.add(k)
+                e = ModelEval(e.row, e.arch, e.seed, e.record, specs[k], e.control)
+                break
+        out.append(e)
+    unknown = sorted(set(specs) - used)
     if unknown:
-        raise ValueError(f"unknown architecture(s) {unknown} in --model-eval; choose from {', '.join(ARCH_LABELS)}")
+        raise ValueError(f"--per-episode {unknown[0]}: names no model evaluation given (ROW[@SEED] of --model-eval or "
+                         "--control)")
+    return out
+
+
+def build_table2(model_evals: dict[str, Path] | list[ModelEval], bayes: Path | None,
+                 control_labels: dict[str, str] | None = None) -> pd.DataFrame:
+    """Table 2: validation entropy of each architecture (then each control), and the Bayes-optimal floor.
+
+    ``model_evals``: ``{arch: JSON}`` (one model each), or :class:`ModelEval` items, several per row for several
+    training seeds: the row shows the first one's entropy, and with two or more seeds their mean ± s.e.
+    (:func:`~alchemy_mbrl.stats.across_seeds`). With per-episode CSVs, each row is paired with the original on the
+    same validation episodes, and (seeds given) seed by seed (:func:`~alchemy_mbrl.stats.paired_on_keys`).
+    ``control_labels``: a control's name -> what it changes (its row label says it)."""
+    if isinstance(model_evals, dict):
+        unknown = [a for a in model_evals if a not in ARCH_LABELS]
+        if unknown:
+            raise ValueError(f"unknown architecture(s) {unknown} in --model-eval; choose from {', '.join(ARCH_LABELS)}")
+        model_evals = [ModelEval(a, a, None, Path(p)) for a, p in model_evals.items()]
+    by_row: dict[str, list[ModelEval]] = {}
+    for e in model_evals:
+        group = by_row.setdefault(e.row, [])
+        if group and (group[0].arch, group[0].control) != (e.arch, e.control):
+            raise ValueError(f"model evaluation row {e.row!r} is given as two different models")
+        if any(g.seed == e.seed for g in group):
+            raise ValueError(f"model evaluation {e.row}@{e.seed}: the same row and seed given twice")
+        group.append(e)
+    archs = [a for a in by_row if not by_row[a][0].control]
+    names = ([a for a in PAPER_TABLE2 if a in archs] + [a for a in archs if a not in PAPER_TABLE2]
+             + [c for c in by_row if by_row[c][0].control])
+    records = {(e.row, e.seed): read_entropy_record(e.record) for g in by_row.values() for e in g}
+    episodes = {(e.row, e.seed): read_episode_entropies(e.episodes) for g in by_row.values() for e in g if e.episodes}
+    original = by_row.get("original")
     rows: list[dict[str, Any]] = []
-    names = [a for a in PAPER_TABLE2 if a in model_evals] + [a for a in model_evals if a not in PAPER_TABLE2]
-    for arch in names:
-        rows.append(_table2_row(arch, ARCH_LABELS.get(arch, arch), model_evals[arch], PAPER_TABLE2.get(arch)))
+    for name in names:
+        group = by_row[name]
+        main = group[0]
+        if main.control:
+            what = (control_labels or {}).get(name)
+            label = f"control '{name}': {ARCH_LABELS[main.arch]}" + (f", {what}" if what else "")
+        else:
+            label = ARCH_LABELS.get(name, name)
+        row = _table2_row(main.arch, label, main.record, None if main.control else PAPER_TABLE2.get(name),
+                          records[(name, main.seed)])
+        row["model"] = name
+        row["seed"] = main.seed if main.seed is not None else pd.NA
+        row["control_of"] = main.arch if main.control else ""
+        d = None
+        if original and name != "original" and (name, main.seed) in episodes and ("original", original[0].seed) in episodes:
+            d = paired_on_keys(episodes[(name, main.seed)], episodes[("original", original[0].seed)])
+        _put(row, "vs_original", d)
+        d = None
+        own = by_row.get(main.arch)
+        if main.control and own and (name, main.seed) in episodes and (main.arch, own[0].seed) in episodes:
+            d = paired_on_keys(episodes[(name, main.seed)], episodes[(main.arch, own[0].seed)])
+        _put(row, "vs_architecture", d)
+        per_seed = {e.seed: records[(name, e.seed)]["entropy_nats_per_step"] for e in group if e.seed is not None}
+        _put(row, "seeds_entropy", across_seeds(per_seed) if len(per_seed) >= 2 else None, n_key="seeds_n")
+        d = None
+        if original and name != "original" and len(per_seed) >= 2:
+            base = {e.seed: records[("original", e.seed)]["entropy_nats_per_step"] for e in original if e.seed is not None}
+            d = paired_on_keys(per_seed, base)
+            d = d if d.n >= 2 else None
+        _put(row, "seeds_vs_original", d)
+        rows.append(row)
     if bayes is not None:
-        rows.append(_table2_row("bayes", "Bayes-optimal predictor (exact posterior; floor)", bayes, None))
+        row = _table2_row("bayes", "Bayes-optimal predictor (exact posterior; floor)", bayes, None)
+        row.update(seed=pd.NA, control_of="")
+        for key in ("vs_original", "vs_architecture", "seeds_entropy", "seeds_vs_original"):
+            _put(row, key, None, n_key="seeds_n" if key == "seeds_entropy" else None)
+        rows.append(row)
     df = pd.DataFrame(rows, columns=list(TABLE2_COLUMNS))
-    df["n_episodes"] = df["n_episodes"].astype("Int64")
+    for col in ("n_episodes", "seed", "vs_original_n", "vs_architecture_n", "seeds_n", "seeds_vs_original_n"):
+        df[col] = df[col].astype("Int64")
     return df
 
 
-def _table2_row(model: str, label: str, path: Path, paper: tuple[float, float | None] | None) -> dict[str, Any]:
-    e = read_entropy_record(path)  # entropies >= 0, counts integers (stats.read_entropy_record)
+def _put(row: dict[str, Any], key: str, d: MeanSem | None, n_key: str | None = None) -> None:
+    """``key``, ``key_sem`` and ``key_n`` (or ``n_key``) of ``row`` from ``d``; empty when ``d`` is None or empty."""
+    ok = d is not None and d.n > 0
+    row[key] = d.mean if ok else math.nan
+    row[f"{key}_sem"] = d.sem if ok else math.nan
+    row[n_key or f"{key}_n"] = d.n if ok else pd.NA
+
+
+def _table2_row(model: str, label: str, path: Path, paper: tuple[float, float | None] | None,
+                e: dict[str, Any] | None = None) -> dict[str, Any]:
+    e = read_entropy_record(path) if e is None else e  # entropies >= 0, counts integers (stats.read_entropy_record)
     if e.get("model") not in (None, model):
         raise ValueError(f"{path}: the evaluation is of model {e['model']!r}, but was given as {model!r}")
     return {
@@ -383,14 +626,27 @@ def _table2_row(model: str, label: str, path: Path, paper: tuple[float, float | 
     }
 
 
+def _paired_cells(df: pd.DataFrame, prefix: str) -> list[str]:
+    """``mean ± s.e. (n=N)`` of a paired column, an em dash on the rows without one."""
+    return [format_mean_sem(m, s, n) if is_number(n) else "—"
+            for m, s, n in zip(df[prefix], df[f"{prefix}_sem"], df[f"{prefix}_n"])]
+
+
 def table1_display(df: pd.DataFrame) -> pd.DataFrame:
-    """Human-readable Table 1 (strings)."""
+    """Human-readable Table 1 (strings); a paired column (``vs random heuristic``, ``vs ideal observer``) only
+    when some planner row shares episodes with that agent."""
+    paired = {
+        f"Paired: vs {label}, {RETURN_UNIT} (mean ± s.e. of per-episode differences, n shared episodes)":
+            _paired_cells(df, prefix)
+        for prefix, label in PAIRED_REFERENCES.values() if prefix in df and df[f"{prefix}_n"].notna().any()
+    }
     return pd.DataFrame(
         {
             "Agent": df["agent"],
             f"Ours: score, {RETURN_UNIT} (mean ± s.e., n episodes)": [
                 format_mean_sem(m, s, n) for m, s, n in zip(df["mean"], df["sem"], df["n"])
             ],
+            **paired,
             f"Published: score, {RETURN_UNIT} (mean ± s.e.)": [
                 format_mean_sem(m, s) for m, s in zip(df["paper_mean"], df["paper_sem"])
             ],
@@ -401,7 +657,23 @@ def table1_display(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def table2_display(df: pd.DataFrame) -> pd.DataFrame:
-    """Human-readable Table 2 (strings)."""
+    """Human-readable Table 2 (strings); the paired and across-seed columns only when some row has them."""
+    def cells(prefix: str, n_key: str | None = None) -> list[str]:
+        n_col = df[n_key or f"{prefix}_n"] if (n_key or f"{prefix}_n") in df else pd.Series([pd.NA] * len(df))
+        return [format_mean_sem(m, s, n, 3) if is_number(n) else "—"
+                for m, s, n in zip(df[prefix], df[f"{prefix}_sem"], n_col)]
+
+    extra: dict[str, list[str]] = {}
+    if "vs_original_n" in df and df["vs_original_n"].notna().any():
+        extra[f"Paired: vs original, {ENTROPY_UNIT} (mean ± s.e., n validation episodes)"] = cells("vs_original")
+    if "vs_architecture_n" in df and df["vs_architecture_n"].notna().any():
+        extra[f"Paired: control vs its architecture's row, {ENTROPY_UNIT} (mean ± s.e., n validation episodes)"] = cells(
+            "vs_architecture")
+    if "seeds_n" in df and df["seeds_n"].notna().any():
+        extra[f"Across seeds: entropy, {ENTROPY_UNIT} (mean ± s.e., n training seeds)"] = cells("seeds_entropy", "seeds_n")
+        if df["seeds_vs_original_n"].notna().any():
+            extra[f"Across seeds: vs original, {ENTROPY_UNIT} (paired by seed: mean ± s.e., n seeds)"] = cells(
+                "seeds_vs_original")
     return pd.DataFrame(
         {
             "Model": df["architecture"],
@@ -410,6 +682,7 @@ def table2_display(df: pd.DataFrame) -> pd.DataFrame:
             ],
             f"Ours: chemistry part, {ENTROPY_UNIT}": [format_mean_sem(c, None, None, 3) for c in df["chemistry"]],
             "Validation episodes": [f"{int(n):,}" if is_number(n) else "—" for n in df["n_episodes"]],
+            **extra,
             f"Paper: entropy, {ENTROPY_UNIT}": [format_mean_sem(p, None, None, 2) for p in df["paper_entropy"]],
             f"Paper: chemistry part, {ENTROPY_UNIT}": [format_mean_sem(p, None, None, 3) for p in df["paper_chemistry"]],
         }
