@@ -10,7 +10,8 @@ resumes. ``summarise`` pairs the returns with the previous rule's on the same ep
 
     PYTHONPATH=src ALCHEMY_THREADS=1 python bench/ideal_observer_tie_rules.py run --episodes 100 --seed 3 \\
         --dir docs/results-cpu/tie-rules
-    PYTHONPATH=src python bench/ideal_observer_tie_rules.py summarise --dir docs/results-cpu/tie-rules
+    PYTHONPATH=src python bench/ideal_observer_tie_rules.py summarise --dir docs/results-cpu/tie-rules \
+        --out docs/results-cpu/tie-rules        # the per-episode rows (.csv) and the table (.md)
 """
 
 from __future__ import annotations
@@ -72,12 +73,8 @@ def run(args: argparse.Namespace) -> None:
         print(row, flush=True)
 
 
-def summarise(args: argparse.Namespace) -> None:
-    directory = Path(args.dir)
-    files = sorted((directory / "episodes").glob("*.csv"))
-    if not files:
-        raise SystemExit(f"{directory}: no episodes played yet")
-    new = pd.concat([pd.read_csv(f) for f in files], ignore_index=True).sort_values("episode")
+def table(new: pd.DataFrame) -> str:
+    """The Markdown summary of the per-episode rows ``new`` (COLUMNS), paired with the previous rule's run."""
     old = pd.read_csv(PREVIOUS_RUN)
     both = new.merge(old[["episode", "seed", "return"]], on=["episode", "seed"], suffixes=("", "_actions"), validate="1:1")
     if len(both) != len(new):
@@ -101,8 +98,20 @@ def summarise(args: argparse.Namespace) -> None:
         f"{int(both['steps'].sum())} ({100 * both['differ'].sum() / both['steps'].sum():.2f} %) |",
         f"| CPU seconds per episode (both rules searched) | {both['seconds'].mean():.1f} |",
     ]
-    text = "\n".join(lines) + "\n"
-    write_text(directory / "summary.md", text)
+    return "\n".join(lines) + "\n"
+
+
+def summarise(args: argparse.Namespace) -> None:
+    directory = Path(args.dir)
+    files = sorted((directory / "episodes").glob("*.csv"))
+    if not files:
+        raise SystemExit(f"{directory}: no episodes played yet")
+    new = pd.concat([pd.read_csv(f) for f in files], ignore_index=True).sort_values("episode")
+    text = table(new)
+    if args.out:
+        out = Path(args.out)
+        write_csv(out.with_suffix(".csv"), COLUMNS, new.to_dict("records"))
+        write_text(out.with_suffix(".md"), text)
     print(text)
 
 
@@ -116,6 +125,7 @@ def main() -> None:
     r.add_argument("--dir", required=True)
     s = sub.add_parser("summarise")
     s.add_argument("--dir", required=True)
+    s.add_argument("--out", default=None, help="write OUT.csv (per-episode rows) and OUT.md (the table)")
     args = ap.parse_args()
     run(args) if args.command == "run" else summarise(args)
 
