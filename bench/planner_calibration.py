@@ -40,6 +40,8 @@ from alchemy_mbrl.report.tables import PAPER_TABLE1  # noqa: E402
 from alchemy_mbrl.stats import mean_sem, paired_difference  # noqa: E402
 
 IDEAL_OBSERVER_CSV = ROOT / "docs" / "results-cpu" / "ideal-observer.csv"
+#: Readings drawn in a colour of their own and bold (the others in the default cycle, thin).
+HIGHLIGHT = {"default": "tab:blue", "tuned": "tab:red"}
 ROW = re.compile(r"^(?P<name>.+)_(?P<sim>bayes|oracle|learned)_b(?P<budget>\d+)\.csv$")
 
 
@@ -175,7 +177,9 @@ def plot(table: pd.DataFrame, path: Path, readings: list[str] | None = None) -> 
         if g.budget.nunique() < 2:
             continue
         g = g.sort_values("budget")
-        ax.errorbar(g.budget, g["mean"], yerr=2 * g["sem"], marker="o", ms=3, capsize=2, lw=1,
+        main = reading in HIGHLIGHT  # the default and its tuned parameters stand out; the rest are context
+        ax.errorbar(g.budget, g["mean"], yerr=2 * g["sem"], marker="o", ms=4 if main else 3, capsize=2,
+                    lw=2.2 if main else 0.8, alpha=1.0 if main else 0.55, color=HIGHLIGHT.get(reading),
                     ls="-" if sim == "bayes" else "--", label=f"{reading} ({sim})")
     ax.set_xscale("log")
     ax.set_xlabel("expansions per step (log scale)")
