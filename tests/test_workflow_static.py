@@ -677,3 +677,21 @@ def test_trained_models_names_and_validation_without_snakemake() -> None:
         edit(bad)
         with pytest.raises(ValueError, match=re.escape(message)):
             validate_workflow_config(bad)
+
+
+def test_tune_bayes_is_the_papers_hpo_with_the_exact_model(tmp_path: Path) -> None:
+    """config/tune-bayes.yaml differs from config/paper.yaml only where its header says (the HPO's
+    simulator and episodes, no GPU, its name), and its target plans the HPO alone: no data, no training."""
+    paper = yaml.safe_load(PAPER_CONFIG.read_text())
+    tune_file = REPO / "config" / "tune-bayes.yaml"
+    tune = yaml.safe_load(tune_file.read_text())
+    assert tune["hpo"].pop("simulator") == "bayes" and paper["hpo"].pop("simulator") == "learned"
+    assert tune["hpo"].pop("episodes") == 32
+    paper["hpo"].pop("episodes")
+    for key in ("name", "description", "use_gpu"):
+        tune.pop(key), paper.pop(key)
+    assert tune == paper
+    r = snakemake(["-n", "results/tune-bayes/hpo/best.json", "--quiet", "rules"], tmp_path, config=tune_file)
+    assert r.returncode == 0, r.stdout + r.stderr
+    counts = job_counts(r.stdout)
+    assert counts == {"hpo_ask": 8, "hpo_evaluate": 64, "hpo_summary": 64, "hpo_tell": 8, "hpo_best": 1, "total": 145}
