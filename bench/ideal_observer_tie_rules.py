@@ -10,7 +10,7 @@ resumes. ``summarise`` pairs the returns with the previous rule's on the same ep
 
     PYTHONPATH=src ALCHEMY_THREADS=1 python bench/ideal_observer_tie_rules.py run --episodes 100 --seed 3 \\
         --dir docs/results-cpu/tie-rules
-    PYTHONPATH=src python bench/ideal_observer_tie_rules.py summarise --dir docs/results-cpu/tie-rules \
+    PYTHONPATH=src python bench/ideal_observer_tie_rules.py summarise --dir docs/results-cpu/tie-rules \\
         --out docs/results-cpu/tie-rules        # the per-episode rows (.csv) and the table (.md)
 """
 

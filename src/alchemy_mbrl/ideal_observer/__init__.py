@@ -125,7 +125,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "ACTION_CODES", "AGENTS", "DEFAULT_TIE_RULE", "IDEAL_OBSERVER", "InsertionOrder", "TIE_RULES", "potion_stone_slot", "IdealObserverPolicy", "SEARCH_ORACLE", "SearchOraclePolicy", "TrialSearch",
-    "USED_STONE", "VALUE_OF_FEATURE", "action_of_code", "chemistry_trial_value", "make_agent", "observed_items",
+    "ACTION_CODES", "AGENTS", "DEFAULT_TIE_RULE", "IDEAL_OBSERVER", "IdealObserverPolicy", "InsertionOrder",
+    "SEARCH_ORACLE", "SearchOraclePolicy", "TIE_RULES", "TrialSearch", "USED_STONE", "VALUE_OF_FEATURE",
+    "action_of_code", "chemistry_trial_value", "make_agent", "observed_items", "potion_stone_slot",
     "trial_start_state",
 ]

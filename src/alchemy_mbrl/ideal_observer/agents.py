@@ -14,7 +14,7 @@ from alchemy_mbrl.env.chemistry import NUM_CHEMISTRIES, Chemistry
 from alchemy_mbrl.env.constants import NUM_STONES, STEPS_PER_TRIAL
 from alchemy_mbrl.ideal_observer.names import AGENTS, IDEAL_OBSERVER, SEARCH_ORACLE
 from alchemy_mbrl.ideal_observer.store import TrialSearch
-from alchemy_mbrl.ideal_observer.tables import ACTION_CODES, DEFAULT_TIE_RULE, TIE_RULES, USED_STONE
+from alchemy_mbrl.ideal_observer.tables import ACTION_CODES, DEFAULT_TIE_RULE, USED_STONE, check_tie_rule
 from alchemy_mbrl.planner.simulator import RootContext
 
 
@@ -104,9 +104,7 @@ class _TrialAgent:
     name = ""
 
     def __init__(self, tie_rule: str = DEFAULT_TIE_RULE) -> None:
-        if tie_rule not in TIE_RULES:
-            raise ValueError(f"unknown tie rule {tie_rule!r}; choose one of {', '.join(TIE_RULES)}")
-        self.tie_rule = tie_rule
+        self.tie_rule = check_tie_rule(tie_rule)
         self.searches: list[TrialSearch | None] = []
         self.orders: list[InsertionOrder] = []
         #: Per trial searched: (beliefs, states, bytes) of its store, for benchmarks.
@@ -120,19 +118,20 @@ class _TrialAgent:
         t = context.t
         bsz = context.batch_size
         self._observe(context)
-        obs = context.obs_codes[:, t]
+        items = [observed_items(o) for o in context.obs_codes[:, t]]  # (stones, colours, counts) per episode
+        deepmind = self.tie_rule == "deepmind"
         if t % STEPS_PER_TRIAL == 0:
             for s in self.searches:
                 if s is not None:
                     self.trial_stats.append((s.beliefs, s.states, s.nbytes))
             self.searches = [None] * bsz
-            self.orders = [InsertionOrder(*observed_items(obs[b])[:2]) for b in range(bsz)]
-        else:
+            self.orders = [InsertionOrder(stones, colours) for stones, colours, _ in items] if deepmind else []
+        elif deepmind:
             for b in range(bsz):
                 slot = potion_stone_slot(int(context.actions[b, t - 1]))
                 if slot >= 0:
                     before = observed_items(context.obs_codes[b, t - 1])[0][slot]
-                    self.orders[b].potion_used(int(before), int(observed_items(obs[b])[0][slot]))
+                    self.orders[b].potion_used(int(before), int(items[b][0][slot]))
         out = np.zeros(bsz, dtype=np.int64)
         for b in range(bsz):
             words = self._root_words(context, b)
@@ -140,8 +139,8 @@ class _TrialAgent:
                 self.searches[b] = TrialSearch(words, tie_rule=self.tie_rule)
             search = self.searches[b]
             assert search is not None
-            stones, colours, counts = observed_items(obs[b])
-            order = self.orders[b].ranks() if self.tie_rule == "deepmind" else None
+            stones, colours, counts = items[b]
+            order = self.orders[b].ranks() if deepmind else None
             code = search.best(search.belief_id(words), stones, counts, order)
             out[b] = action_of_code(code, stones, colours)
         return out

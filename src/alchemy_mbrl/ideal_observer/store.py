@@ -99,7 +99,6 @@ class TrialSearch:
     def __init__(self, root_words: np.ndarray, beliefs: int = 1024, memo: int = 1 << 14,
                  tie_rule: str = DEFAULT_TIE_RULE) -> None:
         root_words = np.asarray(root_words, dtype=np.uint64)
-        self.tie_rule = tie_rule
         self.tables = lookup_tables(tie_rule)
         cols = np.flatnonzero(root_words)
         self.cols = cols
@@ -242,8 +241,8 @@ class TrialSearch:
         """The best action's code: -1 for the end-of-trial macro, else ``stone_code * 6 + colour``.
 
         Among actions of equal (U, N) the macro comes first, then the action of smallest
-        ``order[code]`` (``order [192]``, default: the code itself; :func:`insertion_order` gives
-        DeepMind's).
+        ``order[code]`` (``order [192]``, default: the code itself; ``InsertionOrder.ranks`` of
+        :mod:`.agents` gives DeepMind's).
         """
         self.s.order[:] = np.arange(ACTION_CODES) if order is None else order
         return self._search(bid, stones, counts, root=True)[2]

@@ -45,6 +45,13 @@ DEFAULT_TIE_RULE = "deepmind"
 MACRO_STEPS = {"deepmind": np.zeros(4, dtype=np.int64), "actions": np.array([0, 0, 1, 1], dtype=np.int64)}
 
 
+def check_tie_rule(tie_rule: str) -> str:
+    """``tie_rule`` if it is one of :data:`TIE_RULES`, else a ``ValueError`` naming them."""
+    if tie_rule not in TIE_RULES:
+        raise ValueError(f"unknown tie rule {tie_rule!r}; choose one of {', '.join(TIE_RULES)}")
+    return tie_rule
+
+
 class Tables(NamedTuple):
     """The constant lookup tables the kernels read (one argument instead of eleven)."""
 
@@ -176,9 +183,7 @@ def full_cube_table() -> np.ndarray:
 @functools.cache
 def lookup_tables(tie_rule: str = DEFAULT_TIE_RULE) -> Tables:
     """The kernels' tables for a tie rule (:data:`TIE_RULES`), built on the first call."""
-    if tie_rule not in TIE_RULES:
-        raise ValueError(f"unknown tie rule {tie_rule!r}; choose one of {', '.join(TIE_RULES)}")
-    if tie_rule != DEFAULT_TIE_RULE:  # the same arrays but one
+    if check_tie_rule(tie_rule) != DEFAULT_TIE_RULE:  # the same arrays but one
         return lookup_tables()._replace(steps_of_f=MACRO_STEPS[tie_rule])
     from alchemy_mbrl.bayes.posterior import CANDIDATE_CLASSES, FLIP_OF_J
 
