@@ -565,14 +565,36 @@ def test_rules_use_the_conda_env() -> None:
 
 # --- profiles -------------------------------------------------------------------------------
 
+def _gpu_rules() -> set[str]:
+    """The rules that request ``gpu=GPU``: their own ``resources`` say so, or a ``use rule`` inherits them
+    (a ``use rule ... with: resources:`` replaces the parent's resources whole)."""
+    blocks = _rule_blocks()
+    parents = {m.group(2): m.group(1) for m in re.finditer(r"^use rule (\w+) as (\w+)", _all_rules_text(), re.M)}
+
+    def asks(name: str) -> bool:
+        block = blocks[name]
+        if "    resources:" in block:
+            return re.search(r"^\s+gpu=GPU", block, re.M) is not None
+        return name in parents and asks(parents[name])
+
+    return {name for name in blocks if asks(name)}
+
+
 def test_slurm_profile() -> None:
     prof = yaml.safe_load((SLURM_PROFILE / "config.yaml").read_text())
     assert prof["executor"] == "slurm"
     assert {"slurm_partition", "runtime"} <= set(prof["default-resources"])
     assert prof["retries"] >= 1 and prof["latency-wait"] >= 1 and prof["jobs"] >= 1
-    gpu_rules = {"train", "model_eval", "hpo_evaluate", "evaluate_learned_chunk"}
-    for rule in gpu_rules:
+    gpu_rules = _gpu_rules()
+    assert {"train", "train_variant", "model_eval", "model_eval_variant", "hpo_evaluate", "evaluate_learned_chunk"} <= gpu_rules
+    for rule in gpu_rules:  # every rule that asks for a GPU, inherited ones too (a missing one is sent at 32 GB to CPUs)
+        assert rule in prof["set-resources"], f"{rule} asks for a GPU but the SLURM profile does not send it to one"
         assert prof["set-resources"][rule]["gpu"] == 1, rule
+        assert prof["set-resources"][rule]["slurm_partition"] == "$SLURM_GPU_PARTITION", rule
+    for rule in set(prof["set-resources"]) - gpu_rules:
+        assert "gpu" not in prof["set-resources"][rule], f"{rule} runs on a CPU but the profile gives it a GPU"
+    for rule in ("train", "model_eval"):
+        assert prof["set-threads"][f"{rule}_variant"] == prof["set-threads"][rule]
     # memory has one home, the rules (common.smk's mem_mb, doubling per attempt); threads the profiles'
     # set-threads (the same in both), the rules none
     for res in [prof["default-resources"], *prof["set-resources"].values()]:
