@@ -13,7 +13,7 @@ import os
 import sys
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -21,36 +21,29 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
-# Every error names the config file(s) it read.
-CONFIG_FILES = ", ".join(map(str, workflow.overwrite_configfiles)) or "config/config.yaml"
-try:
-    validate(config, "workflow/schemas/config.schema.yaml")
-except WorkflowError as exc:
-    raise WorkflowError(f"{CONFIG_FILES}: {exc}") from None
-
-
 # What the schema cannot say (strict integers, cross-field rules, train.options through the
 # package's own training config, hpo.space through the HPO's search space, planner through the
 # planner's own PlannerParams) is checked by the package itself, so that a config every job would
-# reject fails here, before any job runs.
+# reject fails here, before any job runs; every error names the config file(s) it read.
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 from alchemy_mbrl.workflow_config import (
     VARIANT_PATTERN,
+    check_config,
     model_overrides,
     planner_settings,
     train_overrides,
     trained_models,
-    validate_workflow_config,
 )
 
 try:
-    validate_workflow_config(
+    check_config(
         config,
         os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"),
         config_files=list(workflow.configfiles),
+        names=", ".join(map(str, workflow.overwrite_configfiles)) or "config/config.yaml",
     )
 except ValueError as exc:
-    raise WorkflowError(f"{CONFIG_FILES}: config validation failed: {str(exc).removeprefix('config: ')}") from None
+    raise WorkflowError(str(exc)) from None
 
 
 report: "workflow/report/workflow.rst"

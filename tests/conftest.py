@@ -99,7 +99,7 @@ SLOW_TESTS = frozenset({
     "tests/test_workflow_static.py::test_optimal_agents_play_the_baselines_episodes",  # 18 s
     "tests/test_workflow_static.py::test_paper_config_builds_full_dag",  # 11 s
     "tests/test_workflow_static.py::test_paper_dry_run_plans_only_paper_outputs",  # 5 s
-    "tests/test_workflow_static.py::test_schema_rejects_bad_config_naming_the_key",  # 7 s
+    "tests/test_workflow_static.py::test_snakemake_rejects_bad_config_before_any_job",  # 7 s (a dry run each)
     "tests/test_workflow_static.py::test_small_configs_build_every_rule",  # 7 s
 })
 

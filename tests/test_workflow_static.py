@@ -324,11 +324,32 @@ def _bad_config(tmp_path: Path, edit) -> Path:
     ],
 )
 def test_schema_rejects_bad_config_naming_the_key(tmp_path: Path, edit, key: str) -> None:
+    """Each bad config through the Snakefile's own check (alchemy_mbrl.workflow_config.check_config): an error
+    naming the file and the key (test_snakemake_rejects_bad_config_before_any_job: the same through Snakemake)."""
+    from alchemy_mbrl.workflow_config import check_config
+
+    bad = _bad_config(tmp_path, edit)
+    with pytest.raises(ValueError) as info:
+        check_config(yaml.safe_load(bad.read_text()), REPO / "workflow" / "schemas" / "config.schema.yaml", [bad])
+    out = str(info.value)
+    assert out.startswith(str(bad)) and "validat" in out.lower(), out
+    assert key in out, out
+
+
+@pytest.mark.parametrize(
+    ("edit", "key"),
+    [
+        (lambda c: c["evaluate"].update(budgetz=[1]), "budgetz"),  # the schema
+        (lambda c: c["hpo"].update(budget=2.0), "hpo.budget"),  # the package's strict integers
+        (lambda c: c["train"].update(seeds={"original": [5]}), "must include the top-level seed"),  # cross-field
+    ],
+)
+def test_snakemake_rejects_bad_config_before_any_job(tmp_path: Path, edit, key: str) -> None:
     bad = _bad_config(tmp_path, edit)
     r = snakemake(["-n"], tmp_path, config=bad)
     assert r.returncode != 0
     out = r.stdout + r.stderr
-    assert "validat" in out.lower(), out
+    assert "validat" in out.lower() and str(bad) in out, out
     assert key in out, out
     assert not (tmp_path / "results").exists()
 

@@ -1,8 +1,8 @@
 """Checks of the Snakemake workflow's config that a JSON schema cannot express.
 
-The Snakefile validates the config against ``workflow/schemas/config.schema.yaml`` and then calls
-:func:`validate_workflow_config`, so that everything a job would later reject fails when the
-workflow loads, before any job runs, with a ``ValueError`` naming the key:
+The Snakefile calls :func:`check_config`: the config against ``workflow/schemas/config.schema.yaml`` (which
+also fills the schema's defaults), then :func:`validate_workflow_config`, so that everything a job would later
+reject fails when the workflow loads, before any job runs, with an error naming the config files and the key:
 
 * strict integers: JSON Schema's ``integer`` accepts ``2.0``, which later becomes a wildcard
   ``budget-2.0`` or a float seed; every key the schema types as an integer must be a YAML integer;
@@ -237,6 +237,26 @@ def _seed_errors(config: dict[str, Any]) -> list[str]:
         if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value < limit:
             errors.append(f"{key}: {value} is outside 0..{limit - 1} ({why})")
     return errors
+
+
+def check_config(config: dict[str, Any], schema: str | Path, config_files: list[str | Path],
+                 names: str | None = None) -> None:
+    """Every check of the workflow's config before it plans a job, as the Snakefile runs it: the JSON schema
+    (Snakemake's ``validate``, which fills the schema's defaults into ``config``), then
+    :func:`validate_workflow_config`. Raise ``ValueError`` starting with ``names`` (the config files the user
+    named; default: ``config_files``) and naming the key."""
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    names = names or ", ".join(map(str, config_files)) or "config/config.yaml"
+    try:
+        validate(config, str(schema))
+    except WorkflowError as exc:
+        raise ValueError(f"{names}: {exc}") from None
+    try:
+        validate_workflow_config(config, schema, config_files=config_files)
+    except ValueError as exc:
+        raise ValueError(f"{names}: config validation failed: {str(exc).removeprefix('config: ')}") from None
 
 
 def validate_workflow_config(config: dict[str, Any], schema: dict[str, Any] | str | Path | None = None,
