@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from alchemy_mbrl.model.fused_gru import gru_sequence
+from alchemy_mbrl.model.train import deterministic_cpu
 from alchemy_mbrl.model.world_model import START_REWARD_CODE, causal_attention_with_dropout
 from alchemy_mbrl.env.constants import OBS_DIM
 
@@ -147,3 +148,39 @@ def test_inference_keeps_nn_gru(arch: str) -> None:
     assert not calls
     for h in hooks:
         h.remove()
+
+
+def test_deterministic_cpu_keeps_algorithms_and_drops_the_nan_fill() -> None:
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+              torch.utils.deterministic.fill_uninitialized_memory)
+    try:
+        deterministic_cpu(torch.device("cpu"))
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.utils.deterministic.fill_uninitialized_memory is False
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.utils.deterministic.fill_uninitialized_memory = before[2]
+
+
+@pytest.mark.parametrize("arch", ["original", "gru_backbone"])
+def test_nan_fill_off_changes_no_result(arch: str) -> None:
+    """Three Adam steps with and without NaN-filling new tensors end with the same weights, bit for bit."""
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+              torch.utils.deterministic.fill_uninitialized_memory)
+    weights = []
+    try:
+        for fill in (True, False):
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.utils.deterministic.fill_uninitialized_memory = fill
+            model = tiny_model(arch, seed=4).train()
+            opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+            torch.manual_seed(9)
+            for s in range(3):
+                opt.zero_grad(set_to_none=True)
+                model.loss(*_episodes(2, seed=s)).backward()
+                opt.step()
+            weights.append({n: p.detach().clone() for n, p in model.named_parameters()})
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.utils.deterministic.fill_uninitialized_memory = before[2]
+    assert all(torch.equal(weights[0][n], weights[1][n]) for n in weights[0])
