@@ -21,7 +21,8 @@ from alchemy_mbrl.model.train import deterministic_cpu
 from alchemy_mbrl.model.world_model import START_REWARD_CODE, causal_attention_with_dropout
 from alchemy_mbrl.env.constants import OBS_DIM
 
-from .model_helpers import ARCHS, random_codes, tiny_model
+from .bench_support import load_bench_script
+from .model_helpers import ARCHS, TINY, random_codes, tiny_model
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -184,3 +185,25 @@ def test_nan_fill_off_changes_no_result(arch: str) -> None:
         torch.use_deterministic_algorithms(before[0], warn_only=before[1])
         torch.utils.deterministic.fill_uninitialized_memory = before[2]
     assert all(torch.equal(weights[0][n], weights[1][n]) for n in weights[0])
+
+
+def test_throughput_bench_measures_and_compares(capsys: pytest.CaptureFixture[str]) -> None:
+    """``bench/train_throughput.py``: one in-process repeat at tiny sizes, and its comparison table."""
+    bench = load_bench_script("train_throughput")
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+              torch.utils.deterministic.fill_uninitialized_memory)
+    try:
+        runs = [bench.measure("no_gru_head", "cpu", 2, 1, dict(TINY), 1) for _ in range(2)]
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.utils.deterministic.fill_uninitialized_memory = before[2]
+    assert runs[0]["first_loss"] == runs[1]["first_loss"] and np.isfinite(runs[0]["first_loss"])
+    assert all(r["tokens_per_s"] > 0 and r["tokens_per_cpu_s"] > 0 for r in runs)
+    row = bench.summarise(runs)
+    assert row["n"] == 2 and row["tokens_per_cpu_s_se"] >= 0
+    base = {"rows": {"no_gru_head@cpu": row}, "paired_with": "x"}
+    new = {"rows": {"no_gru_head@cpu": row}, "run_id": "x"}
+    assert bench.print_comparison(base, new)
+    assert "1.00 ± 0.00x" in capsys.readouterr().out
+    other = {"rows": {"no_gru_head@cpu": {**row, "first_loss": row["first_loss"] * 1.001}}}
+    assert not bench.print_comparison(other, new)
