@@ -178,17 +178,19 @@ def causal_attention_with_dropout(q: Tensor, k: Tensor, v: Tensor, dropout_p: fl
     """``F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)`` as PyTorch computes it
     on the CPU, where dropout rules out the fused kernels and SDPA runs its "math" fallback.
 
-    The same operations in the same order (q and k^T each scaled by d^-1/4, causal scores at -inf,
+    The same operations in the same order (q and k^T each scaled by d^-1/4, a 0 / -inf causal mask added,
     softmax, then ``dropout``: the same random numbers), so the same output (bit for bit here; tested to
-    1e-6), without the fallback's extra passes over the ``[B, H, n, n]`` scores (a float mask added to
-    them, and the "safe softmax" that looks for fully masked rows, which causal rows never are). The CPU
+    1e-6), without the fallback's extra passes over the ``[B, H, n, n]`` scores (building the mask at that
+    size, and the "safe softmax" that looks for fully masked rows, which causal rows never are). The CPU
     training path only (:func:`cpu_float32`); everything else calls SDPA.
     """
     n, s = q.shape[-2], k.shape[-2]
     scale = math.sqrt(1.0 / math.sqrt(q.shape[-1]))
     scores = torch.matmul(q * scale, k.transpose(-2, -1) * scale)
+    # an additive mask (0 / -inf) as SDPA's: its backward is free (the softmax gives masked scores zero gradient)
     causal = torch.ones(n, s, dtype=torch.bool, device=q.device).tril(s - n)
-    attn = F.dropout(torch.softmax(scores.masked_fill_(~causal, float("-inf")), dim=-1), dropout_p, training=True)
+    mask = torch.zeros(n, s, dtype=scores.dtype, device=q.device).masked_fill_(~causal, float("-inf"))
+    attn = F.dropout(torch.softmax(scores.add_(mask), dim=-1), dropout_p, training=True)
     return torch.matmul(attn, v)
 
 
