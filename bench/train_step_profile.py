@@ -1,18 +1,20 @@
 """Where a training step's time goes, per architecture, on the CPU (one thread by default).
 
-    PYTHONPATH=src python bench/train_step_profile.py [--config config/cpu.yaml] [--arch ...] [--repeats 3]
-        [--side-by-side GIT_REF] [--json FILE]
+    PYTHONPATH=src python bench/train_step_profile.py [--config config/cpu.yaml] [--arch ...] [--processes 1]
+        [--repeats 3] [--side-by-side GIT_REF] [--json FILE]
 
 Each part of a step is timed alone, forward + backward, in CPU seconds of the process
 (``time.process_time``, steadier than wall time on a shared machine), at the sizes of the config
 (``train.options``, ``batch_size`` episodes x 200 tokens): the batch (``EpisodeSampler``, ``take``,
 ``to_device``), the input encoding, the backbone, the reward head with its loss, the observation head
-with its loss (both heads with the model's own loss code, minus the reward head), the Adam step, and the whole step (sampling, loss, backward, Adam); "other" = whole step
-minus the parts. A torch-profiler pass over one whole step adds the shares of three kinds of operator
-across all parts: matrix products (``mm``, ``addmm``, ``bmm``), dropout's random numbers
-(``bernoulli_``) and the NaN fill of new tensors under deterministic algorithms (``fill_`` inside
-``empty``). Every repeat is a fresh process; ms are mean over repeats. ``--side-by-side REF`` profiles
-git REF's ``src`` too (alternating processes) and prints both.
+with its loss (both heads with the model's own loss code, minus the reward head), the Adam step, and
+the whole step (sampling, loss, backward, Adam); "other" = whole step minus the parts. A
+torch-profiler pass over one whole step adds the shares of three kinds of operator across all parts:
+matrix products (``mm``, ``addmm``, ``bmm``), dropout's random numbers (``bernoulli_``) and the NaN
+fill of new tensors under deterministic algorithms (``fill_`` inside ``empty``). ``--processes`` fresh
+processes per architecture (and code version), each timing ``--repeats`` rounds after a warm-up
+round; ms are means over all rounds. ``--side-by-side REF`` profiles git REF's ``src`` too
+(alternating processes) and prints both.
 """
 
 from __future__ import annotations
@@ -66,7 +68,6 @@ def profile_step(arch: str, episodes: int, options: dict, reps: int, threads: in
     with torch.no_grad():
         x0 = model.input_encoding(o[:, :t], prev_r, a)
         feats = model.encode(o[:, :t], prev_r, a)[0].reshape(b * t, -1)
-    target = o[:, 1:].reshape(b * t, -1).long()
 
     def batch() -> None:
         train_mod.to_device(data.take(np.sort(sampler.next(episodes))), cpu)
