@@ -13,12 +13,13 @@ accumulated gradient. For the observation head (39 steps, 3,200 rows, hidden 32)
     r = sigmoid(gi_r + gh_r),  z = sigmoid(gi_z + gh_z),  n = tanh(gi_n + r * gh_n)
     h_t = (h_{t-1} - n) * z + n         (= (1 - z) * n + z * h_{t-1}, in nn.GRU's CPU order of operations)
 
-in the same order of floating-point operations as PyTorch's CPU cell, and its backward pass keeps
-one ``[T, N, 3h]`` buffer of gate gradients, so that the weight gradient is ONE matrix product over
-all steps and rows, and the per-step work is five element-wise products and one small matrix
-product. The input projection stays outside (the caller computes ``gi`` for all steps at once, or,
-for one-hot inputs, gathers it from a table). Gradients equal autograd's through ``nn.GRU`` up to
-float32 rounding (``tests/test_model_fast.py``). It consumes no random numbers.
+in the same order of floating-point operations as PyTorch's CPU cell (the same outputs, bit for bit
+at the model's sizes), and its backward pass keeps one ``[T, N, 3h]`` buffer of gate gradients, so
+that the weight gradient is ONE matrix product over all steps and rows; a step of the backward is
+about ten element-wise operations on ``[N, h]`` tensors and one small matrix product, with no
+autograd graph. The input projection stays outside (the caller computes ``gi`` for all steps at
+once, or, for one-hot inputs, reads it from a table). Gradients equal autograd's through ``nn.GRU``
+up to float32 rounding (``tests/test_model_train_speed.py``). It consumes no random numbers.
 """
 
 from __future__ import annotations
