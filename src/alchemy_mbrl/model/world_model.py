@@ -38,6 +38,7 @@ from alchemy_mbrl.env import codec
 from alchemy_mbrl.env.codec import NUM_REWARD_CODES
 from alchemy_mbrl.env.constants import NUM_ACTIONS, OBS_DIM
 from alchemy_mbrl.model.config import ModelConfig
+from alchemy_mbrl.model.fused_gru import gru_sequence
 
 #: Input category of the reward before the first observation (t = 0): an extra "start" code.
 START_REWARD_CODE: int = NUM_REWARD_CODES
@@ -69,6 +70,24 @@ def float32_gru() -> Iterator[None]:
             if torch.is_autocast_enabled(device_type):
                 stack.enter_context(torch.autocast(device_type, enabled=False))
         yield
+
+
+def cpu_float32(x: Tensor) -> bool:
+    """Whether ``x`` is computed on the CPU without autocast: how training runs on the CPU (``amp`` only
+    applies on CUDA; ``amp: bf16`` on the CPU stands in for CUDA autocast and keeps the CUDA code path)."""
+    return x.device.type == "cpu" and not torch.is_autocast_enabled("cpu")
+
+
+def use_fused_gru(x: Tensor, enabled: bool = True) -> bool:
+    """Whether a GRU runs through :func:`~alchemy_mbrl.model.fused_gru.gru_sequence` (the CPU training path).
+
+    Only where it pays and nothing else changes: on the CPU, with gradients enabled (training) and
+    autocast off (float32, as training on the CPU runs). Inference (validation, ``model-eval``, the
+    planner) and every CUDA or autocast path keep ``torch.nn.GRU`` (cuDNN on a GPU), bit for bit as
+    before. ``enabled=False`` (the modules' ``fast_path`` attribute, :meth:`WorldModel.set_fast_path`)
+    forces ``nn.GRU``: the reference the tests compare the fused path with.
+    """
+    return enabled and torch.is_grad_enabled() and cpu_float32(x)
 
 
 # --------------------------------------------------------------------------------------------
@@ -155,6 +174,26 @@ class KVCache:
         return KVCache(self.k[:, idx], self.v[:, idx], None if self.mask is None else self.mask[idx])
 
 
+def causal_attention_with_dropout(q: Tensor, k: Tensor, v: Tensor, dropout_p: float) -> Tensor:
+    """``F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)`` as PyTorch computes it
+    on the CPU, where dropout rules out the fused kernels and SDPA runs its "math" fallback.
+
+    The same operations in the same order (q and k^T each scaled by d^-1/4, a 0 / -inf causal mask added,
+    softmax, then ``dropout``: the same random numbers), so the same output (bit for bit here; tested to
+    1e-6), without the fallback's extra passes over the ``[B, H, n, n]`` scores (building the mask at that
+    size, and the "safe softmax" that looks for fully masked rows, which causal rows never are). The CPU
+    training path only (:func:`cpu_float32`); everything else calls SDPA.
+    """
+    n, s = q.shape[-2], k.shape[-2]
+    scale = math.sqrt(1.0 / math.sqrt(q.shape[-1]))
+    scores = torch.matmul(q * scale, k.transpose(-2, -1) * scale)
+    # an additive mask (0 / -inf) as SDPA's: its backward is free (the softmax gives masked scores zero gradient)
+    causal = torch.ones(n, s, dtype=torch.bool, device=q.device).tril(s - n)
+    mask = torch.zeros(n, s, dtype=scores.dtype, device=q.device).masked_fill_(~causal, float("-inf"))
+    attn = F.dropout(torch.softmax(scores.add_(mask), dim=-1), dropout_p, training=True)
+    return torch.matmul(attn, v)
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head self-attention through ``scaled_dot_product_attention``, over cached + new tokens."""
 
@@ -165,6 +204,8 @@ class CausalSelfAttention(nn.Module):
         self.in_proj = nn.Linear(d_model, 3 * d_model)
         self.out_proj = nn.Linear(d_model, d_model)
         self.dropout = dropout
+        #: CPU training path (:func:`causal_attention_with_dropout`); False = always SDPA (the reference).
+        self.fast_path = True
 
     def forward(
         self, x: Tensor, past_k: Tensor | None, past_v: Tensor | None, attn_mask: Tensor | None
@@ -179,7 +220,9 @@ class CausalSelfAttention(nn.Module):
         keys = k if past_k is None else torch.cat([past_k.to(k.dtype), k], dim=2)
         values = v if past_v is None else torch.cat([past_v.to(v.dtype), v], dim=2)
         p = self.dropout if self.training else 0.0
-        if attn_mask is None:
+        if attn_mask is None and n > 1 and p > 0.0 and self.fast_path and cpu_float32(x):
+            out = causal_attention_with_dropout(q, keys, values, p)
+        elif attn_mask is None:
             out = F.scaled_dot_product_attention(q, keys, values, dropout_p=p, is_causal=n > 1)
         else:
             out = F.scaled_dot_product_attention(q, keys, values, attn_mask=attn_mask, dropout_p=p)
@@ -242,7 +285,10 @@ class TransformerBackbone(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.out_dim = cfg.d_model
 
-    def forward(self, x: Tensor, positions: Tensor | None, past: KVCache | None) -> tuple[Tensor, KVCache]:
+    def forward(self, x: Tensor, positions: Tensor | None, past: KVCache | None,
+                keep_cache: bool = True) -> tuple[Tensor, KVCache | None]:
+        """Features ``[B, n, d]`` and the K/V of the n tokens (``None`` when not ``keep_cache``: training
+        discards them, and stacking them costs a copy)."""
         b, n, _ = x.shape
         if positions is None:
             start = 0 if past is None else past.length
@@ -265,7 +311,7 @@ class TransformerBackbone(nn.Module):
             x, k, v = layer(x, None if past is None else past.k[i], None if past is None else past.v[i], attn_mask)
             ks.append(k)
             vs.append(v)
-        return x, KVCache(torch.stack(ks), torch.stack(vs))
+        return x, (KVCache(torch.stack(ks), torch.stack(vs)) if keep_cache else None)
 
     def decode(self, x: Tensor, positions: Tensor, k_buf: Tensor, v_buf: Tensor, slot: int,
                attn_mask: Tensor | None) -> Tensor:
@@ -306,11 +352,33 @@ class GRUBackbone(nn.Module):
                           dropout=cfg.dropout if cfg.gru_backbone_layers > 1 else 0.0, batch_first=True)
         self.dropout = nn.Dropout(cfg.dropout)
         self.out_dim = cfg.gru_backbone_hidden
+        #: CPU training path (:func:`use_fused_gru`); False = always ``nn.GRU`` (the reference).
+        self.fast_path = True
 
     def forward(self, x: Tensor, past: GRUState | None) -> tuple[Tensor, GRUState]:
+        x = self.dropout(x)
+        if use_fused_gru(x, self.fast_path):
+            return self._fused_forward(x.float(), past)
         with float32_gru():
-            out, h = self.gru(self.dropout(x).float(), None if past is None else past.h.float().contiguous())
+            out, h = self.gru(x.float(), None if past is None else past.h.float().contiguous())
         return out, GRUState(h)
+
+    def _fused_forward(self, x: Tensor, past: GRUState | None) -> tuple[Tensor, GRUState]:
+        """``nn.GRU``'s CPU computation layer by layer through :func:`gru_sequence`: the same equations,
+        the same inter-layer dropout calls in the same order on the same time-major ``[T, B, h]`` layer
+        outputs (so the same masks), and a cheaper backward pass."""
+        gru = self.gru
+        layer_in = x.transpose(0, 1)  # [T, B, d] (as nn.GRU transposes a batch-first input)
+        finals = []
+        for layer in range(gru.num_layers):
+            gi = F.linear(layer_in, getattr(gru, f"weight_ih_l{layer}"), getattr(gru, f"bias_ih_l{layer}"))
+            h0 = (x.new_zeros(x.shape[0], gru.hidden_size) if past is None else past.h[layer].float())
+            out = gru_sequence(gi, h0, getattr(gru, f"weight_hh_l{layer}"), getattr(gru, f"bias_hh_l{layer}"))
+            finals.append(out[-1])
+            layer_in = out
+            if gru.dropout and self.training and layer < gru.num_layers - 1:
+                layer_in = F.dropout(out, gru.dropout, training=True)
+        return layer_in.transpose(0, 1), GRUState(torch.stack(finals))
 
 
 # --------------------------------------------------------------------------------------------
@@ -361,6 +429,15 @@ class ObservationHead(nn.Module):
         valid = torch.arange(m)[None, :] < torch.as_tensor(codec.NUM_CATEGORIES)[:, None]
         self.register_buffer("valid", valid, persistent=False)  # [39, m]
         self.register_buffer("offsets", torch.as_tensor(codec.CATEGORY_OFFSETS, dtype=torch.long), persistent=False)
+        # fused path: row of the input-gate table for (step i, code c of dimension i - 1); step 0 reads the
+        # start row; padding codes (never one-hot) point at a valid row
+        rows = torch.full((OBS_DIM, m), GRU_START_INDEX, dtype=torch.long)
+        for i in range(1, OBS_DIM):
+            k = int(codec.NUM_CATEGORIES[i - 1])
+            rows[i] = int(codec.CATEGORY_OFFSETS[i - 1]) + torch.arange(m).clamp(max=k - 1)
+        self.register_buffer("gate_rows", rows, persistent=False)  # [39, m]
+        #: CPU training path (:func:`use_fused_gru`); False = always ``nn.GRU`` (the reference).
+        self.fast_path = True
 
     def _mask(self, logits: Tensor, dims: slice | int) -> Tensor:
         return logits.float().masked_fill(~self.valid[dims], float("-inf"))
@@ -380,7 +457,9 @@ class ObservationHead(nn.Module):
         logits = self.bias.expand(n, -1, -1)
         if self.uses_context:
             logits = logits + (u @ self.w_context.reshape(-1, u.shape[-1]).t()).view(n, OBS_DIM, -1)
-        if self.uses_gru:
+        if self.uses_gru and use_fused_gru(u, self.fast_path):
+            logits = logits + self._fused_gru_logits(u, next_obs_codes)
+        elif self.uses_gru:
             prev = torch.cat(
                 [torch.full((n, 1), GRU_START_INDEX, dtype=torch.long, device=e.device),
                  next_obs_codes[:, :-1].long() + self.offsets[:-1]],
@@ -391,6 +470,26 @@ class ObservationHead(nn.Module):
                 g, _ = self.gru(x, h0)  # [N, 39, h]
             logits = logits + torch.einsum("nih,ich->nic", g, self.w_gru.to(g.dtype))
         return self._mask(logits, slice(None))
+
+    def _fused_gru_logits(self, u: Tensor, next_obs_codes: Tensor) -> Tensor:
+        """The GRU part of the teacher-forced logits, ``[N, 39, m]``, on the CPU training path.
+
+        The same maths as the reference (embedding -> ``nn.GRU`` -> einsum), computed cheaper: the GRU's
+        input gates of every possible input are ONE ``[C + 1, 3h]`` table (embedding rows through the
+        input layer) instead of the input layer applied to all N x 39 gathered embeddings; step i reads
+        its rows by a one-hot product over the <= 7 codes of dimension i - 1 (exactly the gathered rows:
+        the other terms are 0), whose backward is a small matrix product instead of a scatter over
+        N x 39 rows; and the recurrence runs through :func:`gru_sequence`.
+        """
+        n, m = u.shape[0], codec.MAX_CATEGORIES
+        gru = self.gru
+        table = F.linear(self.gru_input.weight, gru.weight_ih_l0, gru.bias_ih_l0)  # [C + 1, 3h]
+        onehot = u.new_zeros(OBS_DIM, n, m)  # step i: one-hot of the code of dimension i - 1; step 0: start
+        onehot[0, :, 0] = 1.0
+        onehot[1:].scatter_(2, next_obs_codes[:, :-1].t().long().unsqueeze(-1), 1.0)
+        gi = torch.bmm(onehot, table[self.gate_rows])  # [39, N, 3h]
+        hs = gru_sequence(gi, torch.tanh(self.gru_init(u)), gru.weight_hh_l0, gru.bias_hh_l0)  # [39, N, h]
+        return torch.bmm(hs, self.w_gru.transpose(1, 2)).transpose(0, 1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -496,6 +595,15 @@ class WorldModel(nn.Module):
 
     # ---- training -----------------------------------------------------------------------
 
+    def set_fast_path(self, enabled: bool) -> "WorldModel":
+        """Let training on the CPU take the fast paths (default: :func:`causal_attention_with_dropout`,
+        :func:`~alchemy_mbrl.model.fused_gru.gru_sequence`) or force the reference computation (SDPA,
+        ``nn.GRU``) everywhere; the tests compare the two."""
+        for mod in self.modules():
+            if hasattr(mod, "fast_path"):
+                mod.fast_path = bool(enabled)
+        return self
+
     def token_losses(self, obs_codes: Tensor, actions: Tensor, reward_codes: Tensor) -> tuple[Tensor, Tensor]:
         """Teacher-forced cross-entropies of whole episodes.
 
@@ -509,13 +617,17 @@ class WorldModel(nn.Module):
         prev_r = torch.cat(
             [torch.full((b, 1), START_REWARD_CODE, dtype=torch.long, device=actions.device), reward_codes[:, :-1].long()], dim=1
         )
-        e, _ = self.encode(obs_codes[:, :t], prev_r, actions)
+        x = self.input_encoding(obs_codes[:, :t], prev_r, actions)
+        e = self.backbone(x, None, None, keep_cache=False)[0] if self.is_transformer else self.backbone(x, None)[0]
         e = e.reshape(b * t, -1)
         r_logits = self.reward_head(e).float()
         reward_nll = F.cross_entropy(r_logits, reward_codes.reshape(-1).long(), reduction="none").view(b, t)
         target = obs_codes[:, 1:].reshape(b * t, OBS_DIM).long()
-        logp = torch.log_softmax(self.observation_head.teacher_forced_logits(e, target), dim=-1)
-        obs_nll = -logp.gather(-1, target.unsqueeze(-1)).squeeze(-1).view(b, t, OBS_DIM)
+        # log-softmax over the <= 7 codes with the codes as the LEADING dimension ([m, N, 39]): the same values
+        # (bit for bit here; tested to 1e-6) as over a last dimension of 7, where the CPU kernel is ~2x slower
+        logits = self.observation_head.teacher_forced_logits(e, target).permute(2, 0, 1).contiguous()
+        logp = torch.log_softmax(logits, dim=0)
+        obs_nll = -logp.gather(0, target.unsqueeze(0)).squeeze(0).view(b, t, OBS_DIM)
         return reward_nll, obs_nll
 
     def loss(self, obs_codes: Tensor, actions: Tensor, reward_codes: Tensor) -> Tensor:
