@@ -16,7 +16,15 @@ from typing import Iterator
 import pytest
 import yaml
 
-from tests.workflow_support import REPO, SLURM_PROFILE, TEST_CONFIG, missing_commands, snakemake, snakemake_exe
+from tests.workflow_support import (
+    REPO,
+    SLURM_PROFILE,
+    TEST_CONFIG,
+    missing_commands,
+    snakemake,
+    snakemake_exe,
+    workflow_rules,
+)
 
 SCRIPT = REPO / "scripts" / "local-slurm.sh"
 SLURM_DIR = Path(os.environ.get("LOCAL_SLURM_DIR", "/tmp/alchemy-local-slurm"))
@@ -62,11 +70,6 @@ def test_local_slurm_script_writes_a_usable_config(local_slurm: dict[str, str]) 
     assert status.returncode == 0 and PARTITION in status.stdout
 
 
-def _workflow_rules() -> set[str]:
-    text = "\n".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk"))
-    return set(re.findall(r"^rule (\w+):", text, re.M)) | set(re.findall(r"^use rule \w+ as (\w+)", text, re.M))
-
-
 def _test_profile(tmp_path: Path) -> Path:
     """workflow/profiles/slurm adapted to a 1-node test cluster without GPUs: no `gpu`, 1 CPU and 1 GB per job.
 
@@ -78,7 +81,7 @@ def _test_profile(tmp_path: Path) -> Path:
     prof["slurm-init-seconds-before-status-checks"] = 1
     prof["default-resources"].update(mem_mb="1000 * attempt", cpus_per_task=1)
     prof.pop("set-threads", None)  # every job on 1 thread (the test node's CPUs)
-    for rule in _workflow_rules():  # every rule, so that none keeps its paper-scale memory (the node has less)
+    for rule in workflow_rules():  # every rule, so that none keeps its paper-scale memory (the node has less)
         res = prof["set-resources"].setdefault(rule, {})
         for key in ("gpu", "gpu_model", "gres"):
             res.pop(key, None)

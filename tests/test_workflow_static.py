@@ -17,6 +17,8 @@ from tests.workflow_support import (
     TEST_CONFIG,
     snakemake,
     snakemake_exe,
+    workflow_rules,
+    workflow_rules_text,
 )
 
 pytestmark = pytest.mark.skipif(snakemake_exe() is None, reason="snakemake is not installed (pip install -e '.[dev]')")
@@ -160,8 +162,7 @@ def test_small_configs_build_every_rule(tmp_path: Path, config: Path) -> None:
     r = snakemake(["-n", "--quiet", "rules"], tmp_path, config=config)
     assert r.returncode == 0, r.stdout + r.stderr
     counts = job_counts(r.stdout)
-    rules = {m.group(1) for m in re.finditer(r"^(?:rule|use rule \w+ as) (\w+)", _all_rules_text(), re.M)}
-    rules -= LONG_RULES  # the target all_long's own
+    rules = workflow_rules() - LONG_RULES  # the target all_long's own
     assert rules <= set(counts), f"rules without a job: {rules - set(counts)}"
     total = counts.pop("total")
     assert counts == expected_job_counts(yaml.safe_load(config.read_text()))
@@ -264,12 +265,6 @@ def test_optimal_agents_play_the_baselines_episodes(tmp_path: Path) -> None:
     name = yaml.safe_load(TEST_CONFIG.read_text())["name"]
     assert "--policy ideal-observer" not in small.stdout + small.stderr
     assert f"--optimal search-oracle=results/{name}/optimal_agents/search-oracle/summary.json " in small.stdout + small.stderr
-
-
-def _all_rules_text() -> str:
-    return "\n".join(p.read_text() for p in sorted((REPO / "workflow" / "rules").glob("*.smk"))) + (
-        REPO / "Snakefile"
-    ).read_text()
 
 
 def _bad_config(tmp_path: Path, edit) -> Path:
@@ -410,7 +405,7 @@ def test_schema_planner_enums_are_the_packages_readings() -> None:
 def _rule_blocks() -> dict[str, str]:
     """``name -> text`` of every ``rule`` and ``use rule ... as name`` block of the workflow."""
     blocks = {}
-    for m in re.finditer(r"(?ms)^(?:rule (\w+)|use rule \w+ as (\w+) with):\n.*?(?=^\S|\Z)", _all_rules_text()):
+    for m in re.finditer(r"(?ms)^(?:rule (\w+)|use rule \w+ as (\w+) with):\n.*?(?=^\S|\Z)", workflow_rules_text()):
         blocks[m.group(1) or m.group(2)] = m.group(0).rstrip()
     return blocks
 
@@ -418,7 +413,7 @@ def _rule_blocks() -> dict[str, str]:
 def test_every_rule_is_thin_and_complete() -> None:
     """Each rule has log, benchmark and conda and calls the CLI once; no rule sets threads (the profiles do);
     the rules average at most 15 lines (issue 26), the repeated parts in `use rule` and common.smk."""
-    text = _all_rules_text()
+    text = workflow_rules_text()
     blocks = _rule_blocks()
     assert len(blocks) >= 20
     for name, block in blocks.items():
@@ -551,7 +546,7 @@ def test_each_config_has_its_own_output_folder() -> None:
     assert names == ["quick", "paper", "test"]
     for c in (QUICK_CONFIG, PAPER_CONFIG, TEST_CONFIG):
         assert yaml.safe_load(c.read_text())["description"].strip()
-    text = re.sub(r'(?m)^(OUT|LOGS|BENCH) = f"\w+/\{NAME\}"$', "", _all_rules_text())
+    text = re.sub(r'(?m)^(OUT|LOGS|BENCH) = f"\w+/\{NAME\}"$', "", workflow_rules_text())
     assert not re.search(r'"(results|logs|benchmarks)/', text), "a path not under results/<name>/ (use OUT, LOGS, BENCH)"
 
 
@@ -590,7 +585,7 @@ def _gpu_rules() -> set[str]:
     """The rules that request ``gpu=GPU``: their own ``resources`` say so, or a ``use rule`` inherits them
     (a ``use rule ... with: resources:`` replaces the parent's resources whole)."""
     blocks = _rule_blocks()
-    parents = {m.group(2): m.group(1) for m in re.finditer(r"^use rule (\w+) as (\w+)", _all_rules_text(), re.M)}
+    parents = {m.group(2): m.group(1) for m in re.finditer(r"^use rule (\w+) as (\w+)", workflow_rules_text(), re.M)}
 
     def asks(name: str) -> bool:
         block = blocks[name]
@@ -622,16 +617,14 @@ def test_slurm_profile() -> None:
         assert not {"mem_mb", "cpus_per_task", "threads"} & set(res), res
     local = yaml.safe_load((REPO / "workflow" / "profiles" / "local" / "config.yaml").read_text())
     assert prof["set-threads"] == local["set-threads"] and prof["set-threads"]["train"] > 1
-    text = _all_rules_text()
+    text = workflow_rules_text()
     assert text.count("2 ** (attempt - 1)") == 1, "one growth law on retry, in common.smk's mem_mb"
     assert all("attempt" not in p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk") if p.name != "common.smk")
     assert len(re.findall(r"^\s+mem_mb=mem_mb\(", text, re.M)) == len(re.findall(r"^\s+mem_mb=", text, re.M))
     # only the learned model needs a GPU: the perfect-model rows stay on the CPU partition
     assert "gpu" not in prof["set-resources"]["evaluate_reference_chunk"]
     assert "slurm_partition" not in prof["set-resources"]["evaluate_reference_chunk"]
-    rules = {m.group(1) for m in re.finditer(r"^(?:use )?rule (\w+)", _all_rules_text(), re.M)}
-    rules |= {m.group(1) for m in re.finditer(r"^use rule \w+ as (\w+)", _all_rules_text(), re.M)}
-    assert set(prof["set-resources"]) <= rules, "set-resources names a rule that does not exist"
+    assert set(prof["set-resources"]) <= workflow_rules(), "set-resources names a rule that does not exist"
 
 
 def test_local_profile_limits_gpu_jobs(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,6 +23,19 @@ WORKFLOW_COMMANDS = (
     "generate", "data", "train", "model-eval", "bayes-entropy", "hpo", "evaluate",
     "merge-returns", "baseline", "report",
 )
+
+
+def workflow_rules_text() -> str:
+    """The text of every rule file and the Snakefile."""
+    return "\n".join(p.read_text() for p in sorted((REPO / "workflow" / "rules").glob("*.smk"))) + (
+        REPO / "Snakefile"
+    ).read_text()
+
+
+def workflow_rules() -> set[str]:
+    """The name of every rule of the workflow: ``rule NAME`` and ``use rule ... as NAME``."""
+    text = workflow_rules_text()
+    return set(re.findall(r"^rule (\w+):", text, re.M)) | set(re.findall(r"^use rule \w+ as (\w+)", text, re.M))
 
 
 def snakemake_exe() -> str | None:

@@ -545,7 +545,8 @@ class WorldModel(nn.Module):
         actions: Tensor,
         past: KVCache | GRUState | None = None,
         positions: Tensor | None = None,
-    ) -> tuple[Tensor, KVCache | GRUState]:
+        keep_cache: bool = True,
+    ) -> tuple[Tensor, KVCache | GRUState | None]:
         """Features of ``n`` new tokens per row, after the tokens summarised by ``past``.
 
         Args:
@@ -555,6 +556,8 @@ class WorldModel(nn.Module):
             past: Transformer: a :class:`KVCache` of earlier tokens (``None`` = none); GRU: a :class:`GRUState`.
             positions: ``[B, n]`` time index t of each new token (Transformer; default: continue after ``past``;
                 required when ``past.mask`` is set).
+            keep_cache: Transformer: ``False`` returns ``None`` for the K/V (training discards them; stacking
+                them costs a copy).
 
         Returns:
             ``(features [B, n, D], new)``: Transformer: ``new`` is the :class:`KVCache` of the n new tokens
@@ -564,7 +567,7 @@ class WorldModel(nn.Module):
         if self.is_transformer:
             if past is not None and not isinstance(past, KVCache):
                 raise TypeError("the Transformer backbone takes a KVCache as past")
-            return self.backbone(x, positions, past)
+            return self.backbone(x, positions, past, keep_cache=keep_cache)
         if past is not None and not isinstance(past, GRUState):
             raise TypeError("the GRU backbone takes a GRUState as past")
         return self.backbone(x, past)
@@ -617,8 +620,7 @@ class WorldModel(nn.Module):
         prev_r = torch.cat(
             [torch.full((b, 1), START_REWARD_CODE, dtype=torch.long, device=actions.device), reward_codes[:, :-1].long()], dim=1
         )
-        x = self.input_encoding(obs_codes[:, :t], prev_r, actions)
-        e = self.backbone(x, None, None, keep_cache=False)[0] if self.is_transformer else self.backbone(x, None)[0]
+        e, _ = self.encode(obs_codes[:, :t], prev_r, actions, keep_cache=False)
         e = e.reshape(b * t, -1)
         r_logits = self.reward_head(e).float()
         reward_nll = F.cross_entropy(r_logits, reward_codes.reshape(-1).long(), reduction="none").view(b, t)
