@@ -105,6 +105,27 @@ def test_table1_paired_columns_are_stats_paired_differences(tmp_path: Path, tabl
     assert f"scores {stats.mean_sem(table1_runs['heur'][:6])}" in md
 
 
+def test_table1_notes_pair_the_learned_model_with_exact_bayes_at_each_budget(tmp_path: Path,
+                                                                              table1_runs: dict) -> None:
+    """The learned row minus the exact-Bayes row of the same budget, on the episodes both played; a budget whose
+    rows share no episode (bayes:60 is seed 1) gets no number."""
+    bayes = [v - 7.0 + i for i, v in enumerate(table1_runs["hi"])]  # seed 3, episodes 0..5
+    b240 = _returns(tmp_path / "b240.csv", 3, bayes, simulator="bayes", budget=240)
+    s240 = _summary(tmp_path / "bayes240.json", bayes, policy="planner", simulator="bayes", budget=240)
+    args = ["--planner", f"bayes:240={s240}", *table1_runs["args"][1:]]  # args[0] is --planner
+    prefix = tmp_path / "t1"
+    assert main(["report", "table1", *args, "--returns", *table1_runs["returns"], f"bayes:240={b240}",
+                 "--out", str(prefix)]) == 0
+    md = prefix.with_suffix(".md").read_text()
+    want = stats.paired_difference(table1_runs["hi"], bayes)
+    assert f"240: {stats.format_mean_sem(want.mean, want.sem, want.n)}" in md
+    line = next(x for x in md.splitlines() if "learned model minus the exact Bayesian model" in x)
+    assert "60:" not in line
+    # without per-episode returns there is no paired number, and no such note
+    assert main(["report", "table1", *args, "--out", str(prefix)]) == 0
+    assert "minus the exact Bayesian model" not in prefix.with_suffix(".md").read_text()
+
+
 def test_table1_without_returns_has_no_paired_column(tmp_path: Path, table1_runs: dict) -> None:
     prefix = tmp_path / "t1"
     assert main(["report", "table1", *table1_runs["args"], "--out", str(prefix)]) == 0

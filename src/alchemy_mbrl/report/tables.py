@@ -322,6 +322,26 @@ def build_table1(
     return df
 
 
+def _vs_exact_bayes_notes(planner: pd.DataFrame, per_episode: dict[str, pd.Series]) -> list[str]:
+    """What a simulator's imperfection (or, for the true chemistry, its perfect knowledge) changes: each learned and
+    true-chemistry row minus the exact-Bayes row of the same budget, paired on the episodes both played."""
+    notes = []
+    for sim, name in (("learned", "learned model"), ("oracle", "true chemistry")):
+        parts = []
+        for budget in sorted(int(b) for b in planner.loc[planner["simulator"] == sim, "budget"].dropna()):
+            row, ref = per_episode.get(f"{sim}:{budget}"), per_episode.get(f"bayes:{budget}")
+            d = paired_on_keys(row, ref) if row is not None and ref is not None else None
+            if d is None or d.n < 2 or not is_number(d.sem):
+                continue
+            z = f", {d.mean / d.sem:.1f} s.e." if d.sem > 0 else ""
+            parts.append(f"{budget:,}: {format_mean_sem(d.mean, d.sem, d.n)}{z}")
+        if parts:
+            notes.append(f"The {name} minus the exact Bayesian model at the same budget (paired: mean ± s.e. of the "
+                         f"per-episode differences over the n episodes both played; expansions: difference): "
+                         + "; ".join(parts) + ".")
+    return notes
+
+
 def table1_notes(df: pd.DataFrame, train_steps: int | None = None, batch_size: int | None = None,
                  returns: dict[str, pd.Series] | None = None) -> list[str]:
     """Notes printed under Table 1: what its rows can and cannot show. ``returns``: the rows' per-episode returns
@@ -372,6 +392,7 @@ def table1_notes(df: pd.DataFrame, train_steps: int | None = None, batch_size: i
             "Change of the score with search (highest minus lowest budget, ± the s.e. of the difference of two "
             "independent means; the rows share their episodes, which makes this s.e. typically conservative): " + "; ".join(rises) + "."
         )
+    notes.extend(_vs_exact_bayes_notes(planner, per_episode))
     for ref, (prefix, label) in PAIRED_REFERENCES.items():
         paired_rows = planner[planner[f"{prefix}_n"].notna()]
         if not len(paired_rows):
