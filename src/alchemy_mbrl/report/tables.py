@@ -333,7 +333,7 @@ def _vs_exact_bayes_notes(planner: pd.DataFrame, per_episode: dict[str, pd.Serie
             d = paired_on_keys(row, ref) if row is not None and ref is not None else None
             if d is None or d.n < 2 or not is_number(d.sem):
                 continue
-            z = f", {d.mean / d.sem:.1f} s.e." if d.sem > 0 else ""
+            z = f" ({d.mean / d.sem:.1f} s.e.)" if d.sem > 0 else ""
             parts.append(f"{budget:,}: {format_mean_sem(d.mean, d.sem, d.n)}{z}")
         if parts:
             notes.append(f"The {name} minus the exact Bayesian model at the same budget (paired: mean ± s.e. of the "
