@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
-import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]

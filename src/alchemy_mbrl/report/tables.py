@@ -322,6 +322,11 @@ def build_table1(
     return df
 
 
+def _in_sems(mean: float, sem: float) -> str:
+    """`` (z s.e.)``: a difference's size in its own standard errors, or nothing where the s.e. is 0 or missing."""
+    return f" ({mean / sem:.1f} s.e.)" if is_number(sem) and sem > 0 else ""
+
+
 def _vs_exact_bayes_notes(planner: pd.DataFrame, per_episode: dict[str, pd.Series]) -> list[str]:
     """What a simulator's imperfection (or, for the true chemistry, its perfect knowledge) changes: each learned and
     true-chemistry row minus the exact-Bayes row of the same budget, paired on the episodes both played."""
@@ -333,8 +338,7 @@ def _vs_exact_bayes_notes(planner: pd.DataFrame, per_episode: dict[str, pd.Serie
             d = paired_on_keys(row, ref) if row is not None and ref is not None else None
             if d is None or d.n < 2 or not is_number(d.sem):
                 continue
-            z = f" ({d.mean / d.sem:.1f} s.e.)" if d.sem > 0 else ""
-            parts.append(f"{budget:,}: {format_mean_sem(d.mean, d.sem, d.n)}{z}")
+            parts.append(f"{budget:,}: {format_mean_sem(d.mean, d.sem, d.n)}{_in_sems(d.mean, d.sem)}")
         if parts:
             notes.append(f"The {name} minus the exact Bayesian model at the same budget (paired: mean ± s.e. of the "
                          f"per-episode differences over the n episodes both played; expansions: difference): "
@@ -379,8 +383,8 @@ def table1_notes(df: pd.DataFrame, train_steps: int | None = None, batch_size: i
         lo_r, hi_r = (per_episode.get(f"{sim}:{int(r['budget'])}") for r in (lo, hi))
         paired = paired_on_keys(hi_r, lo_r) if lo_r is not None and hi_r is not None else None
         if paired is not None and paired.n >= 2 and is_number(paired.sem):
-            z = f" ({paired.mean / paired.sem:.1f} s.e.)" if paired.sem > 0 else ""
-            rises_paired.append(f"{name} {format_mean_sem(paired.mean, paired.sem, paired.n)}{z} {span}")
+            rises_paired.append(f"{name} {format_mean_sem(paired.mean, paired.sem, paired.n)}"
+                                f"{_in_sems(paired.mean, paired.sem)} {span}")
             continue
         diff, se = hi["mean"] - lo["mean"], math.hypot(hi["sem"], lo["sem"])
         rises.append(f"{name} {format_mean_sem(diff, se)} ({diff / se:.1f} s.e.) {span}" if se > 0 else f"{name} {diff:.1f}")
@@ -488,8 +492,7 @@ def table2_notes(train_steps: int | None = None, batch_size: int | None = None,
         claims = []
         for _, row in df[df["seeds_vs_original_n"].notna()].iterrows():
             m, se = row["seeds_vs_original"], row["seeds_vs_original_sem"]
-            z = f" ({m / se:.1f} s.e.)" if is_number(se) and se > 0 else ""
-            claims.append(f"{row['architecture']} {format_mean_sem(m, se, row['seeds_vs_original_n'], 3)}{z}")
+            claims.append(f"{row['architecture']} {format_mean_sem(m, se, row['seeds_vs_original_n'], 3)}{_in_sems(m, se)}")
         if claims:
             notes.append(f"Across seeds, entropy minus the original's ({ENTROPY_UNIT}): " + "; ".join(claims) + ".")
     return notes
