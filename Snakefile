@@ -25,7 +25,10 @@ configfile: "config/config.yaml"
 # package's own training config, hpo.space through the HPO's search space, planner through the
 # planner's own PlannerParams) is checked by the package itself, so that a config every job would
 # reject fails here, before any job runs; every error names the config file(s) it read.
-sys.path.insert(0, os.path.join(workflow.basedir, "src"))
+# The checkout (this file's folder; workflow.basedir would be the importing workflow's when this one is used
+# as a Snakemake module).
+REPO = str(workflow.current_basedir)
+sys.path.insert(0, os.path.join(REPO, "src"))
 from alchemy_mbrl.workflow_config import (
     VARIANT_PATTERN,
     check_config,
@@ -38,9 +41,10 @@ from alchemy_mbrl.workflow_config import (
 try:
     check_config(
         config,
-        os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"),
+        os.path.join(REPO, "workflow/schemas/config.schema.yaml"),
         config_files=list(workflow.configfiles),
         names=", ".join(map(str, workflow.overwrite_configfiles)) or "config/config.yaml",
+        skip=workflow.modifier.skip_validation,
     )
 except ValueError as exc:
     raise WorkflowError(str(exc)) from None

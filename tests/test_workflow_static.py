@@ -349,6 +349,33 @@ def test_snakemake_rejects_bad_config_before_any_job(tmp_path: Path, edit, key: 
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.parametrize("skip", [False, True])
+def test_workflow_as_a_snakemake_module_checks_its_config_unless_skipped(tmp_path: Path, skip: bool) -> None:
+    """Our workflow imported as a Snakemake module by another workflow (in another folder): the package's config
+    checks run from the module's own checkout (its schema, its src/), and `skip_validation: True` skips them as
+    it skips Snakemake's `validate`, so a config they reject (a float hpo.budget) plans its jobs."""
+    import subprocess
+
+    cfg = yaml.safe_load(QUICK_CONFIG.read_text())
+    cfg["hpo"]["budget"] = 2.0
+    (tmp_path / "theirs.yaml").write_text(yaml.safe_dump(cfg))
+    (tmp_path / "Snakefile").write_text(
+        'configfile: "theirs.yaml"\n\n\n'
+        f'module alchemy:\n    snakefile: "{REPO / "Snakefile"}"\n    config: config\n'
+        f"    skip_validation: {skip}\n\n\nuse rule * from alchemy\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"}
+    r = subprocess.run([snakemake_exe(), "-n", "--cores", "1"], cwd=tmp_path, capture_output=True, text=True,
+                       env=env, timeout=600)
+    out = r.stdout + r.stderr
+    if skip:
+        assert r.returncode == 0, out
+        assert "evaluate_learned_chunk" in out, out
+    else:
+        assert r.returncode != 0 and "hpo.budget: must be an integer" in out, out
+    assert not (tmp_path / "results").exists()
+
+
 def test_planner_readings_reach_every_planner_evaluation(tmp_path: Path) -> None:
     """The config's `planner` mapping becomes `--param KEY=VALUE` of every planner evaluation (learned and
     reference rows, HPO points) and `--planner` of run_info; without it, no command carries a --param."""

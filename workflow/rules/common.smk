@@ -19,7 +19,7 @@ ENV = "../envs/alchemy.yaml"
 # like the documented command line. The checkout's absolute path goes into the shell prefix, not into
 # any rule's params: Snakemake reruns a job whose params changed, and a finished run moved to another
 # directory must have nothing to do.
-SRC = os.path.join(workflow.basedir, "src")
+SRC = os.path.join(REPO, "src")  # REPO: the Snakefile's folder
 # (Snakemake formats the prefix like a command: its braces are doubled once more.)
 shell.prefix(
     f"set -euo pipefail; export PYTHONPATH={SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
