@@ -1,0 +1,98 @@
+"""The CPU-scale claims of docs/results-cpu.md (issue 27) recomputed from the committed per-episode files in
+docs/results-cpu/: every Table 1 row, paired difference and across-seed spread the page quotes is the one its
+data give (`stats`), so the page cannot drift from the numbers it rests on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from alchemy_mbrl import stats
+from alchemy_mbrl.report.tables import episode_returns
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "docs" / "results-cpu"
+PAGE = (ROOT / "docs" / "results-cpu.md").read_text()
+SEEDS = (2022, 2023, 2024)
+BUDGETS = (60, 120, 240, 500, 1250)
+NAMES = {"learned": "learned model (original, seed 2022)", "bayes": "exact Bayes", "oracle": "true chemistry"}
+
+
+def _pm(d: stats.MeanSem, digits: int = 1, sign: bool = True) -> str:
+    """``mean ± s.e.`` as the page writes it (a signed mean with the typographic minus)."""
+    text = f"{d.mean:+.{digits}f} ± {d.sem:.{digits}f}" if sign else f"{d.mean:.{digits}f} ± {d.sem:.{digits}f}"
+    return text.replace("-", "\u2212")
+
+
+def _rows() -> dict[tuple[str, int], pd.Series]:
+    rows = {}
+    for sim in NAMES:
+        for b in BUDGETS:
+            path = DATA / ("learned-rows" if sim == "learned" else "reference-rows") / f"{sim}-{b}.csv"
+            if path.exists():
+                rows[(sim, b)] = episode_returns(path)
+    return rows
+
+
+def _entropies(arch: str, seed: int) -> pd.Series | None:
+    path = DATA / "model-eval" / (f"{arch}.csv" if seed == 2022 else f"{arch}-seed-{seed}.csv")
+    return stats.read_episode_entropies(path) if path.exists() else None
+
+
+def _mean_entropy(arch: str, seed: int) -> float | None:
+    e = _entropies(arch, seed)
+    return None if e is None else float(e.mean())
+
+
+def test_every_planner_row_plays_the_same_64_episodes() -> None:
+    rows = _rows()
+    assert {("learned", b) for b in (60, 120, 240, 500)} <= set(rows)
+    assert {(s, b) for s in ("bayes", "oracle") for b in BUDGETS} <= set(rows)
+    keys = {(3, e) for e in range(64)}
+    for name, r in rows.items():
+        assert set(r.index) == keys, name
+    for other in ("random-heuristic", "ideal-observer-64"):
+        assert keys <= set(episode_returns(DATA / "reference-rows" / f"{other}.csv").index)
+
+
+def test_table1_rows_are_the_paired_differences_of_the_committed_returns() -> None:
+    """Each row of the page's "Table 1 so far": its return and its paired differences with the heuristic, the ideal
+    observer and the exact-Bayes row of the same budget, on the same 64 episodes."""
+    heuristic = episode_returns(DATA / "reference-rows" / "random-heuristic.csv")
+    observer = episode_returns(DATA / "reference-rows" / "ideal-observer-64.csv")
+    rows = _rows()
+    for (sim, b), r in rows.items():
+        vs_bayes = _pm(stats.paired_on_keys(r, rows[("bayes", b)])) if sim != "bayes" else "—"
+        line = (f"| {NAMES[sim]} | {b:,} | {_pm(stats.mean_sem(r.to_numpy()), sign=False)} | "
+                f"{_pm(stats.paired_on_keys(r, heuristic))} | {_pm(stats.paired_on_keys(r, observer))} | {vs_bayes} |")
+        assert line in PAGE, line
+
+
+def test_the_quoted_rises_with_the_budget_are_paired_on_the_same_episodes() -> None:
+    rows = _rows()
+    learned = [b for b in BUDGETS if ("learned", b) in rows]
+    rise = stats.paired_on_keys(rows[("learned", learned[-1])], rows[("learned", 60)])
+    assert f"{_pm(rise)} from 60 to {learned[-1]:,}" in PAGE
+    bayes = stats.paired_on_keys(rows[("bayes", learned[-1])], rows[("bayes", 60)])
+    assert f"exact model gains {_pm(bayes)} from 60 to {learned[-1]:,}" in PAGE
+
+
+def test_the_gru_head_claim_is_paired_by_seed_and_by_episode() -> None:
+    per_seed = {a: {s: _mean_entropy(a, s) for s in SEEDS} for a in ("original", "no_gru_head")}
+    assert all(v is not None for a in per_seed.values() for v in a.values())
+    diff = stats.across_seeds({s: per_seed["no_gru_head"][s] - per_seed["original"][s] for s in SEEDS})
+    assert f"{_pm(diff, 4)} (n = 3)" in PAGE.replace("**", "")
+    for arch in ("original", "no_gru_head"):
+        assert f"{_pm(stats.across_seeds(per_seed[arch]), 4, sign=False)} (n = 3)" in PAGE
+    by_episode = stats.paired_on_keys(_entropies("no_gru_head", 2022), _entropies("original", 2022))
+    assert f"{_pm(by_episode, 4)} (n = 1,000)" in PAGE
+    assert by_episode.n == 1000
+
+
+@pytest.mark.parametrize(("arch", "digits"), [("gru_backbone", 3), ("no_final_linear-original_lr", 2)])
+def test_the_other_architectures_are_paired_with_the_original_on_the_same_episodes(arch: str, digits: int) -> None:
+    d = stats.paired_on_keys(_entropies(arch, 2022), _entropies("original", 2022))
+    assert d.n == 1000
+    assert f"{_pm(d, digits)} (n = 1,000)" in PAGE
