@@ -79,13 +79,21 @@ def test_the_quoted_rises_with_the_budget_are_paired_on_the_same_episodes() -> N
     assert f"exact model gains {_pm(bayes)} from 60 to {learned[-1]:,}" in PAGE
 
 
-def test_the_gru_head_claim_is_paired_by_seed_and_by_episode() -> None:
-    per_seed = {a: {s: _mean_entropy(a, s) for s in SEEDS} for a in ("original", "no_gru_head")}
+@pytest.mark.parametrize(("arch", "seeds"), [("no_gru_head", SEEDS), ("gru_backbone", SEEDS[:2])])
+def test_each_architecture_against_the_original_across_seeds(arch: str, seeds: tuple[int, ...]) -> None:
+    """Table 2's claims: the across-seed mean ± s.e. of each architecture and of the original, and each seed's model
+    minus the original of the same seed (paired by seed, n seeds)."""
+    per_seed = {a: {s: _mean_entropy(a, s) for s in seeds} for a in ("original", arch)}
     assert all(v is not None for a in per_seed.values() for v in a.values())
-    diff = stats.across_seeds({s: per_seed["no_gru_head"][s] - per_seed["original"][s] for s in SEEDS})
-    assert f"{_pm(diff, 4)} (n = 3)" in PAGE.replace("**", "")
-    for arch in ("original", "no_gru_head"):
-        assert f"{_pm(stats.across_seeds(per_seed[arch]), 4, sign=False)} (n = 3)" in PAGE
+    n = len(seeds)
+    diff = stats.across_seeds({s: per_seed[arch][s] - per_seed["original"][s] for s in seeds})
+    assert f"{_pm(diff, 4)} (n = {n})" in PAGE.replace("**", "")
+    assert f"{_pm(stats.across_seeds(per_seed[arch]), 4, sign=False)} (n = {n})" in PAGE
+    original = stats.across_seeds({s: _mean_entropy("original", s) for s in SEEDS})
+    assert f"{_pm(original, 4, sign=False)} (n = 3)" in PAGE
+
+
+def test_the_gru_head_is_paired_by_episode_too() -> None:
     by_episode = stats.paired_on_keys(_entropies("no_gru_head", 2022), _entropies("original", 2022))
     assert f"{_pm(by_episode, 4)} (n = 1,000)" in PAGE
     assert by_episode.n == 1000
