@@ -79,16 +79,17 @@ def test_the_quoted_rises_with_the_budget_are_paired_on_the_same_episodes() -> N
     assert f"exact model gains {_pm(bayes)} from 60 to {learned[-1]:,}" in PAGE
 
 
-@pytest.mark.parametrize(("arch", "seeds"), [("no_gru_head", SEEDS), ("gru_backbone", SEEDS[:2])])
-def test_each_architecture_against_the_original_across_seeds(arch: str, seeds: tuple[int, ...]) -> None:
+@pytest.mark.parametrize(("arch", "seeds", "digits"),
+                         [("no_gru_head", SEEDS, 4), ("gru_backbone", SEEDS[:2], 4), ("no_final_linear", SEEDS[:2], 2)])
+def test_each_architecture_against_the_original_across_seeds(arch: str, seeds: tuple[int, ...], digits: int) -> None:
     """Table 2's claims: the across-seed mean ± s.e. of each architecture and of the original, and each seed's model
     minus the original of the same seed (paired by seed, n seeds)."""
     per_seed = {a: {s: _mean_entropy(a, s) for s in seeds} for a in ("original", arch)}
     assert all(v is not None for a in per_seed.values() for v in a.values())
     n = len(seeds)
     diff = stats.across_seeds({s: per_seed[arch][s] - per_seed["original"][s] for s in seeds})
-    assert f"{_pm(diff, 4)} (n = {n})" in PAGE.replace("**", "")
-    assert f"{_pm(stats.across_seeds(per_seed[arch]), 4, sign=False)} (n = {n})" in PAGE
+    assert f"{_pm(diff, digits)} (n = {n})" in PAGE.replace("**", "")
+    assert f"{_pm(stats.across_seeds(per_seed[arch]), digits, sign=False)} (n = {n})" in PAGE
     original = stats.across_seeds({s: _mean_entropy("original", s) for s in SEEDS})
     assert f"{_pm(original, 4, sign=False)} (n = 3)" in PAGE
 
@@ -99,8 +100,21 @@ def test_the_gru_head_is_paired_by_episode_too() -> None:
     assert by_episode.n == 1000
 
 
-@pytest.mark.parametrize(("arch", "digits"), [("gru_backbone", 3), ("no_final_linear-original_lr", 2)])
+@pytest.mark.parametrize(("arch", "digits"),
+                         [("gru_backbone", 3), ("no_final_linear", 3), ("no_final_linear-original_lr", 2)])
 def test_the_other_architectures_are_paired_with_the_original_on_the_same_episodes(arch: str, digits: int) -> None:
     d = stats.paired_on_keys(_entropies(arch, 2022), _entropies("original", 2022))
     assert d.n == 1000
     assert f"{_pm(d, digits)} (n = 1,000)" in PAGE
+
+
+def test_the_learning_rate_control_separates_the_architecture_from_the_learning_rate() -> None:
+    """The control (no_final_linear at the original's lr) minus no_final_linear at lr / 5, and minus the original:
+    the learning rate's and the architecture's shares of the final linear layer's effect, paired on the episodes."""
+    control = _entropies("no_final_linear-original_lr", 2022)
+    lr_share = stats.paired_on_keys(control, _entropies("no_final_linear", 2022))
+    architecture = stats.paired_on_keys(control, _entropies("original", 2022))
+    assert lr_share.n == architecture.n == 1000
+    page = PAGE.replace("**", "")
+    assert f"{_pm(lr_share, 3)} (n = 1,000)" in page
+    assert f"{abs(lr_share.mean):.3f} ± {lr_share.sem:.3f}" in page and f"{_pm(architecture, 3)}" in page
