@@ -18,7 +18,12 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The quick scale's config, unless the command names its own (--configfile): then that file alone, not merged
+# into this one (Snakemake would deep-merge them, and every key the named file leaves out, e.g. the quick
+# scale's d_model, would silently leak into a paper-scale run).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 # What the schema cannot say (strict integers, cross-field rules, train.options through the

@@ -376,6 +376,39 @@ def test_workflow_as_a_snakemake_module_checks_its_config_unless_skipped(tmp_pat
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.parametrize("named", [PAPER_CONFIG, CPU_CONFIG])
+def test_a_named_config_is_used_alone_not_merged_into_the_quick_one(tmp_path: Path, named: Path) -> None:
+    """`--configfile X` run where config/config.yaml exists (the repo root): the training configs are X's alone. Before
+    the fix Snakemake deep-merged X into the quick config, so the paper config trained d_model-32 toy models at lr 1e-3
+    (and a second seed of the original) for 750k steps."""
+    import shutil
+    import subprocess
+
+    from tests.workflow_support import env, snakemake_exe
+
+    (tmp_path / "config").mkdir()
+    shutil.copy(QUICK_CONFIG, tmp_path / "config" / "config.yaml")
+    cfg = yaml.safe_load(named.read_text())
+    name = cfg["name"]
+    targets = [f"results/{name}/train_configs/{a}.yaml" for a in ("original", "no_final_linear")]
+    r = subprocess.run([snakemake_exe(), "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+                        "--configfile", str(named), "--cores", "1", *targets], cwd=tmp_path, capture_output=True,
+                       text=True, env=env(), timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    options = cfg["train"].get("options") or {}
+    for arch, target in zip(("original", "no_final_linear"), targets):
+        written = yaml.safe_load((tmp_path / target).read_text())
+        own = {**options, **((cfg["train"].get("architecture_options") or {}).get(arch) or {})}
+        assert {k: v for k, v in written.items() if k in own} == own, (arch, written)
+        extra = set(written) - set(own) - {"batch_size", "max_seconds", "seed", "steps"}
+        assert not extra, (arch, extra)  # nothing from config/config.yaml
+    dry = subprocess.run([snakemake_exe(), "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+                          "--configfile", str(named), "-n"], cwd=tmp_path, capture_output=True, text=True,
+                         env=env(), timeout=600)
+    seeds = (cfg["train"].get("seeds") or {}).get("original") or []
+    assert ("original-seed-2023" in dry.stdout) == (2023 in seeds), dry.stdout[-2000:]
+
+
 def test_planner_readings_reach_every_planner_evaluation(tmp_path: Path) -> None:
     """The config's `planner` mapping becomes `--param KEY=VALUE` of every planner evaluation (learned and
     reference rows, HPO points) and `--planner` of run_info; without it, no command carries a --param."""
