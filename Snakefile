@@ -33,7 +33,8 @@ if not workflow.overwrite_configfiles:
 # The checkout (this file's folder; workflow.basedir would be the importing workflow's when this one is used
 # as a Snakemake module).
 REPO = str(workflow.current_basedir)
-sys.path.insert(0, os.path.join(REPO, "src"))
+SRC = os.path.join(REPO, "src")  # this checkout's package: imported here, and first on every job's PYTHONPATH
+sys.path.insert(0, SRC)
 from alchemy_mbrl.workflow_config import (
     VARIANT_PATTERN,
     check_config,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -357,8 +360,6 @@ def test_workflow_as_a_snakemake_module_checks_its_config_unless_skipped(tmp_pat
     """Our workflow imported as a Snakemake module by another workflow (in another folder): the package's config
     checks run from the module's own checkout (its schema, its src/), and `skip_validation: True` skips them as
     it skips Snakemake's `validate`, so a config they reject (a float hpo.budget) plans its jobs."""
-    import subprocess
-
     cfg = yaml.safe_load(QUICK_CONFIG.read_text())
     cfg["hpo"]["budget"] = 2.0
     (tmp_path / "theirs.yaml").write_text(yaml.safe_dump(cfg))
@@ -367,7 +368,7 @@ def test_workflow_as_a_snakemake_module_checks_its_config_unless_skipped(tmp_pat
         f'module alchemy:\n    snakefile: "{REPO / "Snakefile"}"\n    config: config\n'
         f"    skip_validation: {skip}\n\n\nuse rule * from alchemy\n"
     )
-    env = {k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the module finds its own src/
     r = subprocess.run([snakemake_exe(), "-n", "--cores", "1"], cwd=tmp_path, capture_output=True, text=True,
                        env=env, timeout=600)
     out = r.stdout + r.stderr
@@ -384,19 +385,12 @@ def test_a_named_config_is_used_alone_not_merged_into_the_quick_one(tmp_path: Pa
     """`--configfile X` run where config/config.yaml exists (the repo root): the training configs are X's alone. Before
     the fix Snakemake deep-merged X into the quick config, so the paper config trained d_model-32 toy models at lr 1e-3
     (and a second seed of the original) for 750k steps."""
-    import shutil
-    import subprocess
-
-    from tests.workflow_support import env, snakemake_exe
-
     (tmp_path / "config").mkdir()
     shutil.copy(QUICK_CONFIG, tmp_path / "config" / "config.yaml")
     cfg = yaml.safe_load(named.read_text())
     name = cfg["name"]
     targets = [f"results/{name}/train_configs/{a}.yaml" for a in ("original", "no_final_linear")]
-    r = subprocess.run([snakemake_exe(), "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-                        "--configfile", str(named), "--cores", "1", *targets], cwd=tmp_path, capture_output=True,
-                       text=True, env=env(), timeout=600)
+    r = snakemake(["--cores", "1", *targets], tmp_path, config=named, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     options = cfg["train"].get("options") or {}
     for arch, target in zip(("original", "no_final_linear"), targets):
@@ -405,9 +399,7 @@ def test_a_named_config_is_used_alone_not_merged_into_the_quick_one(tmp_path: Pa
         assert {k: v for k, v in written.items() if k in own} == own, (arch, written)
         extra = set(written) - set(own) - {"batch_size", "max_seconds", "seed", "steps"}
         assert not extra, (arch, extra)  # nothing from config/config.yaml
-    dry = subprocess.run([snakemake_exe(), "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-                          "--configfile", str(named), "-n"], cwd=tmp_path, capture_output=True, text=True,
-                         env=env(), timeout=600)
+    dry = snakemake(["-n"], tmp_path, config=named, timeout=600)
     seeds = (cfg["train"].get("seeds") or {}).get("original") or []
     assert ("original-seed-2023" in dry.stdout) == (2023 in seeds), dry.stdout[-2000:]
 
@@ -567,7 +559,6 @@ def test_dev_tools_pinned_exactly() -> None:
 
 
 def snakefmt_exe() -> str | None:
-    import shutil
     import sys
 
     here = Path(sys.executable).with_name("snakefmt")
@@ -579,8 +570,6 @@ def test_snakefmt_clean() -> None:
     exe = snakefmt_exe()
     if exe is None:
         pytest.skip("snakefmt is not installed (pip install -e '.[dev]')")
-    import subprocess
-
     version = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout
     pin = _pyproject_pins("dev")["snakefmt"][2:]
     if pin not in version:

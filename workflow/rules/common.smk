@@ -13,13 +13,12 @@ import os
 import shlex
 
 ENV = "../envs/alchemy.yaml"
-# Each job runs this checkout's package: the shell prefix puts the workflow's src/ first on
+# Each job runs this checkout's package: the shell prefix puts the workflow's src/ (SRC, the Snakefile's) first on
 # PYTHONPATH and defines `alchemy-mbrl` as `python -m alchemy_mbrl.cli` (so it also works inside the
 # dependency-only conda env, where the console script is not installed), and every rule's shell reads
 # like the documented command line. The checkout's absolute path goes into the shell prefix, not into
 # any rule's params: Snakemake reruns a job whose params changed, and a finished run moved to another
 # directory must have nothing to do.
-SRC = os.path.join(REPO, "src")  # REPO: the Snakefile's folder
 # (Snakemake formats the prefix like a command: its braces are doubled once more.)
 shell.prefix(
     f"set -euo pipefail; export PYTHONPATH={SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
